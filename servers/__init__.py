@@ -1,0 +1,1 @@
+"""splitface.servers"""
