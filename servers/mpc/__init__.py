@@ -1,0 +1,1 @@
+"""The SPDZ-style two-party engine: authenticated shares over Z_2^128, dealer preprocessing."""

@@ -1,0 +1,217 @@
+"""Beaver multiplication, matrix products and the fixed-model product.
+
+Elementwise product of [x] and [y] with an authenticated triple ([a], [b], [c = ab]):
+  1. open d = x - a and e = y - b in one round (MACs queued for the check);
+  2. [z] = [c] + d[b] + e[a] + de  (party 0 adds the public de; MACs add alpha_i * de).
+Matrix products use the same steps with matrix triples (SecureML).
+
+Fixed model W (a gallery or a trained classifier): open E = W - B once with a dealer
+mask B kept by the dealer; each query x then needs only a fresh (A, C = A @ B) and the
+opening of d = x - A:  x @ W = x @ E + d @ B + C.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from splitface.servers.mpc.errors import ShapeError
+from splitface.servers.mpc.share import AuthShare
+from splitface.shared import fixedpoint, ring
+from splitface.shared.fixedpoint import F
+
+# Fixed operands up to this many elements keep their float64 limb split in memory
+# (64 bytes per element per matrix); larger ones are split per column block per query.
+PRESPLIT_MAX_ELEMENTS = 4 << 20
+STREAM_BLOCK = 4096
+
+
+def rescale(z: AuthShare) -> AuthShare:
+    """Bring a product back to F fractional bits (no-op for integer/bit products)."""
+    return z.truncate(z.frac - F) if z.frac > F else z
+
+
+def _squeeze_shape(m: int, p: int, left_vector: bool, right_vector: bool) -> tuple[int, ...]:
+    """Result shape of a product whose operands were promoted to matrices."""
+    return tuple(s for s, keep in ((m, not left_vector), (p, not right_vector)) if keep)
+
+
+def mul_many(pairs: Sequence[tuple[AuthShare, AuthShare]]) -> list[AuthShare]:
+    """Several elementwise products in one round and one triple request."""
+    if not pairs:
+        return []
+    party = pairs[0][0].party
+    xs, ys, shapes = [], [], []
+    for x, y in pairs:
+        if x.party is not party or y.party is not party:
+            raise ShapeError("operands belong to different parties")
+        shape = np.broadcast_shapes(x.shape, y.shape)
+        xs.append(x.broadcast_to(shape).reshape(-1))
+        ys.append(y.broadcast_to(shape).reshape(-1))
+        shapes.append(shape)
+    n = sum(x.size for x in xs)
+    xv = ring.concat([x.val for x in xs]) if len(xs) > 1 else xs[0].val
+    xm = ring.concat([x.mac for x in xs]) if len(xs) > 1 else xs[0].mac
+    yv = ring.concat([y.val for y in ys]) if len(ys) > 1 else ys[0].val
+    ym = ring.concat([y.mac for y in ys]) if len(ys) > 1 else ys[0].mac
+    with party.op("mul"):
+        t = party.prep.triples((n,))
+        d, e = party.open((ring.sub(xv, t.a[0]), ring.sub(xm, t.a[1])),
+                          (ring.sub(yv, t.b[0]), ring.sub(ym, t.b[1])))
+    de = ring.mul(d, e)
+    val = ring.add(ring.add(t.c[0], ring.mul(d, t.b[0])), ring.mul(e, t.a[0]))
+    if party.id == 0:
+        val = ring.add(val, de)
+    mac = ring.add(ring.add(ring.add(t.c[1], ring.mul(d, t.b[1])), ring.mul(e, t.a[1])),
+                   party.alpha_times(de))
+    out, start = [], 0
+    for (x, y), shape in zip(pairs, shapes, strict=True):
+        k = int(np.prod(shape, dtype=np.int64))
+        z = AuthShare(party, val[:, start:start + k].reshape((2, *shape)),
+                      mac[:, start:start + k].reshape((2, *shape)), x.frac + y.frac)
+        out.append(z)
+        start += k
+    return out
+
+
+def mul(x: AuthShare, y: AuthShare) -> AuthShare:
+    """[x * y] with automatic fixed-point rescaling."""
+    return rescale(mul_many([(x, y)])[0])
+
+
+def _as_matrix(x: AuthShare) -> tuple[AuthShare, bool]:
+    if x.ndim == 1:
+        return x.reshape(1, x.shape[0]), True
+    if x.ndim != 2:
+        raise ShapeError(f"matmul needs vectors or matrices, got shape {x.shape}")
+    return x, False
+
+
+def matmul(x: AuthShare, w: AuthShare | Any) -> AuthShare:
+    """[x @ w] for a shared or public right operand."""
+    if not isinstance(w, AuthShare):
+        return share_matmul_public(x, w)
+    x2, squeeze = _as_matrix(x)
+    w2 = w.reshape(w.shape[0], 1) if w.ndim == 1 else w
+    if w2.ndim != 2 or x2.shape[1] != w2.shape[0]:
+        raise ShapeError(f"matmul shape mismatch: {x.shape} @ {w.shape}")
+    m, n = x2.shape
+    p = w2.shape[1]
+    party = x.party
+    with party.op("matmul"):
+        t = party.prep.matrix_triples(m, n, p)
+        d, e = party.open((ring.sub(x2.val, t.a[0]), ring.sub(x2.mac, t.a[1])),
+                          (ring.sub(w2.val, t.b[0]), ring.sub(w2.mac, t.b[1])))
+    de = ring.matmul(d, e)
+    dstack = ring.stack_limbs(ring.concat([t.b[0], t.b[1]], axis=1))  # d @ [B | mB]
+    dB = ring.matmul_limbs(d, dstack)
+    aE = ring.matmul(ring.concat([t.a[0], t.a[1]], axis=0), e)  # [A; mA] @ e
+    val = ring.add(ring.add(t.c[0], dB[:, :, :p]), aE[:, :m])
+    if party.id == 0:
+        val = ring.add(val, de)
+    mac = ring.add(ring.add(ring.add(t.c[1], dB[:, :, p:]), aE[:, m:]), party.alpha_times(de))
+    z = AuthShare(party, val, mac, x.frac + w.frac)
+    return rescale(z.reshape(_squeeze_shape(m, p, squeeze, w.ndim == 1)))
+
+
+def _encode_public_matrix(c: Any) -> tuple[np.ndarray, int]:
+    arr = np.asarray(c)
+    if arr.dtype.kind in "iub":
+        return fixedpoint.encode_int(arr.astype(np.int64)), 0
+    return fixedpoint.encode(arr, F), F
+
+
+def share_matmul_public(x: AuthShare, c: Any) -> AuthShare:
+    """[x] @ C for a public matrix or vector C (local)."""
+    cr, cf = _encode_public_matrix(c)
+    x2, left_vec = _as_matrix(x)
+    right_vec = cr.ndim == 2
+    c2 = cr.reshape(2, -1, 1) if right_vec else cr
+    if c2.ndim != 3 or x2.shape[1] != c2.shape[1]:
+        raise ShapeError(f"matmul shape mismatch: {x.shape} @ {np.shape(c)}")
+    m, p = x2.shape[0], c2.shape[2]
+    both = ring.matmul(ring.concat([x2.val, x2.mac], axis=0), c2)
+    z = AuthShare(x.party, both[:, :m], both[:, m:], x.frac + cf)
+    return rescale(z.reshape(_squeeze_shape(m, p, left_vec, right_vec)))
+
+
+def public_matmul(c: Any, x: AuthShare) -> AuthShare:
+    """C @ [x] for a public matrix or vector C (local)."""
+    cr, cf = _encode_public_matrix(c)
+    left_vec, right_vec = cr.ndim == 2, x.ndim == 1
+    c2 = cr.reshape(2, 1, -1) if left_vec else cr
+    x2 = x.reshape(x.shape[0], 1) if right_vec else x
+    if c2.ndim != 3 or x2.ndim != 2 or c2.shape[2] != x2.shape[0]:
+        raise ShapeError(f"matmul shape mismatch: {np.shape(c)} @ {x.shape}")
+    m, p = c2.shape[1], x2.shape[1]
+    both = ring.matmul_limbs(c2, ring.stack_limbs(ring.concat([x2.val, x2.mac], axis=1)))
+    z = AuthShare(x.party, both[:, :, :p], both[:, :, p:], x.frac + cf)
+    return rescale(z.reshape(_squeeze_shape(m, p, left_vec, right_vec)))
+
+
+def reveal(x: AuthShare) -> np.ndarray:
+    """Open [x] to both servers after the MAC check; returns x mod 2^64 sign-extended.
+
+    The opened representative is x + 2^64 * a for a fresh random authenticated a, so
+    its upper 64 bits are uniform and say nothing about x's representative.
+    """
+    party = x.party
+    with party.op("reveal"):
+        a = party.prep.triples(x.shape).a
+        masked = (ring.add(x.val, ring.shl(a[0], 64)), ring.add(x.mac, ring.shl(a[1], 64)))
+        (opened,) = party.open(masked)
+        party.check()
+    return ring.from_int64(ring.low64_signed(opened))
+
+
+class FixedOperand:
+    """A shared matrix W (n x p) that stays fixed across many left products x @ W.
+
+    W - B is opened once (and MAC-checked with the next check); B's shares and the
+    public E = W - B are kept, split into float64 limbs when small enough.
+    """
+
+    def __init__(self, w: AuthShare, key: str) -> None:
+        if w.ndim != 2:
+            raise ShapeError(f"fixed operand must be a matrix, got {w.shape}")
+        self.party, self.key, self.frac = w.party, key, w.frac
+        self.n, self.p = w.shape
+        with self.party.op("fixed_open"):
+            b = self.party.prep.fixed_mask(key, self.n, self.p)
+            (self.E,) = self.party.open((ring.sub(w.val, b[0]), ring.sub(w.mac, b[1])))
+        self._B = ring.concat([b[0], b[1]], axis=1)  # (n, 2p): [B | mB]
+        self._presplit = self.n * self.p <= PRESPLIT_MAX_ELEMENTS
+        if self._presplit:
+            self._E_stack = ring.stack_limbs(self.E)
+            self._B_stack = ring.stack_limbs(self._B)
+
+    def _products(self, xv: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(xv @ E, d @ [B | mB]), presplit or streamed by column blocks."""
+        if self._presplit:
+            return ring.matmul_limbs(xv, self._E_stack), ring.matmul_limbs(d, self._B_stack)
+        p = self.p
+        xe = np.empty((2, xv.shape[1], p), dtype=np.uint64)
+        db = np.empty((2, d.shape[1], 2 * p), dtype=np.uint64)
+        for s in range(0, p, STREAM_BLOCK):
+            e = min(s + STREAM_BLOCK, p)
+            xe[:, :, s:e] = ring.matmul(xv, self.E[:, :, s:e])
+            blk = ring.matmul(d, ring.concat([self._B[:, :, s:e], self._B[:, :, p + s:p + e]],
+                                             axis=1))
+            db[:, :, s:e], db[:, :, p + s:p + e] = blk[:, :, :e - s], blk[:, :, e - s:]
+        return xe, db
+
+    def left_matmul(self, x: AuthShare) -> AuthShare:
+        """[x @ W] for x of shape (m, n) or (n,), opening only x - A."""
+        x2, squeeze = _as_matrix(x)
+        if x2.shape[1] != self.n:
+            raise ShapeError(f"query has {x2.shape[1]} features, model expects {self.n}")
+        m, party = x2.shape[0], self.party
+        with party.op("fixed_matmul"):
+            a, c = party.prep.fixed_triples(self.key, m, self.n, self.p)
+            (d,) = party.open((ring.sub(x2.val, a[0]), ring.sub(x2.mac, a[1])))
+        xe, db = self._products(ring.concat([x2.val, x2.mac], axis=0), d)
+        val = ring.add(ring.add(xe[:, :m], db[:, :, :self.p]), c[0])
+        mac = ring.add(ring.add(xe[:, m:], db[:, :, self.p:]), c[1])
+        z = AuthShare(party, val, mac, x.frac + self.frac)
+        return rescale(z.reshape(self.p) if squeeze else z)

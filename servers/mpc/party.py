@@ -1,0 +1,175 @@
+"""One party of the two-party SPDZ2k-style engine: openings, the MAC check, inputs, outputs.
+
+Representation (docs/PROTOCOL.md): a secret x in Z_2^64 is held as additive shares
+x = x_0 + x_1 of a representative in Z_2^128 with MAC shares m_0 + m_1 = alpha * x mod
+2^128, alpha uniform in [0, 2^64) and additively shared. Opened values are full 128-bit
+sums; every opened value is masked by a uniform 128-bit mask, so nothing leaks through
+the upper bits. Before anything leaves the servers, :meth:`Party.check` verifies all
+values opened so far with a random linear combination (SPDZ2k MAC check): a party that
+altered an opened value by delta != 0 mod 2^64 passes with probability at most about
+2^-(S - log2 S) = 2^-58.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from contextlib import contextmanager
+
+import numpy as np
+from splitface.servers.mpc.errors import MacCheckError, ProtocolError
+from splitface.servers.mpc.prep.base import AuthPair, Preprocessing
+from splitface.shared import ring
+from splitface.shared.prg import Prg
+from splitface.shared.transport.base import Channel
+from splitface.shared.wire import Message, WireError
+
+_SEED = 16
+
+
+def _commit(tag: bytes, *parts: bytes) -> bytes:
+    h = hashlib.sha256(b"splitface-commit-v1|" + tag)
+    for p in parts:
+        h.update(len(p).to_bytes(8, "little"))
+        h.update(p)
+    return h.digest()
+
+
+class Party:
+    """Protocol state of one server: its channel to the peer, its preprocessing, its MAC key share.
+
+    Not thread-safe; one computation at a time. ``pending_checks`` counts opened values
+    whose MACs have not been checked yet.
+    """
+
+    def __init__(self, party: int, channel: Channel, prep: Preprocessing) -> None:
+        if party not in (0, 1) or prep.party != party:
+            raise ValueError(f"party id {party} does not match its preprocessing ({prep.party})")
+        self.id = party
+        self.channel = channel
+        self.prep = prep
+        self.alpha = ring.check(prep.mac_key_share()).reshape(2)
+        self._open_vals: list[np.ndarray] = []
+        self._open_macs: list[np.ndarray] = []
+        self._my_seed: bytes | None = None
+        self._peer_seed_commit: bytes | None = None
+        self.aborted: str | None = None
+
+    # ------------------------------------------------------------ helpers
+    def alpha_times(self, c: np.ndarray) -> np.ndarray:
+        """alpha_i * c for a public ring array c (MAC share of a public constant)."""
+        return ring.mul(self.alpha.reshape((2,) + (1,) * (c.ndim - 1)), c)
+
+    def _exchange(self, kind: str, arrays: list[np.ndarray], meta: dict | None = None) -> Message:
+        """Send our message and receive the peer's of the same kind (one round)."""
+        if self.aborted:
+            raise ProtocolError(f"party aborted earlier: {self.aborted}")
+        try:
+            self.channel.send(Message(kind, meta or {}, arrays))
+            return self.channel.recv(kind)
+        except WireError as exc:
+            self.abort(f"malformed message from peer: {exc}")
+            raise ProtocolError(f"malformed message from peer: {exc}") from exc
+
+    def abort(self, reason: str) -> None:
+        """Mark this party unusable: after an abort no output may ever be produced."""
+        self.aborted = reason
+        self._open_vals.clear()
+        self._open_macs.clear()
+
+    @contextmanager
+    def op(self, label: str):
+        """Attribute the bytes and rounds of a block to ``label`` in the channel statistics."""
+        prev = self.channel.stats.op
+        self.channel.stats.op = label
+        try:
+            yield
+        finally:
+            self.channel.stats.op = prev
+
+    # ------------------------------------------------------------ opening
+    def open(self, *pairs: AuthPair) -> list[np.ndarray]:
+        """Open masked shared values in one round; their MACs are queued for the check."""
+        flats = [v.reshape(2, -1) for v, _ in pairs]
+        mine = ring.concat(flats, axis=0) if len(flats) > 1 else flats[0]
+        msg = self._exchange("open", [np.ascontiguousarray(mine)])
+        if len(msg.arrays) != 1:
+            self.abort("peer opening has the wrong number of arrays")
+            raise ProtocolError("peer opening has the wrong number of arrays")
+        theirs = msg.arrays[0]
+        if theirs.dtype != np.uint64 or theirs.shape != mine.shape:
+            self.abort("peer opening has the wrong shape")
+            raise ProtocolError(f"peer opened shape {theirs.shape}, expected {mine.shape}")
+        total = ring.add(mine, theirs)
+        self._open_vals.append(total)
+        self._open_macs.append(ring.concat([m.reshape(2, -1) for _, m in pairs], axis=0)
+                               if len(pairs) > 1 else pairs[0][1].reshape(2, -1))
+        out, start = [], 0
+        for v, _ in pairs:
+            n = int(np.prod(v.shape[1:], dtype=np.int64))
+            out.append(total[:, start:start + n].reshape(v.shape))
+            start += n
+        return out
+
+    @property
+    def pending_checks(self) -> int:
+        return sum(v.shape[1] for v in self._open_vals)
+
+    # ------------------------------------------------------------ MAC check
+    def _coin(self) -> bytes:
+        """Reveal our pre-committed seed and combine it with the peer's (commit-then-reveal)."""
+        if self._my_seed is None:
+            self._my_seed = os.urandom(_SEED)
+            msg = self._exchange("seedcommit", [], {"c": _commit(b"seed", self._my_seed)})
+            self._peer_seed_commit = _meta_bytes(msg, "c", 32)
+        msg = self._exchange("seed", [], {"s": self._my_seed})
+        peer_seed = _meta_bytes(msg, "s", _SEED)
+        if not hmac.compare_digest(_commit(b"seed", peer_seed), self._peer_seed_commit or b""):
+            self.abort("peer's coin-toss seed does not match its commitment")
+            raise MacCheckError("peer's coin-toss seed does not match its commitment")
+        mine = self._my_seed
+        self._my_seed = None
+        return bytes(a ^ b for a, b in zip(mine, peer_seed, strict=True))
+
+    def check(self) -> None:
+        """Verify the MACs of every value opened since the last check, or abort.
+
+        Steps: (1) toss a coin for public chi_j in [0, 2^64); (2) y = sum chi_j x_j;
+        (3) sigma_i = sum chi_j m_ij - alpha_i * y; (4) commit to sigma_i, then open it
+        together with the commitment to the next coin seed; (5) require sigma_0 + sigma_1 = 0.
+        """
+        if not self._open_vals:
+            return
+        with self.op("mac_check"):
+            vals = ring.concat(self._open_vals, axis=0) if len(self._open_vals) > 1 \
+                else self._open_vals[0]
+            macs = ring.concat(self._open_macs, axis=0) if len(self._open_macs) > 1 \
+                else self._open_macs[0]
+            self._open_vals, self._open_macs = [], []
+            chi = Prg(self._coin()).uint64(vals.shape[1])
+            y = ring.sum_axis(ring.mul_u64(vals, chi), 0)
+            sigma = ring.sub(ring.sum_axis(ring.mul_u64(macs, chi), 0), ring.mul(self.alpha, y))
+            sigma_bytes = sigma.tobytes()
+            nonce = os.urandom(16)
+            msg = self._exchange("sigmacommit", [], {"c": _commit(b"sigma", sigma_bytes, nonce)})
+            peer_commit = _meta_bytes(msg, "c", 32)
+            self._my_seed = os.urandom(_SEED)
+            msg = self._exchange("sigma", [], {"s": sigma_bytes, "n": nonce,
+                                               "next": _commit(b"seed", self._my_seed)})
+            peer_sigma, peer_nonce = _meta_bytes(msg, "s", 16), _meta_bytes(msg, "n", 16)
+            self._peer_seed_commit = _meta_bytes(msg, "next", 32)
+            if not hmac.compare_digest(_commit(b"sigma", peer_sigma, peer_nonce), peer_commit):
+                self.abort("peer's MAC-check value does not match its commitment")
+                raise MacCheckError("peer's MAC-check value does not match its commitment")
+            total = ring.add(sigma, np.frombuffer(peer_sigma, dtype=np.uint64).reshape(2))
+            if total.any():
+                self.abort("MAC check failed")
+                raise MacCheckError("MAC check failed: a share or opened value was tampered with")
+
+
+def _meta_bytes(msg: Message, key: str, length: int) -> bytes:
+    v = msg.meta.get(key)
+    if not isinstance(v, bytes) or len(v) != length:
+        raise ProtocolError(f"peer message {msg.kind!r} lacks a {length}-byte {key!r}")
+    return v

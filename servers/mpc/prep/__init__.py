@@ -1,0 +1,1 @@
+"""Preprocessing: correlated randomness behind one interface (dealer now, OT-based later)."""

@@ -1,0 +1,83 @@
+"""The preprocessing interface the online protocol pulls correlated randomness from.
+
+Protocol code only calls the typed methods below; where the randomness comes from (an
+in-process dealer for tests, the dealer service, or later an OT-based generator run by
+the two servers themselves) is the implementation's business.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from splitface.servers.mpc.prep.material import Request
+
+AuthPair = tuple[np.ndarray, np.ndarray]  # (value share, MAC share), both Z_2^128 arrays
+
+
+@dataclass
+class Triple:
+    """Authenticated (a, b, c) with c = a*b or c = a@b."""
+
+    a: AuthPair
+    b: AuthPair
+    c: AuthPair
+
+
+@dataclass
+class TruncPair:
+    """Authenticated r, (r mod 2^(K-1)) >> shift, and bit K-1 of r."""
+
+    r: AuthPair
+    r_shifted: AuthPair
+    r_msb: AuthPair
+
+
+@dataclass
+class CompareMask:
+    """Authenticated r and one-hot encodings of the chunks of r mod 2^bits (LSB chunk first)."""
+
+    r: AuthPair
+    onehots: list[AuthPair]
+
+
+class Preprocessing(ABC):
+    """Source of one party's authenticated correlated randomness."""
+
+    party: int
+
+    @abstractmethod
+    def mac_key_share(self) -> np.ndarray:
+        """This party's additive share of the global MAC key alpha (ring scalar)."""
+
+    @abstractmethod
+    def fetch(self, req: Request) -> list[AuthPair]:
+        """This party's authenticated values for one request, in layout order."""
+
+    def triples(self, shape: Sequence[int]) -> Triple:
+        return Triple(*self.fetch(Request("triple", (tuple(shape),))))
+
+    def matrix_triples(self, m: int, n: int, p: int) -> Triple:
+        return Triple(*self.fetch(Request("mtriple", (m, n, p))))
+
+    def trunc_pairs(self, shape: Sequence[int], shift: int) -> TruncPair:
+        return TruncPair(*self.fetch(Request("trunc", (tuple(shape), shift))))
+
+    def compare_masks(self, shape: Sequence[int], bits: int, chunk: int) -> CompareMask:
+        r, *onehots = self.fetch(Request("cmp", (tuple(shape), bits, chunk)))
+        return CompareMask(r, onehots)
+
+    def fixed_mask(self, key: str, n: int, p: int) -> AuthPair:
+        return self.fetch(Request("fixed_mask", (key, n, p)))[0]
+
+    def fixed_triples(self, key: str, m: int, n: int, p: int) -> tuple[AuthPair, AuthPair]:
+        a, c = self.fetch(Request("fixed_triple", (key, m, n, p)))
+        return a, c
+
+    def client_triples(self, n: int) -> Triple:
+        return Triple(*self.fetch(Request("client_triple", ((n,),))))
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most sources hold nothing
+        """Release resources (connections, threads)."""

@@ -1,0 +1,197 @@
+"""What each kind of preprocessing request contains, and how it is generated and split.
+
+A request names a kind and its parameters. Its *layout* is the list of shapes of the
+authenticated values it yields; the dealer generates the plain values, party 0 expands
+its shares of every value and MAC from a 16-byte AES-CTR seed, and party 1 receives
+explicit corrections ``(v - s0, alpha*v - t0)``. So P0 receives 16 bytes per request and
+P1 32 bytes per authenticated element.
+
+Ring parameters: values mod 2^K (K=64) inside shares mod 2^128; alpha < 2^64 (S=64).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from splitface.servers.mpc.errors import ProtocolError
+from splitface.shared import ring
+from splitface.shared.fixedpoint import K
+from splitface.shared.prg import Prg
+
+KINDS = ("triple", "mtriple", "trunc", "cmp", "fixed_mask", "fixed_triple", "client_triple")
+MAX_ELEMENTS = 1 << 26
+
+
+@dataclass(frozen=True)
+class Request:
+    """A preprocessing request; equal requests from both parties pair up at the dealer."""
+
+    kind: str
+    params: tuple[Any, ...]
+
+    def to_wire(self) -> list[Any]:
+        return [self.kind, list(self.params)]
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> Request:
+        if (not isinstance(obj, list) or len(obj) != 2 or obj[0] not in KINDS
+                or not isinstance(obj[1], list)):
+            raise ProtocolError("malformed preprocessing request")
+        params = tuple(tuple(p) if isinstance(p, list) else p for p in obj[1])
+        req = cls(obj[0], params)
+        layout(req)  # validates parameters
+        return req
+
+
+def cmp_chunks(bits: int, chunk: int) -> list[int]:
+    """Widths of the one-hot chunks for an L-bit comparison, least significant first.
+
+    The low L-1 bits are cut into chunks of ``chunk`` bits; the top chunk also carries
+    bit L-1, so its one-hot has one more bit.
+    """
+    widths, done = [], 0
+    while done < bits - 1:
+        w = min(chunk, bits - 1 - done)
+        widths.append(w)
+        done += w
+    widths[-1] += 1
+    return widths
+
+
+def _shape(p: Any) -> tuple[int, ...]:
+    if not isinstance(p, tuple) or not all(isinstance(d, int) and d >= 0 for d in p):
+        raise ProtocolError(f"bad shape {p!r} in preprocessing request")
+    return p
+
+
+def layout(req: Request) -> list[tuple[int, ...]]:
+    """Shapes of the authenticated values of a request (validates its parameters)."""
+    k, p = req.kind, req.params
+    try:
+        if k in ("triple", "client_triple"):
+            s = _shape(p[0])
+            out = [s, s, s]
+        elif k == "mtriple":
+            m, n, q = (int(v) for v in p)
+            out = [(m, n), (n, q), (m, q)]
+        elif k == "trunc":
+            s = _shape(p[0])
+            shift = int(p[1])
+            if not 0 < shift < K - 2:
+                raise ProtocolError(f"truncation shift {shift} out of range")
+            out = [s, s, s]
+        elif k == "cmp":
+            s, bits, chunk = _shape(p[0]), int(p[1]), int(p[2])
+            if not 2 <= bits <= K - 1 or not 1 <= chunk <= 8:
+                raise ProtocolError(f"comparison bits={bits} chunk={chunk} out of range")
+            out = [s] + [(*s, 1 << w) for w in cmp_chunks(bits, chunk)]
+        elif k == "fixed_mask":
+            out = [(int(p[1]), int(p[2]))]
+        elif k == "fixed_triple":
+            m, n, q = int(p[1]), int(p[2]), int(p[3])
+            out = [(m, n), (m, q)]
+        else:
+            raise ProtocolError(f"unknown preprocessing kind {k!r}")
+    except (IndexError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"bad parameters for {k}: {exc}") from None
+    if sum(int(np.prod(s, dtype=np.int64)) for s in out) > MAX_ELEMENTS:
+        raise ProtocolError("preprocessing request too large")
+    return out
+
+
+class FixedMasks:
+    """The dealer's memory of fixed-model masks B, by key, for later per-query triples."""
+
+    def __init__(self) -> None:
+        self._masks: dict[str, np.ndarray] = {}
+        self._stacks: dict[str, np.ndarray] = {}
+
+    def put(self, key: str, b: np.ndarray) -> None:
+        self._masks[key] = b
+        self._stacks.pop(key, None)
+
+    def product(self, key: str, a: np.ndarray) -> np.ndarray:
+        if key not in self._masks:
+            raise ProtocolError(f"unknown fixed mask {key!r}")
+        if key not in self._stacks:
+            self._stacks[key] = ring.stack_limbs(self._masks[key])
+        return ring.matmul_limbs(a, self._stacks[key])
+
+    def drop(self, key: str) -> None:
+        self._masks.pop(key, None)
+        self._stacks.pop(key, None)
+
+
+def generate(req: Request, rng: Prg, fixed: FixedMasks) -> list[np.ndarray]:
+    """The plain values of a request (dealer side only)."""
+    shapes = layout(req)
+    k = req.kind
+    if k in ("triple", "client_triple"):
+        a, b = rng.ring(shapes[0]), rng.ring(shapes[1])
+        return [a, b, ring.mul(a, b)]
+    if k == "mtriple":
+        a, b = rng.ring(shapes[0]), rng.ring(shapes[1])
+        return [a, b, ring.matmul(a, b)]
+    if k == "trunc":
+        shift = int(req.params[1])
+        r = rng.ring(shapes[0])
+        low = r[0] & np.uint64((1 << (K - 1)) - 1)
+        r_sh = ring.from_uint64(low >> np.uint64(shift))
+        r_msb = ring.from_uint64(ring.bit(r, K - 1))
+        return [r, r_sh, r_msb]
+    if k == "cmp":
+        s, bits, chunk = req.params[0], int(req.params[1]), int(req.params[2])
+        r = rng.ring(s)
+        rl = ring.low_bits(r, bits)
+        out = [r]
+        offset = 0
+        for w in cmp_chunks(bits, chunk):
+            v = (rl >> np.uint64(offset)) & np.uint64((1 << w) - 1)
+            onehot = (v[..., None] == np.arange(1 << w, dtype=np.uint64)).astype(np.uint64)
+            out.append(ring.from_uint64(onehot))
+            offset += w
+        return out
+    if k == "fixed_mask":
+        b = rng.ring(shapes[0])
+        fixed.put(str(req.params[0]), b)
+        return [b]
+    if k == "fixed_triple":
+        a = rng.ring(shapes[0])
+        c = fixed.product(str(req.params[0]), a)
+        if ring.shape_of(c) != shapes[1]:
+            raise ProtocolError("fixed triple shape does not match the stored mask")
+        return [a, c]
+    raise ProtocolError(f"unknown kind {k!r}")
+
+
+def expand_p0(req: Request, seed: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Party 0's (value share, MAC share) pairs, expanded from the request's seed."""
+    prg = Prg(seed)
+    return [(prg.ring(s), prg.ring(s)) for s in layout(req)]
+
+
+def split_for_p1(values: list[np.ndarray], p0: list[tuple[np.ndarray, np.ndarray]],
+                 alpha: np.ndarray) -> list[np.ndarray]:
+    """Party 1's explicit shares: ``[v - s0, alpha*v - t0]`` per value, flattened."""
+    out = []
+    for v, (s0, t0) in zip(values, p0, strict=True):
+        out.append(ring.sub(v, s0))
+        out.append(ring.sub(ring.mul(alpha.reshape((2,) + (1,) * (v.ndim - 1)), v), t0))
+    return out
+
+
+def unpack_p1(req: Request, arrays: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Validate and pair up party 1's arrays."""
+    shapes = layout(req)
+    if len(arrays) != 2 * len(shapes):
+        raise ProtocolError("dealer sent the wrong number of arrays")
+    out = []
+    for i, s in enumerate(shapes):
+        v, m = arrays[2 * i], arrays[2 * i + 1]
+        for a in (v, m):
+            if a.dtype != np.uint64 or a.shape != (2, *s):
+                raise ProtocolError(f"dealer array has shape {a.shape}, expected {(2, *s)}")
+        out.append((v, m))
+    return out

@@ -1,0 +1,45 @@
+"""Fixed-point truncation with a dealer pair and an exact wrap correction.
+
+For [x] with |x| < 2^(K-2) and a dealer triple ([r], [r' >> m], [r_{K-1}]) where
+r' = r mod 2^(K-1):
+  1. x' = x + 2^(K-2), so 0 <= x' < 2^(K-1) (its top bit is 0);
+  2. open c = x' + r (uniform 128-bit mask); let c' = c mod 2^(K-1), c_{K-1} its top bit;
+  3. the wrap bit b = [c' < r'] equals c_{K-1} XOR r_{K-1}, which is linear in [r_{K-1}];
+  4. [x >> m] = (c' >> m) - [r' >> m] + 2^(K-1-m) [b] - 2^(K-2-m).
+Because x' = c' - r' + 2^(K-1) b holds exactly, the only error is the borrow of the
+discarded low bits: the result is floor(x / 2^m) or one less. No large error can occur,
+unlike local (SecureML) truncation whose wrap probability is about |x| / 2^K.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from splitface.servers.mpc.share import AuthShare
+from splitface.shared import ring
+from splitface.shared.fixedpoint import K
+
+TRUNC_MAX_ABS = 1 << (K - 2)
+
+
+def truncate(x: AuthShare, m: int) -> AuthShare:
+    """[floor(x / 2^m) + e], e in {-1, 0}; ``frac`` drops by m (not below 0)."""
+    if m == 0:
+        return x
+    if not 0 < m < K - 2:
+        raise ValueError(f"truncation by {m} bits is out of range")
+    party = x.party
+    with party.op("trunc"):
+        t = party.prep.trunc_pairs(x.shape, m)
+        xp = x.add_ring(ring.from_pyint(1 << (K - 2)))
+        (c,) = party.open((ring.add(xp.val, t.r[0]), ring.add(xp.mac, t.r[1])))
+    c64 = c[0]
+    c_msb = c64 >> np.uint64(K - 1)
+    c_low = c64 & np.uint64((1 << (K - 1)) - 1)
+    public = ring.add(ring.from_uint64(c_low >> np.uint64(m)),
+                      ring.shl(ring.from_uint64(c_msb), K - 1 - m))
+    public = ring.sub(public, ring.from_pyint(1 << (K - 2 - m)))
+    coef = ring.shl(ring.from_int64(1 - 2 * c_msb.astype(np.int64)), K - 1 - m)
+    r_sh = AuthShare(party, t.r_shifted[0], t.r_shifted[1])
+    msb = AuthShare(party, t.r_msb[0], t.r_msb[1])
+    y = msb.mul_ring(coef).sub(r_sh).add_ring(public)
+    return AuthShare(party, y.val, y.mac, max(x.frac - m, 0))

@@ -1,0 +1,285 @@
+"""Vectorised arithmetic in the ring Z_2^128, the share and MAC space of the protocol.
+
+numpy has no 128-bit integers, so an element is stored as two uint64 limbs along a
+leading axis of length 2: ``a[0]`` holds the low 64 bits and ``a[1]`` the high 64 bits.
+A ring array of logical shape ``S`` therefore has numpy shape ``(2, *S)``.
+
+Matrix products use float64 BLAS on 16-bit limbs: every limb product is below 2^32 and
+a sum of ``n`` of them (times at most 8 limb pairs) stays below 2^53, so the GEMM is
+exact as long as the inner dimension is below 2^18 (checked).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+RING_BITS = 128
+MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+_M32 = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+_LIMB_BITS = 16
+_LIMBS = RING_BITS // _LIMB_BITS  # 8
+_MAX_INNER = 1 << 18  # exactness bound of the float64 limb GEMM, see module docstring
+
+
+def zeros(shape: Sequence[int] | int) -> np.ndarray:
+    """The zero element, shaped ``(2, *shape)``."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    return np.zeros((2, *shape), dtype=np.uint64)
+
+
+def shape_of(a: np.ndarray) -> tuple[int, ...]:
+    """Logical shape of a ring array."""
+    return tuple(a.shape[1:])
+
+
+def check(a: np.ndarray) -> np.ndarray:
+    """Validate that ``a`` is a ring array; protocol code calls this on anything from the wire."""
+    if not isinstance(a, np.ndarray) or a.dtype != np.uint64 or a.ndim < 1 or a.shape[0] != 2:
+        raise TypeError(f"not a Z_2^128 array (need uint64 with leading axis 2), got "
+                        f"{getattr(a, 'dtype', type(a))} {getattr(a, 'shape', '')}")
+    return a
+
+
+def from_int64(x: np.ndarray | int) -> np.ndarray:
+    """Embed signed 64-bit integers by sign extension (so -1 maps to 2^128 - 1)."""
+    x = np.asarray(x, dtype=np.int64)
+    out = np.empty((2, *x.shape), dtype=np.uint64)
+    out[0] = x.view(np.uint64) if x.ndim else np.uint64(x.astype(np.uint64))
+    out[1] = np.where(x < 0, MASK64, np.uint64(0))
+    return out
+
+
+def from_uint64(x: np.ndarray | int) -> np.ndarray:
+    """Embed unsigned 64-bit integers (high limb zero)."""
+    x = np.asarray(x, dtype=np.uint64)
+    out = np.zeros((2, *x.shape), dtype=np.uint64)
+    out[0] = x
+    return out
+
+
+def from_pyint(v: int, shape: Sequence[int] = ()) -> np.ndarray:
+    """A Python integer reduced mod 2^128, broadcast to ``shape``."""
+    v %= 1 << RING_BITS
+    out = np.empty((2, *shape), dtype=np.uint64)
+    out[0] = np.uint64(v & 0xFFFFFFFFFFFFFFFF)
+    out[1] = np.uint64(v >> 64)
+    return out
+
+
+def to_pyints(a: np.ndarray) -> list[int]:
+    """Flatten to Python integers in [0, 2^128) (tests and debugging only)."""
+    lo = a[0].ravel().tolist()
+    hi = a[1].ravel().tolist()
+    return [(h << 64) | lo_ for lo_, h in zip(lo, hi, strict=True)]
+
+
+def low64_signed(a: np.ndarray) -> np.ndarray:
+    """The low 64 bits read as a signed integer: the value of a share in Z_2^64."""
+    return a[0].view(np.int64).copy()
+
+
+def _wraps(fn: Callable) -> Callable:
+    """Silence numpy's overflow warning on 0-d operands: wrap-around is the point here."""
+
+    @functools.wraps(fn)
+    def inner(*args: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            return fn(*args)
+
+    return inner
+
+
+@_wraps
+def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a + b mod 2^128 (broadcasting over the logical shape)."""
+    lo = a[0] + b[0]
+    hi = a[1] + b[1] + (lo < a[0]).astype(np.uint64)
+    lo, hi = np.broadcast_arrays(lo, hi)
+    return np.stack([lo, hi])
+
+
+@_wraps
+def neg(a: np.ndarray) -> np.ndarray:
+    """-a mod 2^128 (two's complement)."""
+    lo = ~a[0] + np.uint64(1)
+    hi = ~a[1] + (a[0] == 0).astype(np.uint64)
+    return np.stack([lo, hi])
+
+
+@_wraps
+def sub(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a - b mod 2^128."""
+    lo = a[0] - b[0]
+    hi = a[1] - b[1] - (a[0] < b[0]).astype(np.uint64)
+    lo, hi = np.broadcast_arrays(lo, hi)
+    return np.stack([lo, hi])
+
+
+def _mulhi64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """High 64 bits of the 128-bit product of two uint64 arrays (schoolbook on 32-bit halves)."""
+    a_lo, a_hi = a & _M32, a >> _S32
+    b_lo, b_hi = b & _M32, b >> _S32
+    t = a_lo * b_lo
+    u = a_hi * b_lo + (t >> _S32)
+    v = a_lo * b_hi + (u & _M32)
+    return a_hi * b_hi + (u >> _S32) + (v >> _S32)
+
+
+@_wraps
+def mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Elementwise a * b mod 2^128 (broadcasting)."""
+    lo = a[0] * b[0]
+    hi = _mulhi64(a[0], b[0]) + a[0] * b[1] + a[1] * b[0]
+    lo, hi = np.broadcast_arrays(lo, hi)
+    return np.stack([lo, hi])
+
+
+@_wraps
+def mul_u64(a: np.ndarray, c: np.ndarray | int) -> np.ndarray:
+    """a * c mod 2^128 for a non-negative 64-bit multiplier (public scalars, MAC key shares)."""
+    c = np.asarray(c, dtype=np.uint64)
+    lo = a[0] * c
+    hi = _mulhi64(a[0], c) + a[1] * c
+    lo, hi = np.broadcast_arrays(lo, hi)
+    return np.stack([lo, hi])
+
+
+def shl(a: np.ndarray, n: int) -> np.ndarray:
+    """a * 2^n mod 2^128."""
+    if n == 0:
+        return a.copy()
+    if n >= 128:
+        return np.zeros_like(a)
+    if n >= 64:
+        return np.stack([np.zeros_like(a[0]), a[0] << np.uint64(n - 64)])
+    s, r = np.uint64(n), np.uint64(64 - n)
+    return np.stack([a[0] << s, (a[1] << s) | (a[0] >> r)])
+
+
+def shr_low(a: np.ndarray, bits: int, n: int) -> np.ndarray:
+    """floor((a mod 2^bits) / 2^n) for bits <= 64, as a ring array: used on opened values."""
+    if not 0 < bits <= 64 or not 0 <= n < bits:
+        raise ValueError(f"shr_low needs 0 <= n < bits <= 64, got bits={bits}, n={n}")
+    low = a[0] if bits == 64 else a[0] & np.uint64((1 << bits) - 1)
+    return from_uint64(low >> np.uint64(n))
+
+
+def bit(a: np.ndarray, i: int) -> np.ndarray:
+    """Bit ``i`` (< 128) of each element, as uint64 0/1."""
+    limb = a[0] if i < 64 else a[1]
+    return (limb >> np.uint64(i % 64)) & np.uint64(1)
+
+
+def low_bits(a: np.ndarray, bits: int) -> np.ndarray:
+    """a mod 2^bits for bits <= 64, as uint64."""
+    if bits == 64:
+        return a[0].copy()
+    return a[0] & np.uint64((1 << bits) - 1)
+
+
+def sum_axis(a: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """Sum mod 2^128 along a logical axis (None: all), exact via 32-bit limbs in uint64."""
+    if axis is None:
+        flat = a.reshape(2, -1)
+        return sum_axis(flat, 0)
+    ax = axis + 1 if axis >= 0 else a.ndim + axis
+    n = a.shape[ax]
+    if n >= 1 << 31:
+        raise ValueError("sum over more than 2^31 terms")
+    parts = [a[0] & _M32, a[0] >> _S32, a[1] & _M32, a[1] >> _S32]
+    s = [p.sum(axis=ax - 1, dtype=np.uint64) for p in parts]  # each < 2^63
+    # recombine: value = s0 + s1*2^32 + s2*2^64 + s3*2^96 mod 2^128
+    out = from_uint64(s[0])
+    out = add(out, shl(from_uint64(s[1]), 32))
+    out = add(out, shl(from_uint64(s[2]), 64))
+    return add(out, shl(from_uint64(s[3]), 96))
+
+
+def concat(arrays: Sequence[np.ndarray], axis: int = 0) -> np.ndarray:
+    """Concatenate ring arrays along a logical axis."""
+    ax = axis + 1 if axis >= 0 else axis
+    return np.concatenate(arrays, axis=ax)
+
+
+def reshape(a: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Reshape the logical shape."""
+    return a.reshape((2, *shape))
+
+
+def transpose(a: np.ndarray) -> np.ndarray:
+    """Transpose a logical matrix."""
+    return np.ascontiguousarray(a.transpose(0, 2, 1)) if a.ndim == 3 else a.copy()
+
+
+def equal(a: np.ndarray, b: np.ndarray) -> bool:
+    """Exact equality of two ring arrays."""
+    return bool(np.array_equal(a, b))
+
+
+# ---------------------------------------------------------------- matrix products
+
+def to_limbs(a: np.ndarray) -> np.ndarray:
+    """Split a ring matrix (2, r, c) into 8 float64 16-bit limbs, shape (8, r, c)."""
+    if a.ndim != 3:
+        raise ValueError(f"to_limbs needs a matrix, got logical shape {shape_of(a)}")
+    u16 = a.transpose(1, 2, 0).copy().view(np.uint16)  # (r, c, 8) little-endian limbs
+    return np.ascontiguousarray(u16.transpose(2, 0, 1), dtype=np.float64)
+
+
+def _from_limb_sums(cs: np.ndarray) -> np.ndarray:
+    """Recombine exact limb-diagonal sums cs[s] (< 2^53) as sum_s cs[s] * 2^(16 s) mod 2^128."""
+    u = cs.astype(np.uint64)
+    lo = np.zeros(u.shape[1:], dtype=np.uint64)
+    hi = np.zeros(u.shape[1:], dtype=np.uint64)
+    for s in range(_LIMBS):
+        sh = _LIMB_BITS * s
+        if sh < 64:
+            add_lo = u[s] << np.uint64(sh)
+            add_hi = u[s] >> np.uint64(64 - sh) if sh else np.zeros_like(lo)
+        else:
+            add_lo = np.zeros_like(lo)
+            add_hi = u[s] << np.uint64(sh - 64)
+        new_lo = lo + add_lo
+        hi = hi + add_hi + (new_lo < lo).astype(np.uint64)
+        lo = new_lo
+    return np.stack([lo, hi])
+
+
+def _left_band(a_limbs: np.ndarray) -> np.ndarray:
+    """Band matrix (8m, 8n) with block (s, i) = A_{s-i}: one GEMM yields every limb diagonal."""
+    _, m, n = a_limbs.shape
+    band = np.zeros((_LIMBS, m, _LIMBS, n), dtype=np.float64)
+    for s in range(_LIMBS):
+        for i in range(s + 1):
+            band[s, :, i, :] = a_limbs[s - i]
+    return band.reshape(_LIMBS * m, _LIMBS * n)
+
+
+def matmul_limbs(a: np.ndarray, b_stack: np.ndarray) -> np.ndarray:
+    """a @ B mod 2^128 where B is given pre-split as ``stack_limbs(B)`` (shape (8n, p))."""
+    if a.ndim != 3:
+        raise ValueError(f"matmul needs a matrix on the left, got {shape_of(a)}")
+    m, n = a.shape[1:]
+    if b_stack.shape[0] != _LIMBS * n:
+        raise ValueError(f"matmul shape mismatch: ({m}, {n}) @ ({b_stack.shape[0] // _LIMBS}, "
+                         f"{b_stack.shape[1]})")
+    if n * _LIMBS >= _MAX_INNER:
+        raise ValueError(f"inner dimension {n} too large for an exact float64 limb product")
+    c = _left_band(to_limbs(a)) @ b_stack  # (8m, p)
+    return _from_limb_sums(c.reshape(_LIMBS, m, -1))
+
+
+def stack_limbs(b: np.ndarray) -> np.ndarray:
+    """Pre-split the right operand of a product: (2, n, p) -> float64 (8n, p)."""
+    return to_limbs(b).reshape(_LIMBS * b.shape[1], b.shape[2])
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact matrix product mod 2^128 of ring matrices (2, m, n) @ (2, n, p)."""
+    if a.ndim != 3 or b.ndim != 3 or a.shape[2] != b.shape[1]:
+        raise ValueError(f"matmul shape mismatch: {shape_of(a)} @ {shape_of(b)}")
+    return matmul_limbs(a, stack_limbs(b))

@@ -1,0 +1,100 @@
+"""Wire format: a msgpack header frame followed by raw, zero-copy numpy frames.
+
+Every message is ``[header, array_0, array_1, ...]``. The header is a msgpack map with
+``v`` (format version), ``kind`` (message type), ``arrays`` (dtype and shape of each array
+frame) and free-form metadata under ``meta``. Everything is validated on receipt: unknown
+versions, kinds, dtypes, shapes that do not match the frame length and oversized messages
+are rejected with :class:`WireError` before any array is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+
+VERSION = 1
+DEFAULT_MAX_BYTES = 64 << 20
+MAX_HEADER_BYTES = 64 << 10
+MAX_ARRAYS = 64
+_DTYPES = {"u8": np.uint8, "u64": np.uint64, "i64": np.int64, "f32": np.float32,
+           "f64": np.float64}
+_NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}
+
+
+class WireError(ValueError):
+    """A message that does not follow the wire format; the peer gets this reason back."""
+
+
+@dataclass
+class Message:
+    """A decoded message: its kind, metadata and arrays."""
+
+    kind: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    arrays: list[np.ndarray] = field(default_factory=list)
+
+
+def encode(msg: Message) -> list[bytes | memoryview]:
+    """Serialise to frames; arrays are sent as their raw little-endian buffers."""
+    if len(msg.arrays) > MAX_ARRAYS:
+        raise WireError(f"too many arrays ({len(msg.arrays)} > {MAX_ARRAYS})")
+    specs, frames = [], []
+    for a in msg.arrays:
+        a = np.ascontiguousarray(a)
+        name = _NAMES.get(a.dtype)
+        if name is None:
+            raise WireError(f"dtype {a.dtype} cannot be sent")
+        specs.append([name, list(a.shape)])
+        frames.append(memoryview(a).cast("B"))
+    header = msgpack.packb({"v": VERSION, "kind": msg.kind, "meta": msg.meta, "arrays": specs},
+                           use_bin_type=True)
+    return [header, *frames]
+
+
+def decode(frames: Sequence[bytes | memoryview], *, expect: str | Sequence[str] | None = None,
+           max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
+    """Validate and deserialise frames; raise :class:`WireError` with the reason on any defect."""
+    if not frames:
+        raise WireError("empty message")
+    total = sum(len(f) for f in frames)
+    if total > max_bytes:
+        raise WireError(f"message of {total} bytes exceeds the limit of {max_bytes}")
+    if len(frames[0]) > MAX_HEADER_BYTES:
+        raise WireError("header too large")
+    try:
+        header = msgpack.unpackb(bytes(frames[0]), raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise WireError(f"header is not valid msgpack: {exc.__class__.__name__}") from None
+    if not isinstance(header, dict) or set(header) != {"v", "kind", "meta", "arrays"}:
+        raise WireError("header must be a map with exactly v, kind, meta, arrays")
+    if header["v"] != VERSION:
+        raise WireError(f"unsupported wire version {header['v']!r} (this end speaks {VERSION})")
+    kind = header["kind"]
+    if not isinstance(kind, str):
+        raise WireError("kind must be a string")
+    if expect is not None:
+        allowed = (expect,) if isinstance(expect, str) else tuple(expect)
+        if kind not in allowed:
+            raise WireError(f"unexpected message kind {kind!r}, expected one of {allowed}")
+    meta, specs = header["meta"], header["arrays"]
+    if not isinstance(meta, dict) or not isinstance(specs, list):
+        raise WireError("meta must be a map and arrays a list")
+    if len(specs) != len(frames) - 1:
+        raise WireError(f"header lists {len(specs)} arrays but {len(frames) - 1} frames arrived")
+    arrays = []
+    for i, (spec, frame) in enumerate(zip(specs, frames[1:], strict=True)):
+        if (not isinstance(spec, list) or len(spec) != 2 or spec[0] not in _DTYPES
+                or not isinstance(spec[1], list)
+                or not all(isinstance(d, int) and 0 <= d < 1 << 31 for d in spec[1])):
+            raise WireError(f"array {i}: bad dtype/shape spec")
+        dtype = np.dtype(_DTYPES[spec[0]])
+        shape = tuple(spec[1])
+        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if expected != len(frame):
+            raise WireError(f"array {i}: shape {shape} needs {expected} bytes, got {len(frame)}")
+        arrays.append(np.frombuffer(frame, dtype=dtype).reshape(shape))
+    return Message(kind, meta, arrays)
