@@ -1,0 +1,77 @@
+"""Edge side of card-bound requests: APDUs, the card application client, PC/SC tap flow."""
+
+from .apdu import CommandAPDU, ResponseAPDU, describe_sw, raise_for_status
+from .channel import ApduChannel
+from .client import (
+    DEFAULT_AID,
+    AppletOptions,
+    CardAppClient,
+    CardIdentity,
+    InvalidPinFormatError,
+    PinProvider,
+    PinRequest,
+)
+from .errors import (
+    CardBusyError,
+    CardError,
+    CardFileNotFoundError,
+    CardRemovedError,
+    CardStatusError,
+    MalformedResponseError,
+    NoCardError,
+    NoReaderError,
+    PcscError,
+    PcscUnavailableError,
+    PinBlockedError,
+    ReaderUnavailableError,
+    SecurityStatusError,
+    UnknownCardError,
+    UnresponsiveCardError,
+    WrongLengthError,
+    WrongPinError,
+)
+from .monitor import CardEvent, CardEventKind, ReaderFilter, ReaderMonitor
+from .pcsc import ConnectionOptions, PcscConnection, PcscContext
+from .terminal import CardSession, CardTerminal, TerminalOptions
+
+__all__ = [
+    "DEFAULT_AID",
+    "ApduChannel",
+    "AppletOptions",
+    "CardAppClient",
+    "CardBusyError",
+    "CardError",
+    "CardEvent",
+    "CardEventKind",
+    "CardFileNotFoundError",
+    "CardIdentity",
+    "CardRemovedError",
+    "CardSession",
+    "CardStatusError",
+    "CardTerminal",
+    "CommandAPDU",
+    "ConnectionOptions",
+    "InvalidPinFormatError",
+    "MalformedResponseError",
+    "NoCardError",
+    "NoReaderError",
+    "PcscConnection",
+    "PcscContext",
+    "PcscError",
+    "PcscUnavailableError",
+    "PinBlockedError",
+    "PinProvider",
+    "PinRequest",
+    "ReaderFilter",
+    "ReaderMonitor",
+    "ReaderUnavailableError",
+    "ResponseAPDU",
+    "SecurityStatusError",
+    "TerminalOptions",
+    "UnknownCardError",
+    "UnresponsiveCardError",
+    "WrongLengthError",
+    "WrongPinError",
+    "describe_sw",
+    "raise_for_status",
+]
