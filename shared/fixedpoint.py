@@ -11,6 +11,7 @@ Parameters (constant, documented in docs/PROTOCOL.md):
 from __future__ import annotations
 
 import numpy as np
+
 from splitface.shared import ring
 
 K = 64

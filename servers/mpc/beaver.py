@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
 from splitface.servers.mpc.errors import ShapeError
 from splitface.servers.mpc.share import AuthShare
 from splitface.shared import fixedpoint, ring

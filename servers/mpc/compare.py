@@ -16,6 +16,7 @@ Every value involved is authenticated, so a cheating server is caught by the MAC
 from __future__ import annotations
 
 import numpy as np
+
 from splitface.servers.mpc.beaver import mul_many
 from splitface.servers.mpc.errors import ShapeError
 from splitface.servers.mpc.prep.material import cmp_chunks

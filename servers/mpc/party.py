@@ -18,6 +18,7 @@ import os
 from contextlib import contextmanager
 
 import numpy as np
+
 from splitface.servers.mpc.errors import MacCheckError, ProtocolError
 from splitface.servers.mpc.prep.base import AuthPair, Preprocessing
 from splitface.shared import ring

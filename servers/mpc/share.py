@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from splitface.servers.mpc.errors import ShapeError
 from splitface.shared import fixedpoint, ring
 from splitface.shared.fixedpoint import F

@@ -14,6 +14,7 @@ unlike local (SecureML) truncation whose wrap probability is about |x| / 2^K.
 from __future__ import annotations
 
 import numpy as np
+
 from splitface.servers.mpc.share import AuthShare
 from splitface.shared import ring
 from splitface.shared.fixedpoint import K

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zmq
+
 from splitface.shared import wire
 from splitface.shared.transport.base import ChannelStats, TransportError, TransportTimeout
 from splitface.shared.wire import Message

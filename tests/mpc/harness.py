@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from splitface.servers.mpc.party import Party
 from splitface.servers.mpc.prep.dealer import DealerCore
 from splitface.servers.mpc.share import AuthShare

@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+
 from splitface.servers.mpc.errors import ProtocolError
 from splitface.servers.mpc.prep import material
 from splitface.servers.mpc.prep.material import FixedMasks, Request

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from splitface.servers.mpc.prep import material
 from splitface.servers.mpc.prep.base import AuthPair, Preprocessing
 from splitface.servers.mpc.prep.dealer import DealerCore

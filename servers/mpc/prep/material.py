@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from splitface.servers.mpc.errors import ProtocolError
 from splitface.shared import ring
 from splitface.shared.fixedpoint import K

@@ -1,0 +1,52 @@
+"""The servers' side of edge input and output (see shared/client_protocol.py for the maths)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import numpy as np
+
+from splitface.servers.mpc.errors import ProtocolError
+from splitface.servers.mpc.party import Party
+from splitface.servers.mpc.prep.base import Triple
+from splitface.servers.mpc.share import AuthShare
+
+
+def offer_input(party: Party, n: int) -> tuple[Triple, list[np.ndarray]]:
+    """Fresh triples for n client inputs and the value shares to send to the client."""
+    with party.op("client_input"):
+        t = party.prep.client_triples(n)
+    return t, [t.a[0], t.b[0], t.c[0]]
+
+
+def accept_input(party: Party, triple: Triple, masked: np.ndarray) -> AuthShare:
+    """[x] = y + [a] for the client's masked vector y, after both servers agree on y."""
+    n = triple.a[0].shape[1]
+    if not isinstance(masked, np.ndarray) or masked.dtype != np.uint64 or masked.shape != (2, n):
+        raise ProtocolError(f"client sent a masked input of shape {getattr(masked, 'shape', '?')}"
+                            f", expected (2, {n})")
+    digest = hashlib.sha256(masked.tobytes()).digest()
+    with party.op("client_input"):
+        msg = party._exchange("inputsync", [], {"h": digest})
+    peer = msg.meta.get("h")
+    if not isinstance(peer, bytes) or not hmac.compare_digest(peer, digest):
+        raise ProtocolError("the servers received different masked inputs from the client")
+    a = AuthShare(party, triple.a[0], triple.a[1])
+    return a.add_ring(masked)
+
+
+def open_for_client(party: Party, y: AuthShare, r: AuthShare) -> np.ndarray:
+    """Open y + r (r is the client's output mask). Call party.check() before sending it."""
+    with party.op("client_output"):
+        (opened,) = party.open((y + r).pair)
+    return opened
+
+
+def split_inputs(x: AuthShare, n_values: int, frac: int) -> tuple[AuthShare, AuthShare]:
+    """Split an accepted input vector into (values at ``frac`` bits, output masks)."""
+    v = x[:n_values]
+    return AuthShare(party=x.party, val=v.val, mac=v.mac, frac=frac), x[n_values:]
+
+
+__all__ = ["accept_input", "offer_input", "open_for_client", "split_inputs"]
