@@ -11,6 +11,7 @@ from splitface.servers.mpc.errors import ProtocolError
 from splitface.servers.mpc.party import Party
 from splitface.servers.mpc.prep.base import Triple
 from splitface.servers.mpc.share import AuthShare
+from splitface.shared import ring
 
 
 def offer_input(party: Party, n: int) -> tuple[Triple, list[np.ndarray]]:
@@ -38,8 +39,11 @@ def accept_input(party: Party, triple: Triple, masked: np.ndarray) -> AuthShare:
 
 def open_for_client(party: Party, y: AuthShare, r: AuthShare) -> np.ndarray:
     """Open y + r (r is the client's output mask). Call party.check() before sending it."""
+    if y.shape != r.shape:
+        raise ProtocolError(f"result of shape {y.shape} for {r.shape} client masks")
+    # raw ring addition: the mask is uniform in Z_2^128 and has no fixed-point scale
     with party.op("client_output"):
-        (opened,) = party.open((y + r).pair)
+        (opened,) = party.open((ring.add(y.val, r.val), ring.add(y.mac, r.mac)))
     return opened
 
 

@@ -1,0 +1,1 @@
+"""The dealer service: hands the two servers their authenticated correlated randomness."""

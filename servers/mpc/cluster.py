@@ -1,0 +1,118 @@
+"""Start a dealer and two MPC worker processes on loopback (tests and benchmarks)."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import socket
+import threading
+from multiprocessing.connection import Connection
+from typing import Any
+
+import zmq
+
+from splitface.servers.dealer.service import DealerService
+from splitface.servers.mpc.prep.dealer import DealerCore
+from splitface.servers.mpc.worker import worker_main
+from splitface.shared.transport.zap import start_authenticator
+
+__all__ = ["JobError", "LoopbackCluster", "dealer_main"]
+
+
+class JobError(RuntimeError):
+    """A job raised in a worker; the message carries the worker's exception."""
+
+
+def dealer_main(conn: Connection, cfg: dict[str, Any]) -> None:
+    """Dealer process: serve until the controller closes the pipe or sends anything."""
+    ctx = zmq.Context()
+    auth = start_authenticator(ctx, [cfg["p0"], cfg["p1"]])
+    stop = threading.Event()
+    service = DealerService(DealerCore(), ctx, cfg["endpoint"], public_key=cfg["public"],
+                            secret_key=cfg["secret"], party_keys={0: cfg["p0"], 1: cfg["p1"]})
+    thread = threading.Thread(target=service.serve, args=(stop,), daemon=True)
+    thread.start()
+    conn.send(("ready", service.endpoint))
+    with contextlib.suppress(EOFError):
+        conn.recv()
+    stop.set()
+    thread.join(5)
+    service.close()
+    auth.stop()
+    ctx.destroy(linger=0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LoopbackCluster:
+    """Dealer (thread or process) + P0 + P1 as separate processes, all over CurveZMQ.
+
+    ``run(job, kwargs0, kwargs1)`` runs a job on both servers concurrently and returns
+    both results. Use as a context manager.
+    """
+
+    def __init__(self) -> None:
+        keys = {name: zmq.curve_keypair() for name in ("p0", "p1", "dealer")}
+        mpctx = mp.get_context("spawn")
+        self._conns, self.procs = [], []
+        self._dealer_conn, child = mpctx.Pipe()
+        self.dealer_proc = mpctx.Process(target=dealer_main, daemon=True, args=(child, {
+            "endpoint": f"tcp://127.0.0.1:{_free_port()}", "public": keys["dealer"][0],
+            "secret": keys["dealer"][1], "p0": keys["p0"][0], "p1": keys["p1"][0]}))
+        self.dealer_proc.start()
+        if not self._dealer_conn.poll(120):
+            raise TimeoutError("dealer did not start")
+        dealer_endpoint = self._dealer_conn.recv()[1]
+        peer = f"tcp://127.0.0.1:{_free_port()}"
+        for i in (0, 1):
+            me, other = keys[f"p{i}"], keys[f"p{1 - i}"]
+            cfg = {"peer_endpoint": peer, "public": me[0], "secret": me[1],
+                   "peer_public": other[0], "dealer_endpoint": dealer_endpoint,
+                   "dealer_public": keys["dealer"][0]}
+            parent, child = mpctx.Pipe()
+            proc = mpctx.Process(target=worker_main, args=(i, child, cfg), daemon=True)
+            proc.start()
+            self._conns.append(parent)
+            self.procs.append(proc)
+        for c in self._conns:
+            if not c.poll(120):
+                self.close()
+                raise TimeoutError("MPC worker did not start")
+            c.recv()
+
+    def run(self, job: str, kwargs0: dict[str, Any] | None = None,
+            kwargs1: dict[str, Any] | None = None, timeout: float = 600.0) -> tuple[Any, Any]:
+        for c, kw in zip(self._conns, (kwargs0 or {}, kwargs1 if kwargs1 is not None
+                                       else kwargs0 or {}), strict=True):
+            c.send((job, kw))
+        out = []
+        for c in self._conns:
+            if not c.poll(timeout):
+                raise TimeoutError(f"job {job} did not finish in {timeout} s")
+            out.append(c.recv())
+        for r in out:
+            if r[0] == "error":
+                raise JobError(r[1])
+        return out[0][1], out[1][1]
+
+    def stats(self) -> tuple[dict, dict]:
+        return self.run("stats")
+
+    def close(self) -> None:
+        for c in [*self._conns, self._dealer_conn]:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                c.send(("stop", {}))
+        for p in [*self.procs, self.dealer_proc]:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+
+    def __enter__(self) -> LoopbackCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
