@@ -124,8 +124,16 @@ class Pcscd:
         return self.base / "conf"
 
     @property
+    def run_dir(self) -> Path:
+        return self.base / "run"
+
+    @property
     def socket_path(self) -> Path:
-        return (self.base / "run" / "pcscd.comm") if self.isolated else RUN_DIR / "pcscd.comm"
+        return (self.run_dir / "pcscd.comm") if self.isolated else RUN_DIR / "pcscd.comm"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     @property
     def readers(self) -> list[str]:
@@ -168,7 +176,7 @@ class Pcscd:
                 )
         kill_leftover()
         self.conf_dir.mkdir(parents=True, exist_ok=True)
-        (self.base / "run").mkdir(exist_ok=True)
+        self.run_dir.mkdir(exist_ok=True)
         self.write_config()
         daemon = [PCSCD, "--foreground", "--debug", "--config", str(self.conf_dir)]
         if self.isolated:
@@ -193,7 +201,8 @@ class Pcscd:
                     "test pcscd (needs root and unshare); stop it or run the tests as root"
                 )
             argv = daemon
-        log = self.log_path.open("wb")
+        log = self.log_path.open("ab")
+        log_start = log.tell()
         self.process = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
@@ -204,7 +213,8 @@ class Pcscd:
             if self.process.poll() is not None:
                 self.process = None
                 raise PcscdStartError(f"pcscd exited at start-up:\n{self.log_tail()}")
-            if self.socket_path.exists() and b"daemon ready" in self.log_path.read_bytes():
+            ready = b"daemon ready" in self.log_path.read_bytes()[log_start:]
+            if ready and self.socket_path.exists():
                 return self
             time.sleep(0.01)
         self.stop()

@@ -23,6 +23,7 @@ from types import TracebackType
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
 from splitface.edge.card.client import DEFAULT_AID
 
 T1_ATR = bytes.fromhex("3B80800101")  # T=1, no historical bytes, TCK=01
