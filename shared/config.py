@@ -210,8 +210,8 @@ class ServersOptions:
                            check=in_range(0, 100))
     max_message_bytes: int = setting("Largest accepted reply message.", 1 * MiB,
                                      check=_MESSAGE_LIMITS)
-    p0: ServerLink = setting("Server P0.")
-    p1: ServerLink = setting("Server P1.")
+    p0: ServerLink = setting("Server P0 (receives share 0 of every query).")
+    p1: ServerLink = setting("Server P1 (receives share 1 of every query).")
 
 
 def _camera_source(value: int | str) -> str:
@@ -316,12 +316,12 @@ class EdgeConfig:
                               Path("/var/lib/splitface/edge"))
     log_level: LogLevel = setting("Log verbosity.", "info")
     servers: ServersOptions = setting("The two MPC servers.")
-    camera: CameraOptions = setting("Camera.", CameraOptions())
-    models: ModelOptions = setting("Models.", ModelOptions())
-    card: CardOptions = setting("Smart card.", CardOptions())
-    events: EventsOptions = setting("Event publishing.", EventsOptions())
-    tracking: TrackingOptions = setting("Tracking.", TrackingOptions())
-    watchdog: WatchdogOptions = setting("Watchdog.", WatchdogOptions())
+    camera: CameraOptions = setting("Camera capture settings.", CameraOptions())
+    models: ModelOptions = setting("Detector and embedder models.", ModelOptions())
+    card: CardOptions = setting("PC/SC smart card (tap-to-verify mode).", CardOptions())
+    events: EventsOptions = setting("Local recognition event stream.", EventsOptions())
+    tracking: TrackingOptions = setting("Face tracking between frames.", TrackingOptions())
+    watchdog: WatchdogOptions = setting("systemd watchdog behaviour.", WatchdogOptions())
 
     def problems(self) -> list[Problem]:
         if self.servers.p0.endpoint == self.servers.p1.endpoint:
