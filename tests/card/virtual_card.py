@@ -204,23 +204,26 @@ class VirtualCardApplet:
 class VpcdCard:
     """Puts a VirtualCardApplet into a vpcd reader slot ("tap") and takes it out."""
 
-    def __init__(self, applet: VirtualCardApplet, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, applet: VirtualCardApplet, port: int, host: str = "127.0.0.1", quickack: bool = True
+    ) -> None:
         self.applet = applet
+        self._use_quickack = quickack
         self._addr = (host, port)
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._gone = threading.Event()
 
-    @staticmethod
-    def _quickack(sock: socket.socket) -> None:
+    def _quickack(self, sock: socket.socket) -> None:
         # Linux clears QUICKACK after use; without it every APDU waits ~40 ms on a
         # delayed ACK interacting with Nagle on the driver side.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        if self._use_quickack:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
 
     def insert(self) -> VpcdCard:
         sock = socket.create_connection(self._addr, timeout=5.0)
         sock.settimeout(None)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(self._use_quickack))
         self._quickack(sock)
         self._sock = sock
         self._gone.clear()
