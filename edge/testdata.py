@@ -1,0 +1,86 @@
+"""Locate the real test photos fetched by ``make models`` (see ``edge/models/testdata_build.py``).
+
+The index under ``var/testdata/index.json`` names, for every image, its identity, its kind
+(``photo`` = real single-person photo, ``view`` = synthetic view of one, ``group`` = several
+people, ``noface``) and its registry source. Tests, benchmarks and the demo read it from here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from splitface.edge.models.paths import VarLayout
+
+INDEX_NAME = "index.json"
+KINDS = ("photo", "view", "group", "noface")
+
+
+class TestDataMissingError(FileNotFoundError):
+    """``var/testdata`` has not been built; run ``make models``."""
+
+
+@dataclass(frozen=True)
+class TestImage:
+    """One image file and what it shows."""
+
+    __test__ = False  # not a pytest class
+
+    path: Path
+    identity: str  # "" for group / noface images
+    kind: str
+    source: str  # registry archive key
+    base: str = ""  # for views: the photo they were made from
+    transform: str = ""  # for views: e.g. "yaw+20", "jpeg q=15"
+
+
+@dataclass(frozen=True)
+class TestData:
+    """The test-photo catalogue; cheap to load, holds no pixels."""
+
+    __test__ = False
+
+    root: Path
+    images: tuple[TestImage, ...]
+
+    @classmethod
+    def load(cls, root: Path | None = None) -> TestData:
+        root = Path(root) if root is not None else VarLayout.default().testdata
+        index = root / INDEX_NAME
+        if not index.is_file():
+            raise TestDataMissingError(f"{index} not found; run `make models`")
+        raw = json.loads(index.read_text())
+        images = tuple(
+            TestImage(path=root / e["path"], identity=e["identity"], kind=e["kind"],
+                      source=e["source"], base=e.get("base", ""),
+                      transform=e.get("transform", ""))
+            for e in raw["images"]
+        )
+        return cls(root, images)
+
+    def identities(self, min_photos: int = 1) -> list[str]:
+        """Identities with at least ``min_photos`` real photos (views not counted)."""
+        counts: dict[str, int] = {}
+        for im in self.images:
+            if im.kind == "photo":
+                counts[im.identity] = counts.get(im.identity, 0) + 1
+        return sorted(k for k, n in counts.items() if n >= min_photos)
+
+    def photos(self, identity: str | None = None, kinds: tuple[str, ...] = ("photo",)
+               ) -> list[TestImage]:
+        return [im for im in self.images
+                if im.kind in kinds and (identity is None or im.identity == identity)]
+
+    def by_identity(self, kinds: tuple[str, ...] = ("photo", "view")) -> dict[str, list[TestImage]]:
+        out: dict[str, list[TestImage]] = {}
+        for im in self.images:
+            if im.kind in kinds and im.identity:
+                out.setdefault(im.identity, []).append(im)
+        return out
+
+    def groups(self) -> list[TestImage]:
+        return self.photos(kinds=("group",))
+
+    def nofaces(self) -> list[TestImage]:
+        return self.photos(kinds=("noface",))
