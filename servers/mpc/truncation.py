@@ -6,8 +6,8 @@ r' = r mod 2^(K-1):
   2. open c = x' + r (uniform 128-bit mask); let c' = c mod 2^(K-1), c_{K-1} its top bit;
   3. the wrap bit b = [c' < r'] equals c_{K-1} XOR r_{K-1}, which is linear in [r_{K-1}];
   4. [x >> m] = (c' >> m) - [r' >> m] + 2^(K-1-m) [b] - 2^(K-2-m).
-Because x' = c' - r' + 2^(K-1) b holds exactly, the only error is the borrow of the
-discarded low bits: the result is floor(x / 2^m) or one less. No large error can occur,
+Because x' = c' - r' + 2^(K-1) b holds exactly, the only error is the dropped borrow of
+the discarded low bits: the result is floor(x / 2^m) or one more. No large error can occur,
 unlike local (SecureML) truncation whose wrap probability is about |x| / 2^K.
 """
 
@@ -23,7 +23,7 @@ TRUNC_MAX_ABS = 1 << (K - 2)
 
 
 def truncate(x: AuthShare, m: int) -> AuthShare:
-    """[floor(x / 2^m) + e], e in {-1, 0}; ``frac`` drops by m (not below 0)."""
+    """[floor(x / 2^m) + e], e in {0, 1}; ``frac`` drops by m (not below 0)."""
     if m == 0:
         return x
     if not 0 < m < K - 2:

@@ -1,0 +1,190 @@
+"""Every engine operation against numpy, with random shapes and magnitudes (in-process parties).
+
+The parties run in two threads over a LocalChannel that still serialises every message;
+test_ops_net.py runs the same operations over real sockets and processes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from splitface.servers.mpc import compare
+from splitface.servers.mpc.beaver import FixedOperand
+from splitface.servers.mpc.errors import ShapeError
+from splitface.servers.mpc.local_runtime import run_pair
+from splitface.shared.fixedpoint import F
+from tests.mpc.harness import as_share, share_floats, share_ints
+
+ULP = 2.0**-F
+SETTINGS = settings(max_examples=25, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def reals(shape, bound):
+    return arrays(np.float64, shape, elements=st.floats(-bound, bound, allow_nan=False,
+                                                         allow_subnormal=False))
+
+
+shapes = st.lists(st.integers(1, 6), min_size=1, max_size=2).map(tuple)
+magnitudes = st.sampled_from([1e-3, 1.0, 30.0, 1000.0])
+
+
+def run(parties, core, fn, *xs, ints=False):
+    share = share_ints if ints else share_floats
+    shared = [share(core, np.asarray(x)) for x in xs]
+    r0, r1 = run_pair(lambda p, *ts: fn(*[as_share(p, t) for t in ts]).reveal_float(),
+                      parties, *shared)
+    np.testing.assert_array_equal(r0, r1)
+    return r0
+
+
+def enc(x):
+    return np.rint(np.asarray(x) * 2**F) / 2**F
+
+
+@given(data=st.data(), shape=shapes, mag=magnitudes)
+@SETTINGS
+def test_linear(parties, core, data, shape, mag):
+    a, b = data.draw(reals(shape, mag)), data.draw(reals(shape, mag))
+    c = data.draw(st.floats(-mag, mag))
+    np.testing.assert_allclose(run(parties, core, lambda x, y: x + y - c, a, b),
+                               enc(a) + enc(b) - enc(c), atol=1e-9)
+    np.testing.assert_allclose(run(parties, core, lambda x: -x + 2, a), 2 - enc(a), atol=1e-9)
+
+
+@given(data=st.data(), shape=shapes, mag=magnitudes)
+@SETTINGS
+def test_mul(parties, core, data, shape, mag):
+    a, b = data.draw(reals(shape, mag)), data.draw(reals(shape, mag))
+    got = run(parties, core, lambda x, y: x * y, a, b)
+    np.testing.assert_allclose(got, enc(a) * enc(b), atol=2 * ULP)
+
+
+@given(data=st.data(), mag=magnitudes, k=st.integers(-50, 50))
+@SETTINGS
+def test_public_products(parties, core, data, mag, k):
+    a = data.draw(reals((3, 4), mag))
+    c = data.draw(st.floats(-4, 4))
+    np.testing.assert_allclose(run(parties, core, lambda x: x * c, a), enc(a) * enc(c),
+                               atol=2 * ULP)
+    np.testing.assert_allclose(run(parties, core, lambda x: x * k, a), enc(a) * k, atol=1e-9)
+    w = data.draw(reals((4, 2), 2.0))
+    np.testing.assert_allclose(run(parties, core, lambda x: x @ w, a), enc(a) @ enc(w),
+                               atol=8 * ULP * (mag + 1))
+    np.testing.assert_allclose(run(parties, core, lambda x: w.T @ x.T, a), enc(w).T @ enc(a).T,
+                               atol=8 * ULP * (mag + 1))
+
+
+@given(data=st.data(), m=st.integers(1, 5), n=st.integers(1, 20), p=st.integers(1, 5),
+       mag=st.sampled_from([0.1, 1.0, 10.0]))
+@SETTINGS
+def test_matmul(parties, core, data, m, n, p, mag):
+    a, b = data.draw(reals((m, n), mag)), data.draw(reals((n, p), mag))
+    got = run(parties, core, lambda x, y: x @ y, a, b)
+    np.testing.assert_allclose(got, enc(a) @ enc(b), atol=2 * ULP)
+    v = data.draw(reals((n,), mag))
+    got = run(parties, core, lambda x, y: x @ y, v, b)
+    np.testing.assert_allclose(got, enc(v) @ enc(b), atol=2 * ULP)
+
+
+@given(data=st.data(), n=st.integers(1, 16), p=st.integers(1, 30))
+@SETTINGS
+def test_fixed_operand(parties, core, data, n, p):
+    w, xs = data.draw(reals((n, p), 1.0)), data.draw(reals((3, n), 1.0))
+
+    def fn(party, wt, xt):
+        fo = FixedOperand(as_share(party, wt), "w")
+        x = as_share(party, xt)
+        return [fo.left_matmul(x[i]).reveal_float() for i in range(3)] + \
+            [fo.left_matmul(x).reveal_float()]
+
+    r0, r1 = run_pair(fn, parties, share_floats(core, w), share_floats(core, xs))
+    for i in range(3):
+        np.testing.assert_allclose(r0[i], enc(xs[i]) @ enc(w), atol=2 * ULP)
+    np.testing.assert_allclose(r0[3], enc(xs) @ enc(w), atol=2 * ULP)
+
+
+@given(data=st.data(), shape=shapes, mag=st.sampled_from([1e-4, 1.0, 1e3, 1e5]))
+@SETTINGS
+def test_comparisons(parties, core, data, shape, mag):
+    a, b = data.draw(reals(shape, mag)), data.draw(reals(shape, mag))
+    a = np.where(data.draw(st.booleans()), a, b)  # exercise ties as well
+    ea, eb = enc(a), enc(b)
+    np.testing.assert_array_equal(run(parties, core, lambda x, y: x < y, a, b), ea < eb)
+    np.testing.assert_array_equal(run(parties, core, lambda x, y: x >= y, a, b), ea >= eb)
+    np.testing.assert_array_equal(run(parties, core, lambda x, y: x > y, a, b), ea > eb)
+    np.testing.assert_array_equal(run(parties, core, lambda x, y: (x - y).eqz(), a, b), ea == eb)
+
+
+@given(bits=st.integers(2, 63), data=st.data())
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_ltz_bit_widths(parties, core, bits, data):
+    """ltz at every width, including values right at the bound 2^(bits-1) - 1."""
+    hi = (1 << (bits - 1)) - 1
+    xs = np.array(data.draw(st.lists(st.integers(-hi, hi), min_size=1, max_size=12))
+                  + [hi, -hi, 0, -1, 1][: max(1, min(5, hi + 1))], dtype=np.int64)
+    xs = np.clip(xs, -hi, hi)
+    got = run(parties, core, lambda x: x.ltz(bits), xs, ints=True)
+    np.testing.assert_array_equal(got, xs < 0)
+    got = run(parties, core, lambda x: x.eqz(bits), xs, ints=True)
+    np.testing.assert_array_equal(got, xs == 0)
+
+
+@given(data=st.data(), n=st.integers(1, 40), mag=st.sampled_from([0.01, 1.0, 100.0]))
+@SETTINGS
+def test_argmax_and_select(parties, core, data, n, mag):
+    v = data.draw(reals((n,), mag))
+    if n > 2 and data.draw(st.booleans()):
+        v[n - 1] = v[0]  # a tie: the first maximum wins, as in numpy
+    ev = enc(v)
+
+    def fn(party, t):
+        x = as_share(party, t)
+        m, i = compare.argmax(x, bits=F + 10)
+        return m.reveal_float(), i.reveal_float()
+
+    (m, i), _ = run_pair(fn, parties, share_floats(core, v))
+    assert i == np.argmax(ev) and m == pytest.approx(ev.max(), abs=1e-9)
+    b = data.draw(reals((n,), mag))
+    got = run(parties, core, lambda x, y: compare.select(x > y, x, y), v, b)
+    np.testing.assert_allclose(got, np.maximum(ev, enc(b)), atol=1e-9)
+
+
+@given(data=st.data(), shape=shapes, m=st.integers(1, 40),
+       mag=st.sampled_from([1.0, 2.0**20, 2.0**40, 2.0**61]))
+@SETTINGS
+def test_truncation_bound(parties, core, data, shape, m, mag):
+    xs = np.array(data.draw(arrays(np.int64, shape, elements=st.integers(-int(mag), int(mag)))))
+    got = run(parties, core, lambda x: x.truncate(m), xs, ints=True)
+    exact = np.floor_divide(xs, 1 << m)
+    assert np.all((got == exact) | (got == exact + 1))
+
+
+def test_structure_ops(parties, core):
+    a = np.arange(12, dtype=np.float64).reshape(3, 4) / 7
+    np.testing.assert_allclose(run(parties, core, lambda x: x.sum(0), a), enc(a).sum(0),
+                               atol=1e-9)
+    np.testing.assert_allclose(run(parties, core, lambda x: x[1:, ::2].T, a), enc(a)[1:, ::2].T)
+    np.testing.assert_allclose(run(parties, core, lambda x: x.reshape(2, 6), a),
+                               enc(a).reshape(2, 6))
+
+
+def test_misuse_is_loud(parties, core):
+    def fn(party, t):
+        x = as_share(party, t)
+        with pytest.raises(TypeError, match="truth value"):
+            bool(x)
+        with pytest.raises(ShapeError):
+            x @ x  # (3,4) @ (3,4)
+        with pytest.raises(ShapeError):
+            compare.argmax(x)
+        with pytest.raises(TypeError):
+            x + "a"
+        return True
+
+    run_pair(fn, parties, share_floats(core, np.zeros((3, 4))))

@@ -1,0 +1,64 @@
+"""Z_2^128 arithmetic against Python integers."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from splitface.shared import ring
+
+M = 1 << 128
+u128 = st.integers(min_value=0, max_value=M - 1)
+
+
+def arr(xs):
+    out = np.zeros((2, len(xs)), dtype=np.uint64)
+    for i, v in enumerate(xs):
+        out[0, i], out[1, i] = v & (2**64 - 1), v >> 64
+    return out
+
+
+pairs = st.lists(st.tuples(u128, u128), min_size=1, max_size=20)
+
+
+@given(pairs)
+@settings(max_examples=200, deadline=None)
+def test_add_sub_mul_neg(ps):
+    a, b = arr([p[0] for p in ps]), arr([p[1] for p in ps])
+    A, B = [p[0] for p in ps], [p[1] for p in ps]
+    assert ring.to_pyints(ring.add(a, b)) == [(x + y) % M for x, y in zip(A, B)]
+    assert ring.to_pyints(ring.sub(a, b)) == [(x - y) % M for x, y in zip(A, B)]
+    assert ring.to_pyints(ring.mul(a, b)) == [(x * y) % M for x, y in zip(A, B)]
+    assert ring.to_pyints(ring.neg(a)) == [(-x) % M for x in A]
+
+
+@given(st.lists(u128, min_size=1, max_size=30), st.integers(0, 127))
+@settings(max_examples=100, deadline=None)
+def test_shift_and_sum(xs, n):
+    a = arr(xs)
+    assert ring.to_pyints(ring.shl(a, n)) == [(x << n) % M for x in xs]
+    assert ring.to_pyints(ring.sum_axis(a)) == [sum(xs) % M]
+
+
+@given(st.integers(1, 5), st.integers(1, 40), st.integers(1, 6), st.data())
+@settings(max_examples=40, deadline=None)
+def test_matmul_exact(m, n, p, data):
+    xs = data.draw(st.lists(u128, min_size=m * n, max_size=m * n))
+    ys = data.draw(st.lists(u128, min_size=n * p, max_size=n * p))
+    a, b = arr(xs).reshape(2, m, n), arr(ys).reshape(2, n, p)
+    ref = (np.array(xs, dtype=object).reshape(m, n).dot(np.array(ys, dtype=object).reshape(n, p))
+           % M)
+    assert ring.to_pyints(ring.matmul(a, b)) == [int(v) for v in ref.ravel()]
+
+
+def test_matmul_worst_case_limbs_exact():
+    """All-ones limbs maximise every partial sum: the float64 GEMM must still be exact."""
+    n = 2048
+    a = np.full((2, 1, n), np.uint64(2**64 - 1))
+    b = np.full((2, n, 2), np.uint64(2**64 - 1))
+    assert ring.to_pyints(ring.matmul(a, b)) == [(n * (M - 1) ** 2) % M] * 2
+
+
+def test_signed_embedding():
+    v = ring.from_int64(np.array([-1, 0, 5, -(2**63)]))
+    assert ring.to_pyints(v) == [M - 1, 0, 5, M - 2**63]
+    assert ring.low64_signed(v).tolist() == [-1, 0, 5, -(2**63)]
