@@ -91,7 +91,7 @@ def run(taps: int, pin: bool, quickack: bool, apdus: int) -> dict:
                     select = CommandAPDU(0x00, 0xA4, 0x04, 0x00, applet.aid, le=256)
                     for _ in range(apdus):
                         a = time.perf_counter()
-                        session.client._ch.transmit(select)
+                        session.client.channel.transmit(select)
                         stages["apdu_rtt"].append(time.perf_counter() - a)
                 card.remove()
                 with ReaderMonitor(ReaderFilter(reader)) as mon:

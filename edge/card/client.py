@@ -96,6 +96,11 @@ class CardAppClient:
         self._opts = options or AppletOptions()
         self._reader = reader
 
+    @property
+    def channel(self) -> ApduChannel:
+        """The underlying channel, for diagnostics and benchmarks."""
+        return self._ch
+
     def select(self) -> bytes:
         """SELECT the application by AID; UnknownCardError if the card lacks it."""
         cmd = CommandAPDU(0x00, INS_SELECT, 0x04, 0x00, self._opts.aid, le=256)

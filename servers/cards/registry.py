@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -89,7 +90,7 @@ def _check_card_id(card_id: bytes) -> bytes:
 class CardRegistry:
     """SQLite-backed map card id / public key -> identity id; thread-safe."""
 
-    def __init__(self, db_path: str | Path, clock=time.time) -> None:
+    def __init__(self, db_path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self._path = Path(db_path)
         self._clock = clock
         self._lock = threading.Lock()

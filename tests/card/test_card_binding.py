@@ -10,6 +10,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from splitface.shared.card_binding import (
     DOMAIN,
@@ -156,3 +158,18 @@ def test_nonce_for_server_index():
     with pytest.raises(ValueError):
         c.nonce_for(2)
     assert dataclasses.replace(c, kind=2).kind is RequestKind.ENROLL
+
+
+_fields = st.tuples(
+    st.binary(min_size=1, max_size=8),
+    st.sampled_from([RequestKind.VERIFY, RequestKind.ENROLL]),
+    st.text(min_size=1, max_size=6),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_fields, _fields)
+def test_encoding_is_injective(a, b):
+    ca = challenge(card_id=a[0], kind=a[1], claimed_identity=a[2])
+    cb = challenge(card_id=b[0], kind=b[1], claimed_identity=b[2])
+    assert (ca.encode() == cb.encode()) == (a == b)

@@ -28,7 +28,7 @@ from splitface.shared.card_binding import CardAuthRequest, RequestKind
 from tests.card.flow import check_all, sign_request
 from tests.card.virtual_card import CardBehaviour, VirtualCardApplet
 
-pytestmark = pytest.mark.card
+pytestmark = [pytest.mark.card, pytest.mark.timeout(60)]
 
 ALICE_CARD = bytes.fromhex("5346000000000001")
 BOB_CARD = bytes.fromhex("5346000000000002")
