@@ -217,6 +217,8 @@ class PcscConnection:
             status, _r, state, _p, _a = scard.SCardStatus(self._card)
             if status in _REMOVED or status in _READER_GONE:
                 return True
+            if status in _NO_SERVICE:
+                return False
             if status == scard.SCARD_S_SUCCESS and state & _SCARD_ABSENT:
                 return True
             if time.monotonic() >= deadline:
@@ -225,7 +227,7 @@ class PcscConnection:
 
     def _classify_failure(self, hresult: int) -> Exception:
         """A transmit failure after removal often reads as a comm error: ask the reader."""
-        if hresult in _REMOVED:
+        if hresult in _REMOVED or hresult in _NO_SERVICE or hresult in _READER_GONE:
             return pcsc_error(hresult, "SCardTransmit")
         if self._card_gone(_REMOVAL_GRACE_S) or hresult in _LOST:
             # NOT_TRANSACTED / COMM_ERROR while the slot still looks occupied: the card
