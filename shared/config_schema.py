@@ -233,7 +233,13 @@ def _convert(tp: Any, raw: Any, key: str, base_dir: Path, problems: list[Problem
         (item_tp, _ellipsis) = typing.get_args(tp)
         if not isinstance(raw, list):
             raise _MismatchError(f"expected an array, got {_toml_type(raw)} {raw!r}")
-        return tuple(_convert(item_tp, item, key, base_dir, problems) for item in raw)
+        items = []
+        for i, item in enumerate(raw):
+            try:
+                items.append(_convert(item_tp, item, key, base_dir, problems))
+            except _MismatchError as exc:
+                raise _MismatchError(f"item {i}: {exc}") from None
+        return tuple(items)
     if dataclasses.is_dataclass(tp):
         if not isinstance(raw, dict):
             raise _MismatchError(f"expected a table ([{key}]), got {_toml_type(raw)} {raw!r}")
@@ -302,7 +308,9 @@ def _build(cls: type[T], table: Mapping[str, Any], prefix: str, base_dir: Path,
             continue
         if field.default is MISSING and field.default_factory is MISSING:
             key = f"{prefix}.{name}" if prefix else name
-            problems.append(Problem(key, "required key is missing"))
+            table_type = dataclasses.is_dataclass(hints[name])
+            problems.append(Problem(key, f"required table [{key}] is missing" if table_type
+                                    else "required key is missing"))
             missing = True
     if missing or any(name not in values for name in table if name in fields):
         return _PARTIAL  # type: ignore[return-value]
@@ -361,9 +369,8 @@ def load_toml(cls: type[T], path: str | os.PathLike[str], *, check_files: bool =
 def build(cls: type[T], data: Mapping[str, Any], path: Path, *, check_files: bool = True) -> T:
     """Like :func:`load_toml` for an already parsed table (``path`` names it in errors)."""
     path = Path(path)
-    base_dir = path.parent if path.parent != Path("") else Path(".")
     problems: list[Problem] = []
-    obj = _build(cls, data, "", base_dir.absolute(), problems)
+    obj = _build(cls, data, "", path.parent.absolute(), problems)
     if problems:
         raise ConfigError(path, problems)
     cross = getattr(obj, "problems", None)

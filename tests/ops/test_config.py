@@ -144,6 +144,22 @@ def test_missing_required_key_and_all_problems_reported(deployment: Deployment) 
     assert len(message.splitlines()) == 2
 
 
+def test_missing_table_and_bad_array_item(deployment: Deployment) -> None:
+    path = deployment.config_path("edge-1")
+    text = path.read_text()
+    start, end = text.index("[servers.p1]"), text.index("[camera]")
+    path.write_text(text[:start] + text[end:])
+    assert "servers.p1: required table [servers.p1] is missing" in _errors(load_edge_config,
+                                                                          path)
+    dealer = deployment.config_path("dealer")
+    _replace_line(dealer, "allowed_server_keys", 'allowed_server_keys = ["keys/servers/p0.key", 7]')
+    assert "allowed_server_keys: item 1: expected a path string, got integer 7" in _errors(
+        load_dealer_config, dealer)
+    _replace_line(dealer, "allowed_server_keys", "allowed_server_keys = []")
+    assert "allowed_server_keys: must list the P0 and P1 public key files" in _errors(
+        load_dealer_config, dealer)
+
+
 def test_party_rules(deployment: Deployment) -> None:
     with pytest.raises(ConfigError, match=r"party: is 1 but the service was started with "
                                           r"--party 0"):
