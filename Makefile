@@ -12,7 +12,8 @@ REQS := requirements-server.txt requirements-edge.txt requirements-dev.txt pypro
 
 all: test
 
-$(VENV_STAMP): $(REQS)
+# pyscard builds from source: the Debian build dependencies must be there first.
+$(VENV_STAMP): $(REQS) $(SYS_STAMP)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-server.txt -r requirements-edge.txt -r requirements-dev.txt

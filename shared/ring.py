@@ -199,6 +199,17 @@ def sum_axis(a: np.ndarray, axis: int | None = None) -> np.ndarray:
     return add(out, shl(from_uint64(s[3]), 96))
 
 
+def masked_sum(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Sum over the last logical axis of the elements where ``mask`` is true (mod 2^128)."""
+    m = mask.astype(np.uint64)
+    parts = [(a[0] & _M32) * m, (a[0] >> _S32) * m, (a[1] & _M32) * m, (a[1] >> _S32) * m]
+    s = [p.sum(axis=-1, dtype=np.uint64) for p in parts]  # < 2^32 * (last axis) each
+    out = from_uint64(s[0])
+    out = add(out, shl(from_uint64(s[1]), 32))
+    out = add(out, shl(from_uint64(s[2]), 64))
+    return add(out, shl(from_uint64(s[3]), 96))
+
+
 def concat(arrays: Sequence[np.ndarray], axis: int = 0) -> np.ndarray:
     """Concatenate ring arrays along a logical axis."""
     ax = axis + 1 if axis >= 0 else axis

@@ -36,10 +36,17 @@ def _open_masked(x: AuthShare, bits: int) -> tuple[np.ndarray, list[AuthShare]]:
 
 
 def _weighted(onehot: AuthShare, coef: np.ndarray) -> AuthShare:
-    """sum_v coef[..., v] * onehot[..., v] (local)."""
-    w = ring.from_int64(coef)
-    return AuthShare(onehot.party, ring.sum_axis(ring.mul(onehot.val, w), -1),
-                     ring.sum_axis(ring.mul(onehot.mac, w), -1))
+    """sum_v coef[..., v] * onehot[..., v] for coefficients in {-1, 0, 1} (local).
+
+    Selecting with 0/1 masks avoids full 128-bit products: one masked limb sum each
+    for the +1 and the -1 entries.
+    """
+    val = ring.masked_sum(onehot.val, coef == 1)
+    mac = ring.masked_sum(onehot.mac, coef == 1)
+    if np.any(coef == -1):
+        val = ring.sub(val, ring.masked_sum(onehot.val, coef == -1))
+        mac = ring.sub(mac, ring.masked_sum(onehot.mac, coef == -1))
+    return AuthShare(onehot.party, val, mac)
 
 
 def _pick(onehot: AuthShare, idx: np.ndarray) -> AuthShare:

@@ -61,7 +61,7 @@ class TamperingPrep(Preprocessing):
             return poke(a.reshape(2, 1)).reshape(2)
         return a
 
-    def fetch(self, req: Request):
+    def _fetch(self, req: Request):
         items = self.inner.fetch(req)
         if self.count == self.target and not self.alpha:
             k = self.which % (2 * len(items))

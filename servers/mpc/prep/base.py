@@ -7,6 +7,7 @@ the two servers themselves) is the implementation's business.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,14 +49,23 @@ class Preprocessing(ABC):
     """Source of one party's authenticated correlated randomness."""
 
     party: int
+    seconds: float = 0.0  # wall time spent obtaining preprocessing (for benchmarks)
 
     @abstractmethod
     def mac_key_share(self) -> np.ndarray:
         """This party's additive share of the global MAC key alpha (ring scalar)."""
 
     @abstractmethod
-    def fetch(self, req: Request) -> list[AuthPair]:
+    def _fetch(self, req: Request) -> list[AuthPair]:
         """This party's authenticated values for one request, in layout order."""
+
+    def fetch(self, req: Request) -> list[AuthPair]:
+        """Timed :meth:`_fetch`."""
+        t0 = time.perf_counter()
+        try:
+            return self._fetch(req)
+        finally:
+            self.seconds += time.perf_counter() - t0
 
     def triples(self, shape: Sequence[int]) -> Triple:
         return Triple(*self.fetch(Request("triple", (tuple(shape),))))

@@ -20,7 +20,7 @@ class LocalPreprocessing(Preprocessing):
     def mac_key_share(self) -> np.ndarray:
         return self.core.mac_key_share(self.party)
 
-    def fetch(self, req: Request) -> list[AuthPair]:
+    def _fetch(self, req: Request) -> list[AuthPair]:
         part = self.core.serve(self.session, self.party, self._seq, req)
         self._seq += 1
         if part.seed is not None:

@@ -63,7 +63,7 @@ class RemotePreprocessing(Preprocessing):
             self._alpha = reply.arrays[0].copy()
         return self._alpha
 
-    def fetch(self, req: Request) -> list[AuthPair]:
+    def _fetch(self, req: Request) -> list[AuthPair]:
         reply = self._call(Message("get", {"session": self.session, "seq": self._seq,
                                            "req": req.to_wire()}), "part")
         self._seq += 1

@@ -1,0 +1,1 @@
+"""Face recognition under MPC: identification, verification and training on shares."""

@@ -1,0 +1,68 @@
+"""Open-set identification (1:N) and verification (1:1) on authenticated shares.
+
+Scores are cosine similarities of L2-normalised embeddings with L2-normalised templates,
+so |score| <= 1 and a difference of two scores is below 2 in absolute value: comparisons
+run at SCORE_BITS = F + 4 bits. Nothing but the final (index, accept) pair is ever
+opened, and only towards the edge (through its output masks).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from splitface.servers.mpc import compare
+from splitface.servers.mpc.beaver import FixedOperand, mul_many
+from splitface.servers.mpc.errors import ShapeError
+from splitface.servers.mpc.share import AuthShare, stack
+from splitface.shared.fixedpoint import F
+
+SCORE_BITS = F + 4
+
+
+class Gallery:
+    """The fixed template matrix W (dim x identities), opened once as W - B."""
+
+    def __init__(self, templates: AuthShare, key: str) -> None:
+        if templates.ndim != 2:
+            raise ShapeError(f"templates must be (dim, identities), got {templates.shape}")
+        self.dim, self.size = templates.shape
+        self.operand = FixedOperand(templates, key)
+
+    def scores(self, probe: AuthShare) -> AuthShare:
+        """[probe . w_j] for every identity j."""
+        return self.operand.left_matmul(probe)
+
+
+def identify(gallery: Gallery, probe: AuthShare, threshold: float) -> AuthShare:
+    """[(index or -1, accept)]: argmax identity if its score reaches the threshold.
+
+    The index of a rejected probe is replaced by -1 under MPC, so an unknown face learns
+    nothing about its nearest enrolled identity.
+    """
+    if probe.shape != (gallery.dim,):
+        raise ShapeError(f"probe has shape {probe.shape}, gallery expects ({gallery.dim},)")
+    party = probe.party
+    with party.op("identify"):
+        scores = gallery.scores(probe)
+        best, idx = compare.argmax(scores, bits=SCORE_BITS)
+        accept = 1 - (best - threshold).ltz(SCORE_BITS)
+        (gated,) = mul_many([(accept, idx + 1)])
+    return stack([gated - 1, accept])
+
+
+def verify(template: AuthShare, probe: AuthShare, threshold: float) -> AuthShare:
+    """[accept] for a claimed identity's template (a shared vector)."""
+    if template.shape != probe.shape or probe.ndim != 1:
+        raise ShapeError(f"probe {probe.shape} and template {template.shape} differ")
+    with probe.party.op("verify"):
+        score = probe @ template
+        return (1 - (score - threshold).ltz(SCORE_BITS)).reshape(1)
+
+
+def plaintext_identify(templates: np.ndarray, probe: np.ndarray, threshold: float
+                       ) -> tuple[int, int]:
+    """The same decision in float64 (reference for agreement)."""
+    s = probe @ templates
+    j = int(np.argmax(s))
+    ok = int(s[j] >= threshold)
+    return (j if ok else -1), ok
