@@ -249,9 +249,33 @@ def add_edge(root: Path, name: str, *, public_key_file: Path | None = None) -> P
     else:
         pair = keys.KeyPair.generate()
         public = pair.public
-
+    for server in SERVERS:
+        for other, key in keys.load_public_keys_dir(dep.allow_list(server)).items():
+            if key == public:
+                raise DeploymentError(f"this public key already belongs to {other} on {server}'s "
+                                      "allow-list; every terminal needs its own key pair")
+    local = manifest.layout == "local"
+    if local and manifest.next_events_port > 65535:
+        raise DeploymentError("no event ports left above 65535; start a new deployment with a "
+                              "lower --base-port")
     staging = dep.root / f".{name}.staging"
     shutil.rmtree(staging, ignore_errors=True)
+    try:
+        _write_edge_folder(dep, manifest, name, staging, pair, public)
+        staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for server in SERVERS:
+        keys.write_public_key(dep.allow_list(server) / f"{name}.key", name, public)
+    if local:
+        dep.write_manifest(replace(manifest, next_events_port=manifest.next_events_port + 1))
+    return folder
+
+
+def _write_edge_folder(dep: Deployment, manifest: Manifest, name: str, staging: Path,
+                       pair: keys.KeyPair | None, public: bytes) -> None:
+    """Fill ``staging`` with what ``dep.folder(name)`` will hold: config and keys."""
+    folder = dep.folder(name)
     kdir = staging / "keys"
     if pair is not None:
         keys.write_keypair(kdir, name, pair)
@@ -263,26 +287,20 @@ def add_edge(root: Path, name: str, *, public_key_file: Path | None = None) -> P
         keys.write_public_key(kdir / f"{server}.key", server, server_public)
         ep = manifest.p0_edge_endpoint if server == "p0" else manifest.p1_edge_endpoint
         links[server] = ServerLink(endpoint=ep, public_key_file=folder / "keys" / f"{server}.key")
-    local = manifest.layout == "local"
+    events = (_tcp("127.0.0.1", manifest.next_events_port) if manifest.layout == "local"
+              else EventsOptions().publish)
     config = EdgeConfig(
         terminal_id=name,
         secret_key_file=folder / "keys" / f"{name}.key_secret",
         state_dir=folder / _state_dir(manifest.layout, "edge"),
         servers=ServersOptions(p0=links["p0"], p1=links["p1"]),
         models=ModelOptions(model_dir=manifest.model_dir),
-        events=EventsOptions(publish=_tcp("127.0.0.1", manifest.next_events_port) if local
-                             else EventsOptions().publish),
+        events=EventsOptions(publish=events),
     )
     # Written as if already in place: paths are relative to the final folder.
     text = dump_toml(config, base_dir=folder.absolute(),
                      header=_header(f"terminal {name}", name))
     (staging / "config.toml").write_text(text, encoding="utf-8")
-    staging.rename(folder)
-    for server in SERVERS:
-        keys.write_public_key(dep.allow_list(server) / f"{name}.key", name, public)
-    if local:
-        dep.write_manifest(replace(manifest, next_events_port=manifest.next_events_port + 1))
-    return folder
 
 
 def revoke_edge(root: Path, name: str) -> list[Path]:

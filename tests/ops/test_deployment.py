@@ -128,6 +128,15 @@ def test_add_edge_with_a_key_made_on_the_terminal(deployment: Deployment, tmp_pa
         keys.load_secret_key(edge.secret_key_file)[0]
 
 
+def test_add_edge_refuses_a_reused_public_key(deployment: Deployment, capsys) -> None:
+    shared = deployment.keys_dir("edge-1") / "edge-1.key"
+    assert main(["add-edge", "--deployment", str(deployment.root), "--name", "twin",
+                 "--public-key", str(shared)]) == 2
+    assert "already belongs to edge-1" in capsys.readouterr().err
+    assert not deployment.folder("twin").exists()
+    assert check_deployment(deployment.root) == []
+
+
 def test_revoke_edge(deployment: Deployment) -> None:
     assert main(["revoke-edge", "--deployment", str(deployment.root), "--name", "edge-1"]) == 0
     for server in ("p0", "p1"):
