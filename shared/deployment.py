@@ -249,7 +249,7 @@ def add_edge(root: Path, name: str, *, public_key_file: Path | None = None) -> P
     else:
         pair = keys.KeyPair.generate()
         public = pair.public
-    for server in SERVERS:
+    for server in SERVERS if pair is None else ():  # a fresh pair cannot collide
         for other, key in keys.load_public_keys_dir(dep.allow_list(server)).items():
             if key == public:
                 raise DeploymentError(f"this public key already belongs to {other} on {server}'s "
