@@ -24,6 +24,7 @@ from splitface.edge.models.sources import EXPO_NPM, MEDIAPIPE_WHEEL
 BLAZEFACE_SHA256 = "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
 MFN_NPM_SHA256 = "d8ba40c0127fb8ca9917e8fddc79bbbda063657bc92a496d34da0bc8a760443b"
 REWRITE_VERSION = 2
+CALIBRATION_VERSION = 2
 DEFAULT_RECIPE = "a8w8"
 MIN_COSINE_GATE = 0.85  # the build fails below this; tests demand more on the test faces
 
@@ -90,7 +91,7 @@ def build(layout: VarLayout, recipe: str = DEFAULT_RECIPE, force: bool = False,
     build_testdata(layout, log=lambda m: log("      " + m))
 
     q_inputs = {"float": state["float"]["sha256"], "recipe": recipe,
-                "testdata": INDEX_VERSION}
+                "testdata": INDEX_VERSION, "calibration": CALIBRATION_VERSION}
     card_ok = layout.model_card_json.is_file()
     if _fresh(layout.mobilefacenet_int8, state, "int8", q_inputs) and card_ok:
         log(f"ok    {layout.mobilefacenet_int8.name}")
@@ -112,8 +113,13 @@ def _quantize_and_check(layout: VarLayout, recipe: str, log) -> dict:
 
     faces = aligned_faces(layout)
     log(f"      calibrating {recipe} on {len(faces.faces)} aligned faces")
-    quantize_model(layout.mobilefacenet_float, layout.mobilefacenet_int8,
-                   list(to_model_input(faces.faces)), recipe)
+    calib = list(to_model_input(faces.faces))
+    # Pin the input range to every possible pixel value (0..255), so bright highlights are not
+    # clipped by an input scale fitted to this photo set only.
+    span = faces.faces[0].copy()
+    span[0, 0], span[-1, -1] = 0, 255
+    calib.append(to_model_input(span[None])[0])
+    quantize_model(layout.mobilefacenet_float, layout.mobilefacenet_int8, calib, recipe)
     report = compare(layout.mobilefacenet_float, layout.mobilefacenet_int8, faces.faces,
                      faces.files)
     log(f"built {layout.mobilefacenet_int8.name}: cos(int8, float) mean {report.cos_mean:.4f} "
@@ -149,7 +155,8 @@ def _quantize_and_check(layout: VarLayout, recipe: str, log) -> dict:
                    "postprocess": "dequantize, L2-normalise"},
         "alignment": "similarity transform of BlazeFace eyes/nose/mouth to the ArcFace 112 "
                      "template",
-        "calibration": {"faces": len(faces.faces), "set": "var/testdata photos + views"},
+        "calibration": {"faces": len(faces.faces),
+                        "set": "var/testdata photos + views, plus one 0..255 range pin"},
         "quality": report.to_dict(),
         "built": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

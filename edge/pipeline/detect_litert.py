@@ -137,8 +137,9 @@ class LiteRTFaceDetector:
         faces = []
         for box, score, kp in weighted_nms(boxes, scores, kps, self.options.min_suppression_iou):
             # Undo the letterbox: model pixels -> frame pixels.
-            bx = (box[[0, 2]] - lb.pad_x) / lb.scale
-            by = (box[[1, 3]] - lb.pad_y) / lb.scale
+            # Boxes are clipped to the frame as MediaPipe does; keypoints are left as predicted.
+            bx = np.clip((box[[0, 2]] - lb.pad_x) / lb.scale, 0, w)
+            by = np.clip((box[[1, 3]] - lb.pad_y) / lb.scale, 0, h)
             kp_px = np.stack([(kp[:, 0] - lb.pad_x) / lb.scale,
                               (kp[:, 1] - lb.pad_y) / lb.scale], axis=1).astype(np.float32)
             faces.append(Detection((float(bx[0]), float(by[0]), float(bx[1] - bx[0]),
