@@ -124,26 +124,36 @@ def watchdog_interval(env: Mapping[str, str] | None = None) -> float:
 
 @dataclass
 class Watchdog:
-    """Pings systemd's watchdog from the main loop, and only when the loop makes progress.
+    """Pings systemd's watchdog from the main loop, and only while the loop makes progress.
 
-    Call :meth:`heartbeat` once per main-loop iteration *after* the iteration did real work
-    (a frame was decoded, a request was answered). A ping goes out when half the interval has
-    passed since the last one. There is deliberately no timer thread: if the loop hangs in
+    Call :meth:`heartbeat` once per main-loop iteration; a ping goes out when half the interval
+    has passed since the last one. There is deliberately no timer thread: if the loop hangs in
     a camera read or a server call, heartbeats stop, pings stop, and systemd restarts us.
+
+    A loop that keeps spinning without doing its job (a camera that returns no frames) is caught
+    with ``stall_s``: the loop calls :meth:`progress` when real work happened (a frame decoded),
+    and heartbeats ping only if that was at most ``stall_s`` ago. With ``stall_s == 0`` every
+    heartbeat counts as progress.
     """
 
     interval_s: float
     notifier: Notifier = field(default_factory=Notifier)
     clock: Callable[[], float] = time.monotonic
+    stall_s: float = 0.0
     _last_ping: float = field(default=float("-inf"), init=False, repr=False)
+    _last_progress: float = field(default=0.0, init=False, repr=False)
     _pings: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._last_progress = self.clock()  # start-up gets one stall_s of grace
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, enabled: bool = True,
-                 clock: Callable[[], float] = time.monotonic) -> Watchdog:
+                 stall_s: float = 0.0, clock: Callable[[], float] = time.monotonic) -> Watchdog:
         """The watchdog systemd asked for (``WatchdogSec=``); disabled when none or not wanted."""
         interval = watchdog_interval(env) if enabled else 0.0
-        return cls(interval, Notifier.from_env(env) if interval else Notifier(), clock)
+        notifier = Notifier.from_env(env) if interval else Notifier()
+        return cls(interval, notifier, clock, stall_s)
 
     @property
     def enabled(self) -> bool:
@@ -154,11 +164,17 @@ class Watchdog:
         """Pings sent so far (for tests and the status line)."""
         return self._pings
 
+    def progress(self) -> None:
+        """The loop did real work (only needed with ``stall_s``)."""
+        self._last_progress = self.clock()
+
     def heartbeat(self) -> bool:
-        """Record progress; pings if half the interval passed since the last ping."""
+        """Once per loop iteration; pings if due and the loop is not stalled. True if pinged."""
         if not self.enabled:
             return False
         now = self.clock()
+        if self.stall_s > 0 and now - self._last_progress > self.stall_s:
+            return False
         if now - self._last_ping < self.interval_s / 2:
             return False
         if self.notifier.notify(WATCHDOG=1):

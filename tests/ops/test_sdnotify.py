@@ -113,6 +113,26 @@ def test_watchdog_pings_at_half_interval_only_on_heartbeat(path_socket: socket.s
     assert dog.heartbeat() and dog.pings == 3
 
 
+def test_watchdog_stops_when_loop_spins_without_progress(path_socket: socket.socket) -> None:
+    """A camera returning no frames: the loop still iterates, but pings stop after stall_s."""
+    now = [0.0]
+    env = {"NOTIFY_SOCKET": os.environ["NOTIFY_SOCKET"], "WATCHDOG_USEC": "4000000"}
+    dog = Watchdog.from_env(env, stall_s=3.0, clock=lambda: now[0])
+    assert dog.heartbeat()  # start-up grace: no frame yet, but within stall_s
+    now[0] = 2.0
+    dog.progress()  # first frame
+    for t in (2.5, 4.0, 5.0, 6.0, 7.0, 8.0):  # loop iterates, frames fail from here on
+        now[0] = t
+        dog.heartbeat()
+    # pings at 0.0, 2.5, 5.0 (every 2 s at most); from 6.0 on the last frame is > 3 s old
+    assert dog.pings == 3
+    now[0] = 20.0
+    assert not dog.heartbeat()
+    dog.progress()  # camera is back
+    assert dog.heartbeat() and dog.pings == 4
+    assert len(_drain(path_socket)) == 4
+
+
 def test_watchdog_disabled_paths(path_socket: socket.socket) -> None:
     env = {"NOTIFY_SOCKET": os.environ["NOTIFY_SOCKET"]}
     assert not Watchdog.from_env(env).enabled  # no WatchdogSec=
