@@ -6,6 +6,7 @@ import contextlib
 import os
 import secrets
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -171,3 +172,56 @@ def test_stuck_main_loop_stops_pings_in_real_time(path_socket: socket.socket) ->
         thread.join()
     assert len(running) >= 3 and set(running) == {b"WATCHDOG=1\n"}
     assert hung == []
+
+
+def _recv_with_pid(sock: socket.socket, timeout: float) -> tuple[bytes, int]:
+    """One datagram and the sender's pid from SCM_CREDENTIALS, as systemd checks for
+    NotifyAccess=main."""
+    sock.settimeout(timeout)
+    data, ancdata, _flags, _addr = sock.recvmsg(4096, socket.CMSG_SPACE(12))
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+            return data, int.from_bytes(payload[:4], sys.byteorder)
+    return data, -1
+
+
+def test_daemon_contract_as_systemd_sees_it(deployment, tmp_path: Path) -> None:
+    """READY=1 from the main pid, pings while running, none once stuck, STOPPING=1 on SIGTERM."""
+    import signal
+    import subprocess
+
+    path = str(tmp_path / "notify")
+    with notify_socket(path) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "300000"}
+        proc = subprocess.Popen([sys.executable, "-m", "tests.ops.notify_daemon",
+                                 str(deployment.config_path("edge-1"))], env=env,
+                                cwd=Path(__file__).resolve().parents[2])
+        try:
+            assert _recv_with_pid(sock, 20.0) == (b"READY=1\n", proc.pid)
+            assert _recv_with_pid(sock, 2.0) == (b"STATUS=terminal edge-1 running\n", proc.pid)
+            pings = [_recv_with_pid(sock, 1.0) for _ in range(3)]
+            assert pings == [(b"WATCHDOG=1\n", proc.pid)] * 3
+            proc.send_signal(signal.SIGUSR1)  # the main loop hangs
+            time.sleep(0.2)
+            _drain(sock)
+            with pytest.raises(TimeoutError):  # > one full watchdog interval without a ping
+                _recv_with_pid(sock, 0.6)
+            proc.send_signal(signal.SIGTERM)
+            assert _recv_with_pid(sock, 5.0) == (b"STOPPING=1\n", proc.pid)
+            assert proc.wait(timeout=10) == 0
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+def test_daemon_exits_ex_config_on_a_bad_config(tmp_path: Path) -> None:
+    import subprocess
+
+    bad = tmp_path / "config.toml"
+    bad.write_text("terminal_id = 3\n")
+    result = subprocess.run([sys.executable, "-m", "tests.ops.notify_daemon", str(bad)],
+                            capture_output=True, text=True, timeout=30,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 78  # RestartPreventExitStatus=78 in the units
+    assert f"{bad}: terminal_id: expected a string, got integer 3" in result.stderr
