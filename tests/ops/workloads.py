@@ -23,6 +23,8 @@ from pathlib import Path
 PR_SET_MDWE = 65
 PR_MDWE_REFUSE_EXEC_GAIN = 1
 NOBODY = 65534
+#: Exit status when the kernel lacks PR_SET_MDWE (Linux < 6.3): the test skips, it cannot pass.
+NO_MDWE = 77
 #: Imported before dropping privileges: the interpreter and venv may live where nobody cannot
 #: read (e.g. under /root), and a library's import is the same whoever does it.
 PRELOAD = {
@@ -195,7 +197,11 @@ def as_service_user(fn: Callable[[], None]) -> int:
 def main(argv: list[str]) -> int:
     stack = argv[0]
     if "--mdwe" in argv:
-        apply_mdwe()
+        try:
+            apply_mdwe()
+        except OSError as exc:
+            print(f"PR_SET_MDWE unavailable: {exc}", file=sys.stderr)
+            return NO_MDWE
     for name in [*PRELOAD[stack], "traceback"]:
         importlib.import_module(name)
     with tempfile.TemporaryDirectory() as tmp:
