@@ -70,8 +70,8 @@ class Manifest:
     p0_edge_endpoint: str = setting("Where terminals reach P0.", check=endpoint(bind=False))
     p1_edge_endpoint: str = setting("Where terminals reach P1.", check=endpoint(bind=False))
     model_dir: Path = setting("models.model_dir written into new terminal configs.")
-    next_events_port: int = setting("Local layout: events port of the next terminal.",
-                                    check=in_range(1, 65535))
+    next_events_port: int = setting("Local layout: events port of the next terminal "
+                                    "(65536 = used up).", check=in_range(1, 65536))
 
 
 @dataclass(frozen=True)
