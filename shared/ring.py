@@ -289,8 +289,30 @@ def stack_limbs(b: np.ndarray) -> np.ndarray:
     return to_limbs(b).reshape(_LIMBS * b.shape[1], b.shape[2])
 
 
+def _right_band(b_limbs: np.ndarray) -> np.ndarray:
+    """Band matrix (8n, 8p) with block (i, s) = B_{s-i}, for [A_0 | ... | A_7] @ band."""
+    _, n, p = b_limbs.shape
+    band = np.zeros((_LIMBS, n, _LIMBS, p), dtype=np.float64)
+    for s in range(_LIMBS):
+        for i in range(s + 1):
+            band[i, :, s, :] = b_limbs[s - i]
+    return band.reshape(_LIMBS * n, _LIMBS * p)
+
+
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Exact matrix product mod 2^128 of ring matrices (2, m, n) @ (2, n, p)."""
+    """Exact matrix product mod 2^128 of ring matrices (2, m, n) @ (2, n, p).
+
+    The band (the operand replicated per limb diagonal) is built from whichever side is
+    smaller; both orientations do the same number of flops.
+    """
     if a.ndim != 3 or b.ndim != 3 or a.shape[2] != b.shape[1]:
         raise ValueError(f"matmul shape mismatch: {shape_of(a)} @ {shape_of(b)}")
-    return matmul_limbs(a, stack_limbs(b))
+    m, n = a.shape[1:]
+    p = b.shape[2]
+    if m <= p:
+        return matmul_limbs(a, stack_limbs(b))
+    if n * _LIMBS >= _MAX_INNER:
+        raise ValueError(f"inner dimension {n} too large for an exact float64 limb product")
+    a_h = to_limbs(a).transpose(1, 0, 2).reshape(m, _LIMBS * n)  # [A_0 | A_1 | ... | A_7]
+    c = a_h @ _right_band(to_limbs(b))  # (m, 8p): [C_0 | ... | C_7]
+    return _from_limb_sums(c.reshape(m, _LIMBS, p).transpose(1, 0, 2))

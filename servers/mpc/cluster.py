@@ -13,6 +13,7 @@ import zmq
 
 from splitface.servers.dealer.service import DealerService
 from splitface.servers.mpc.prep.dealer import DealerCore
+from splitface.servers.mpc.threads import limit_blas_threads
 from splitface.servers.mpc.worker import worker_main
 from splitface.shared.transport.zap import start_authenticator
 
@@ -25,6 +26,7 @@ class JobError(RuntimeError):
 
 def dealer_main(conn: Connection, cfg: dict[str, Any]) -> None:
     """Dealer process: serve until the controller closes the pipe or sends anything."""
+    limit_blas_threads(1)
     ctx = zmq.Context()
     auth = start_authenticator(ctx, [cfg["p0"], cfg["p1"]])
     stop = threading.Event()

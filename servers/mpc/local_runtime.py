@@ -13,11 +13,13 @@ from typing import Any
 from splitface.servers.mpc.party import Party
 from splitface.servers.mpc.prep.dealer import DealerCore
 from splitface.servers.mpc.prep.local import LocalPreprocessing
+from splitface.servers.mpc.threads import limit_blas_threads
 from splitface.shared.transport.local import local_pair
 
 
 def make_parties(core: DealerCore | None = None) -> tuple[Party, Party]:
-    """Two connected parties sharing one in-process dealer."""
+    """Two connected parties sharing one in-process dealer (BLAS limited to one thread)."""
+    limit_blas_threads(1)
     core = core or DealerCore()
     c0, c1 = local_pair()
     return (Party(0, c0, LocalPreprocessing(core, 0)), Party(1, c1, LocalPreprocessing(core, 1)))

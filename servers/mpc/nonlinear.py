@@ -59,7 +59,7 @@ def hard_sigmoid(x: AuthShare) -> AuthShare:
         quarter = x * 0.25
         s = quarter + 0.5
         shift = SIGMOID_CMP_SHIFT - 2
-        coarse = quarter.truncate(shift) if quarter.frac > shift else quarter
+        coarse = (quarter.truncate(shift) if quarter.frac > shift else quarter).reshape(-1)
         # [s < 0] = [x/4 + 1/2 < 0] and [s > 1] = [1/2 - x/4 < 0], in one batch
         lt = concat([coarse + 0.5, coarse.rsub(0.5)]).ltz(SIGMOID_CMP_BITS)
         n = x.size

@@ -80,9 +80,13 @@ class AuthShare:
         return self._like(ring.sum_axis(self.val, axis), ring.sum_axis(self.mac, axis))
 
     def broadcast_to(self, shape: Sequence[int]) -> AuthShare:
-        shp = (2, *shape)
-        return self._like(np.broadcast_to(self.val, shp).copy(),
-                          np.broadcast_to(self.mac, shp).copy())
+        shape = tuple(shape)
+        if shape == self.shape:
+            return self
+        val = _logical_broadcastable(self.val, len(shape) + 1)
+        mac = _logical_broadcastable(self.mac, len(shape) + 1)
+        return self._like(np.broadcast_to(val, (2, *shape)).copy(),
+                          np.broadcast_to(mac, (2, *shape)).copy())
 
     # ------------------------------------------------------------ public constants
     def encode_public(self, c: Any, frac: int | None = None) -> np.ndarray:
@@ -97,12 +101,14 @@ class AuthShare:
 
     def add_ring(self, c: np.ndarray) -> AuthShare:
         """Add a public ring constant: party 0 adds it to its share, both adjust MACs."""
+        c = _logical_broadcastable(c, self.val.ndim)
         val = ring.add(self.val, c) if self.party.id == 0 else self.val
         val, mac = np.broadcast_arrays(val, ring.add(self.mac, self.party.alpha_times(c)))
         return self._like(val.copy(), mac.copy())
 
     def mul_ring(self, c: np.ndarray, frac_add: int = 0) -> AuthShare:
         """Multiply by a public ring constant (broadcasting); ``frac_add`` its fractional bits."""
+        c = _logical_broadcastable(c, self.val.ndim)
         return self._like(ring.mul(self.val, c), ring.mul(self.mac, c), self.frac + frac_add)
 
     # ------------------------------------------------------------ linear operators
@@ -114,6 +120,9 @@ class AuthShare:
             a = a.mul_ring(ring.from_pyint(1 << (b.frac - a.frac)), b.frac - a.frac)
         elif b.frac < a.frac:
             b = b.mul_ring(ring.from_pyint(1 << (a.frac - b.frac)), a.frac - b.frac)
+        if a.shape != b.shape:
+            shape = np.broadcast_shapes(a.shape, b.shape)
+            a, b = a.broadcast_to(shape), b.broadcast_to(shape)
         return a, b
 
     def add(self, other: AuthShare | Any) -> AuthShare:
@@ -223,6 +232,13 @@ class AuthShare:
     def reveal_float(self) -> np.ndarray:
         return fixedpoint.decode(self.reveal(), self.frac) if self.frac else \
             fixedpoint.decode_int(self.reveal()).astype(np.float64)
+
+
+def _logical_broadcastable(c: np.ndarray, ndim: int) -> np.ndarray:
+    """Insert singleton logical axes after the limb axis so numpy broadcasting aligns
+    logical shapes from the right, as it would for plain arrays."""
+    missing = ndim - c.ndim
+    return c.reshape((2,) + (1,) * missing + c.shape[1:]) if missing > 0 else c
 
 
 def concat(shares: Sequence[AuthShare], axis: int = 0) -> AuthShare:

@@ -41,3 +41,34 @@ def identify_query(party: Party, state: dict[str, Any], masked: np.ndarray, dim:
             "prep_seconds": party.prep.seconds - prep0,
             "bytes": party.channel.stats.bytes_sent - b0,
             "rounds": party.channel.stats.rounds - r0}
+
+
+def train_run(party: Party, state: dict[str, Any], dim: int, labels: list[int], classes: int,
+              epochs: int, batch_size: int, learning_rate: float,
+              reveal_for_evaluation: bool = False) -> dict[str, Any]:
+    """Train templates and the logistic model on the accepted chunks (benchmarks and tests).
+
+    ``reveal_for_evaluation`` opens the trained weights to both servers so a benchmark
+    can score a held-out split; the product never does this.
+    """
+    from splitface.servers.recognition import training
+
+    flat = concat(state.pop("chunks"))
+    x = flat.reshape(flat.size // dim, dim)
+    lab = np.asarray(labels, dtype=np.int64)
+    opts = training.SgdOptions(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate)
+    t0, b0, r0 = time.perf_counter(), party.channel.stats.bytes_sent, party.channel.stats.rounds
+    model = training.train_logistic(x, lab, classes, opts)
+    party.check()
+    train_s = time.perf_counter() - t0
+    out: dict[str, Any] = {"train_s": train_s, "bytes": party.channel.stats.bytes_sent - b0,
+                           "rounds": party.channel.stats.rounds - r0,
+                           "prep_s": party.prep.seconds}
+    t1 = time.perf_counter()
+    templates = training.train_templates(x, lab, classes)
+    party.check()
+    out["templates_s"] = time.perf_counter() - t1
+    if reveal_for_evaluation:
+        out["w"], out["b"] = model.w.reveal_float(), model.b.reveal_float()
+        out["templates"] = templates.reveal_float()
+    return out
