@@ -24,7 +24,7 @@ from splitface.edge.models.sources import EXPO_NPM, MEDIAPIPE_WHEEL
 BLAZEFACE_SHA256 = "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
 MFN_NPM_SHA256 = "d8ba40c0127fb8ca9917e8fddc79bbbda063657bc92a496d34da0bc8a760443b"
 REWRITE_VERSION = 2
-CALIBRATION_VERSION = 2
+CALIBRATION_VERSION = 4
 DEFAULT_RECIPE = "a8w8"
 MIN_COSINE_GATE = 0.85  # the build fails below this; tests demand more on the test faces
 
@@ -114,8 +114,9 @@ def _quantize_and_check(layout: VarLayout, recipe: str, log) -> dict:
     faces = aligned_faces(layout)
     log(f"      calibrating {recipe} on {len(faces.faces)} aligned faces")
     calib = list(to_model_input(faces.faces))
-    # Pin the input range to every possible pixel value (0..255), so bright highlights are not
-    # clipped by an input scale fitted to this photo set only.
+    # One calibration sample spans pixel values 0..255. Pinning the input range exactly
+    # (quantize_model(input_range=...)) gave min cosine 0.878 vs 0.927 for this: the worst case
+    # is sensitive to small calibration changes; see docs/MODELS.md.
     span = faces.faces[0].copy()
     span[0, 0], span[-1, -1] = 0, 255
     calib.append(to_model_input(span[None])[0])
@@ -156,7 +157,7 @@ def _quantize_and_check(layout: VarLayout, recipe: str, log) -> dict:
         "alignment": "similarity transform of BlazeFace eyes/nose/mouth to the ArcFace 112 "
                      "template",
         "calibration": {"faces": len(faces.faces),
-                        "set": "var/testdata photos + views, plus one 0..255 range pin"},
+                        "set": "var/testdata photos + views, plus one 0..255 span sample"},
         "quality": report.to_dict(),
         "built": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

@@ -70,7 +70,9 @@ def test_int8_model_keeps_quantisation_params(mfn):
     assert q.input_quant is not None and q.input_quant.dtype == "int8"
     assert q.input_quant.scale > 0 and -128 <= q.input_quant.zero_point <= 127
     assert q.output_quant is not None and q.output_quant.scale > 0
-    x = np.linspace(-127.5 / 128, 127.5 / 128, 11, dtype=np.float32)  # pixels 0..255
+    iq = q.input_quant
+    lo, hi = iq.scale * (-128 - iq.zero_point), iq.scale * (127 - iq.zero_point)
+    x = np.linspace(lo, hi, 11, dtype=np.float32)
     back = q.input_quant.dequantize(q.input_quant.quantize(x))
     assert np.abs(back - x).max() <= q.input_quant.scale / 2 + 1e-6
 
