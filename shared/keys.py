@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import os
 import stat
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -241,3 +244,70 @@ def fingerprint(public: bytes) -> str:
     """Short, human-comparable digest of a public key for out-of-band verification."""
     digest = hashlib.sha256(z85.decode(public)).hexdigest()[:32]
     return ":".join(digest[i : i + 4] for i in range(0, 32, 4))
+
+
+_RACY_NS = 1_000_000_000
+
+
+class AllowListDir:
+    """A ZAP allow-list backed by a folder of ``NAME.key`` files, re-read when it changes.
+
+    ``splitface-keys add-edge``/``revoke-edge`` plus an rsync of the folder then take effect
+    without restarting the server. Use it as pyzmq's credentials provider::
+
+        auth.configure_curve_callback(domain="*", credentials_provider=AllowListDir(path))
+
+    The folder is re-read when its mtime changes (files are added, removed or renamed in, as
+    our writers and rsync do) and at least every ``max_age_s``. If it cannot be read (a secret
+    key dropped in, a malformed file) it admits nobody until fixed, and logs why: failing
+    closed keeps a revoked terminal out.
+    """
+
+    def __init__(self, directory: Path | str, *, max_age_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic,
+                 log: logging.Logger | None = None) -> None:
+        self.directory = Path(directory)
+        self.max_age_s = max_age_s
+        self.clock = clock
+        self.log = log or logging.getLogger("splitface.keys")
+        self._stamp: tuple[int, int] | None = None
+        self._loaded_at = float("-inf")
+        self._names: dict[bytes, str] = {}
+        self.refresh(force=True)
+
+    def refresh(self, *, force: bool = False) -> None:
+        """Re-read the folder if it changed or ``max_age_s`` passed (or ``force``)."""
+        try:
+            st = self.directory.stat()
+            stamp = (st.st_mtime_ns, st.st_ino)
+        except OSError:
+            stamp = None
+        now = self.clock()
+        if (not force and stamp is not None and stamp == self._stamp
+                and now - self._loaded_at < self.max_age_s):
+            return
+        # "Racy" stamp (as in git's index): a change in the same coarse timestamp tick as the
+        # one we saw would leave the mtime unchanged, so re-read until the mtime is old enough.
+        if stamp is not None and time.time_ns() - stamp[0] < _RACY_NS:
+            stamp = None
+        self._stamp, self._loaded_at = stamp, now
+        try:
+            loaded = load_public_keys_dir(self.directory)
+        except KeyFileError as exc:
+            self.log.error("allow-list unusable, admitting nobody until fixed: %s", exc)
+            self._names = {}
+            return
+        self._names = {public: name for name, public in loaded.items()}
+
+    def name_of(self, public_z85: bytes) -> str:
+        """The terminal name of an admitted key, or '' when the key is not on the list."""
+        self.refresh()
+        return self._names.get(bytes(public_z85), "")
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        """pyzmq credentials-provider hook (``key`` arrives Z85-encoded)."""
+        name = self.name_of(key)
+        if not name:
+            self.log.warning("refused CURVE client %s... (not on %s)", key[:8].decode(),
+                             self.directory)
+        return bool(name)

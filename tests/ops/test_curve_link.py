@@ -171,3 +171,47 @@ def test_peer_link_pins_each_others_keys(deployment: Deployment) -> None:
         reply, _ = request(endpoint, p1.secret_key_file, p1.peer_public_key_file)
         thread.join()
         assert reply == b"pong:ping"
+
+
+def test_running_server_follows_allow_list_changes(deployment: Deployment) -> None:
+    """With keys.AllowListDir as ZAP provider, add-edge/revoke-edge apply without a restart."""
+    import threading
+
+    p0 = load_server_config(deployment.config_path("p0"), party=0)
+    public, secret = keys.load_secret_key(p0.secret_key_file)
+    ctx = zmq.Context()
+    auth = ThreadAuthenticator(ctx)
+    auth.start()
+    stop = threading.Event()
+    try:
+        auth.configure_curve_callback(domain="*", credentials_provider=keys.AllowListDir(
+            p0.allowed_edge_keys_dir))
+        sock = ctx.socket(zmq.REP)
+        sock.curve_server, sock.curve_secretkey, sock.curve_publickey = True, secret, public
+        sock.linger, sock.rcvtimeo = 0, 100
+        endpoint = f"tcp://127.0.0.1:{sock.bind_to_random_port('tcp://127.0.0.1')}"
+
+        def serve() -> None:
+            while not stop.is_set():
+                _serve_once(sock)
+
+        server = threading.Thread(target=serve)
+        server.start()
+        try:
+            add_edge(deployment.root, "late-1")
+            late = load_edge_config(deployment.config_path("late-1"))
+            reply, _ = request(endpoint, late.secret_key_file, late.servers.p0.public_key_file)
+            assert reply == b"pong:ping"
+            kept = deployment.root.parent / "late-1.key_secret"
+            kept.write_bytes(late.secret_key_file.read_bytes())
+            kept.chmod(0o600)
+            revoke_edge(deployment.root, "late-1")
+            reply, events = request(endpoint, kept, deployment.keys_dir("p0") / "p0.key")
+            assert reply is None and events == [zmq.EVENT_HANDSHAKE_FAILED_AUTH]
+        finally:
+            stop.set()
+            server.join()
+            sock.close()
+    finally:
+        auth.stop()
+        ctx.term()

@@ -109,3 +109,35 @@ def test_fingerprint_is_stable_and_distinct() -> None:
     assert keys.fingerprint(a.public) == keys.fingerprint(a.public)
     assert keys.fingerprint(a.public) != keys.fingerprint(b.public)
     assert len(keys.fingerprint(a.public)) == 39
+
+
+def test_allow_list_dir_follows_changes_and_fails_closed(tmp_path: Path) -> None:
+    allow = tmp_path / "edges"
+    a, b = keys.KeyPair.generate(), keys.KeyPair.generate()
+    keys.write_public_key(allow / "a.key", "a", a.public)
+    now = [0.0]
+    allow_list = keys.AllowListDir(allow, max_age_s=5.0, clock=lambda: now[0])
+    assert allow_list.name_of(a.public) == "a" and allow_list.callback("*", a.public)
+    assert allow_list.name_of(b.public) == "" and not allow_list.callback("*", b.public)
+    keys.write_public_key(allow / "b.key", "b", b.public)  # directory mtime changes
+    assert allow_list.name_of(b.public) == "b"
+    (allow / "a.key").unlink()
+    assert allow_list.name_of(a.public) == ""
+    keys.write_keypair(allow, "oops")  # a secret in the allow-list: nobody gets in
+    assert allow_list.name_of(b.public) == ""
+    for leftover in allow.glob("oops.*"):
+        leftover.unlink()
+    assert allow_list.name_of(b.public) == "b"
+    # once the folder's mtime is settled, reads are cached; an in-place edit (which keeps the
+    # folder's mtime) shows up after max_age_s at the latest
+    past = (os.stat(allow).st_mtime_ns - 3_600_000_000_000,) * 2
+    os.utime(allow, ns=past)
+    now[0] = 1.0
+    assert allow_list.name_of(b.public) == "b"
+    (allow / "b.key").write_text((allow / "b.key").read_text().replace(
+        b.public.decode(), a.public.decode()))
+    os.utime(allow, ns=past)
+    now[0] = 2.0
+    assert allow_list.name_of(b.public) == "b"  # cached
+    now[0] = 7.0
+    assert allow_list.name_of(a.public) == "b" and allow_list.name_of(b.public) == ""
