@@ -1,0 +1,109 @@
+"""Pipeline over a simulated camera: bad frames give named errors and the stream goes on."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from splitface.edge.cli import main as cli_main
+from splitface.edge.pipeline.capture import CaptureOptions, FrameSource, SourceOpenError
+from splitface.edge.pipeline.detect_base import DetectorOptions
+from splitface.edge.pipeline.embed import EmbedderOptions
+from splitface.edge.pipeline.errors import (
+    BlankFrameError,
+    CorruptInputError,
+    ManyFacesError,
+    NoFaceError,
+)
+from splitface.edge.pipeline.pipeline import FacePipeline, PipelineOptions
+from tests.edge.conftest import read
+
+
+def _fit(img: np.ndarray, w: int = 640, h: int = 480) -> np.ndarray:
+    """Portrait photo -> 640x480 camera frame: the top 4:3 band (where the face is), resized."""
+    band = img[: min(img.shape[0], img.shape[1] * 3 // 4)]
+    return cv2.resize(band, (w, h), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(scope="module", params=["mediapipe", "litert"])
+def pipe(request):
+    opts = PipelineOptions(detector=DetectorOptions(backend=request.param),
+                           embedder=EmbedderOptions("mobilefacenet-int8"))
+    with FacePipeline.from_options(opts) as p:
+        yield p
+
+
+def test_video_camera_stream(pipe, testdata, tmp_path):
+    photos = [im for im in testdata.photos("obama") if im.transform != "partial"]
+    video = tmp_path / "camera.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    assert writer.isOpened()
+    frames = [_fit(read(im.path)) for im in photos] + [np.zeros((480, 640, 3), np.uint8)]
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    with FrameSource.from_options(CaptureOptions(source=str(video))) as src:
+        assert src.kind == "video"
+        outs = list(pipe.run(src))
+    assert [o.status for o in outs] == ["ok"] * len(photos) + ["blank_frame"]
+    E = np.stack([o.result.embedding for o in outs[:-1]])
+    assert (E @ E.T).min() > 0.5  # one person throughout
+    for o in outs[:-1]:
+        assert o.result.timings.total_ms > 0 and o.result.aligned.shape == (112, 112, 3)
+
+
+def test_folder_with_bad_frames_continues(pipe, testdata, tmp_path):
+    obama = testdata.photos("obama")[0].path
+    (tmp_path / "01_good.jpg").write_bytes(obama.read_bytes())
+    (tmp_path / "02_corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    cv2.imwrite(str(tmp_path / "03_black.png"), np.zeros((480, 640, 3), np.uint8))
+    (tmp_path / "04_noface.png").write_bytes(testdata.nofaces()[0].path.read_bytes())
+    (tmp_path / "05_good.jpg").write_bytes(obama.read_bytes())
+    with FrameSource(CaptureOptions(source=str(tmp_path))) as src:
+        outs = list(pipe.run(src))
+    assert [o.status for o in outs] == ["ok", "corrupt_input", "blank_frame", "no_face", "ok"]
+    np.testing.assert_allclose(outs[0].result.embedding, outs[4].result.embedding, atol=1e-6)
+
+
+def test_process_errors_are_named(pipe, testdata):
+    with pytest.raises(BlankFrameError):
+        pipe.process(np.zeros((480, 640, 3), np.uint8))
+    with pytest.raises(CorruptInputError):
+        pipe.process(np.zeros((480, 640, 3), np.float32))
+    with pytest.raises(CorruptInputError):
+        pipe.process(np.zeros((480, 640, 2), np.uint8))
+    with pytest.raises(NoFaceError):
+        pipe.process(read(testdata.nofaces()[0].path))
+    r = pipe.process(read(testdata.photos("biden")[0].path))  # and the next frame works
+    assert r.embedding.shape == (192,) and "embedding=" not in repr(r)
+    assert str(r.embedding[0])[:6] not in repr(r)
+
+
+def test_single_face_policy_rejects_groups(testdata):
+    group = cv2.resize(read(testdata.groups()[0].path), (640, 427))
+    opts = PipelineOptions(detector=DetectorOptions(backend="litert"), face_policy="single")
+    with FacePipeline(opts) as strict, pytest.raises(ManyFacesError):
+        strict.process(group)
+    with FacePipeline(PipelineOptions(detector=DetectorOptions(backend="litert"))) as lenient:
+        assert len(lenient.process(group).detections) > 1
+
+
+def test_missing_source_is_named():
+    with pytest.raises(SourceOpenError):
+        FrameSource(CaptureOptions(source="/nonexistent/video.mp4"))
+
+
+def test_cli_embed_never_prints_embeddings(testdata, capsys):
+    folder = testdata.photos("obama")[0].path.parent
+    rc = cli_main(["embed", str(folder), "--json", "--detector", "litert", "--show-norms"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert rc == 0 and len(out) >= 4
+    import json
+
+    for line in out:
+        rec = json.loads(line)
+        assert "embedding" not in rec and rec["status"] == "ok"
+        assert rec["embedding_norm"] == pytest.approx(1.0, abs=1e-4)
+        assert set(rec["timings"]) == {"detect_ms", "align_ms", "embed_ms", "total_ms"}
+    assert cli_main(["embed", "/nonexistent"]) == 2
