@@ -8,6 +8,7 @@ is refused by ZAP (the client sees HANDSHAKE_FAILED_AUTH and its request times o
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,8 +99,6 @@ def _serve_once(sock: zmq.Socket) -> None:
 
 
 def test_edge_to_server_allowed_and_refused(deployment: Deployment, tmp_path: Path) -> None:
-    import threading
-
     p0 = load_server_config(deployment.config_path("p0"), party=0)
     edge = load_edge_config(deployment.config_path("edge-1"))
     with curve_rep_server(p0.secret_key_file, p0.allowed_edge_keys_dir) as (endpoint, sock):
@@ -119,8 +118,6 @@ def test_edge_to_server_allowed_and_refused(deployment: Deployment, tmp_path: Pa
 
 def test_added_edge_is_admitted_and_revoked_edge_refused(deployment: Deployment) -> None:
     """add-edge / revoke-edge change what a server (re-reading the folder at start) admits."""
-    import threading
-
     add_edge(deployment.root, "lobby-3")
     p1 = load_server_config(deployment.config_path("p1"), party=1)
     lobby = load_edge_config(deployment.config_path("lobby-3"))
@@ -143,8 +140,6 @@ def test_added_edge_is_admitted_and_revoked_edge_refused(deployment: Deployment)
 
 @pytest.mark.parametrize("server_name", ["p0", "p1"])
 def test_server_to_dealer(deployment: Deployment, server_name: str) -> None:
-    import threading
-
     dealer = load_dealer_config(deployment.config_path("dealer"))
     server = load_server_config(deployment.config_path(server_name))
     with curve_rep_server(dealer.secret_key_file, list(dealer.allowed_server_keys)) as (ep, sock):
@@ -161,8 +156,6 @@ def test_server_to_dealer(deployment: Deployment, server_name: str) -> None:
 
 def test_peer_link_pins_each_others_keys(deployment: Deployment) -> None:
     """P1 connects to P0 with P0's public key from its config, and P0 admits exactly P1's key."""
-    import threading
-
     p0 = load_server_config(deployment.config_path("p0"), party=0)
     p1 = load_server_config(deployment.config_path("p1"), party=1)
     with curve_rep_server(p0.secret_key_file, [p0.peer_public_key_file]) as (endpoint, sock):
@@ -175,8 +168,6 @@ def test_peer_link_pins_each_others_keys(deployment: Deployment) -> None:
 
 def test_running_server_follows_allow_list_changes(deployment: Deployment) -> None:
     """With keys.AllowListDir as ZAP provider, add-edge/revoke-edge apply without a restart."""
-    import threading
-
     p0 = load_server_config(deployment.config_path("p0"), party=0)
     public, secret = keys.load_secret_key(p0.secret_key_file)
     ctx = zmq.Context()
