@@ -123,6 +123,9 @@ class ServerConfig:
         "Seconds to wait for the peer or dealer before a request fails with a timeout error.",
         30.0, check=_TIMEOUT)
     log_level: LogLevel = setting("Log verbosity.", "info")
+    admin_terminals: tuple[str, ...] = setting(
+        "Terminal names (from the allow-list) that may train, revoke and reconcile; both "
+        "servers must list the same ones.", ())
     identify: IdentifyOptions = setting("Identification settings.", IdentifyOptions())
     train: TrainOptions = setting("Secure training settings.", TrainOptions())
 

@@ -29,10 +29,12 @@ class ZmqChannel:
              **kw: object) -> ZmqChannel:
         """Listen as CURVE server; the context must have a ZAP authenticator running."""
         sock = context.socket(zmq.PAIR)
+        sock.zap_domain = str(kw.pop("zap_domain", "peer")).encode()
         sock.curve_server = True
         sock.curve_publickey, sock.curve_secretkey = public_key, secret_key
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, kw.get("max_bytes", wire.DEFAULT_MAX_BYTES << 4))
+        sock.setsockopt(zmq.SNDTIMEO, 2_000)  # never block long on an absent peer
         sock.bind(endpoint)
         return cls(sock, **kw)
 
@@ -44,9 +46,15 @@ class ZmqChannel:
         sock.curve_publickey, sock.curve_secretkey = public_key, secret_key
         sock.curve_serverkey = server_key
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDTIMEO, 2_000)
         sock.setsockopt(zmq.MAXMSGSIZE, kw.get("max_bytes", wire.DEFAULT_MAX_BYTES << 4))
         sock.connect(endpoint)
         return cls(sock, **kw)
+
+    @property
+    def socket(self) -> zmq.Socket:
+        """The underlying socket, for polling it together with others."""
+        return self._sock
 
     @property
     def endpoint(self) -> str:

@@ -1,0 +1,35 @@
+"""What every server-side daemon does at start and stop: logging, signals, sd_notify."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+
+from splitface.shared.config_schema import ConfigError
+
+EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus=78 stops restart loops
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def stop_event() -> threading.Event:
+    """An event set by SIGTERM or SIGINT, for a clean shutdown of the main loop."""
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        logging.getLogger("splitface").info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def config_error_exit(exc: ConfigError | OSError | ValueError) -> int:
+    print(f"configuration error: {exc}", file=sys.stderr)
+    return EXIT_CONFIG

@@ -1,0 +1,95 @@
+"""``splitface-server --party 0|1 --config FILE``: one MPC server as a daemon."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import zmq
+
+from splitface.servers.cards.nonces import NonceStore
+from splitface.servers.cards.registry import CardRegistry
+from splitface.servers.cli.common import config_error_exit, setup_logging, stop_event
+from splitface.servers.mpc.prep.remote import RemotePreprocessing
+from splitface.servers.mpc.threads import limit_blas_threads
+from splitface.servers.service.gateway import EdgeGateway
+from splitface.servers.service.node import NodeOptions, ServerNode, terminal_names
+from splitface.servers.store import ShareStore
+from splitface.shared import keys, sdnotify
+from splitface.shared.config import load_server_config
+from splitface.shared.config_schema import ConfigError
+from splitface.shared.transport.zap import start_authenticator
+from splitface.shared.transport.zmq_channel import ZmqChannel
+
+log = logging.getLogger("splitface.server")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="splitface-server", description=__doc__)
+    ap.add_argument("--party", type=int, choices=(0, 1), required=True)
+    ap.add_argument("--config", required=True, help="this server's config.toml")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_server_config(args.config, party=args.party)
+        public, secret = keys.load_secret_key(cfg.secret_key_file)
+        peer_key = keys.load_public_key(cfg.peer_public_key_file)
+        dealer_key = keys.load_public_key(cfg.dealer_public_key_file)
+        edges = keys.load_public_keys_dir(cfg.allowed_edge_keys_dir)
+    except (ConfigError, OSError, ValueError) as exc:
+        return config_error_exit(exc)
+    setup_logging(cfg.log_level)
+    limit_blas_threads(1)
+    stop = stop_event()
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    ctx = zmq.Context()
+    auth = start_authenticator(ctx, {"edge": list(edges.values()), "peer": [peer_key]})
+    timeout = cfg.request_timeout_s
+    if cfg.party == 0:
+        channel = ZmqChannel.bind(ctx, cfg.listen_peer, public_key=public, secret_key=secret,
+                                  default_timeout=timeout)
+    else:
+        channel = ZmqChannel.connect(ctx, cfg.peer_endpoint, public_key=public,
+                                     secret_key=secret, server_key=peer_key,
+                                     default_timeout=timeout)
+    gateway = EdgeGateway(ctx, cfg.listen_edge, public_key=public, secret_key=secret,
+                          terminal_names=terminal_names(edges), max_bytes=cfg.max_message_bytes)
+
+    def prep_factory(session: str) -> RemotePreprocessing:
+        return RemotePreprocessing(ctx, cfg.dealer_endpoint, party=cfg.party, session=session,
+                                   public_key=public, secret_key=secret, dealer_key=dealer_key,
+                                   timeout_s=timeout)
+
+    store = ShareStore(cfg.state_dir / "shares.db")
+    cards = CardRegistry(cfg.state_dir / "cards.db")
+    opts = NodeOptions(threshold=cfg.identify.threshold, submit_timeout_s=timeout,
+                       peer_timeout_s=timeout, train_epochs=cfg.train.epochs,
+                       train_batch_size=cfg.train.batch_size,
+                       train_learning_rate=cfg.train.learning_rate,
+                       admin_terminals=frozenset(getattr(cfg, "admin_terminals", ())))
+    node = ServerNode(cfg.party, gateway, channel, prep_factory, store, cards, NonceStore(), opts)
+    watchdog = sdnotify.Watchdog.from_env()
+    log.info("P%d: terminals on %s, %d terminal keys allowed", cfg.party, gateway.endpoint,
+             len(edges))
+    if cfg.party == 0:
+        node.resync()  # first contact; retried on demand while P1 is down
+    sdnotify.ready()
+    try:
+        while not stop.is_set():
+            node.step(100)
+            watchdog.heartbeat()
+    finally:
+        sdnotify.stopping()
+        log.info("P%d: stopping after %s", cfg.party, dict(node.served))
+        gateway.close()
+        channel.close()
+        if node.party is not None:
+            node.party.prep.close()
+        store.close()
+        cards.close()
+        auth.stop()
+        ctx.destroy(linger=0)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

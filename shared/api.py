@@ -1,0 +1,145 @@
+"""The edge <-> server request protocol (both sides validate with this module).
+
+A request is a two-step transaction with *both* servers, identified by a request id
+that the edge chooses (and reuses on retry, which makes retries idempotent):
+
+1. ``offer``  (edge -> P0 and P1): op, request id, parameters. Each server answers
+   ``offer`` with its value shares of fresh input triples (and a card nonce when the
+   request is card-bound), or ``done``/``error`` straight away.
+2. ``submit`` (edge -> P0 and P1): the masked inputs (and the card's signature). Each
+   server answers ``result`` (its copy of the opened, still edge-masked output),
+   ``done`` (enrolment stored) or ``error``.
+
+``status`` is answered at once by each server. Admin operations (``train``, ``revoke``,
+``reconcile``) follow the same two-step pattern without inputs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from splitface.shared.card_binding import payload_digest
+from splitface.shared.wire import Message
+
+OPS = ("enroll", "identify", "verify", "status", "train", "revoke", "reconcile")
+ADMIN_OPS = frozenset({"train", "revoke", "reconcile"})
+INPUT_OPS = frozenset({"enroll", "identify", "verify"})
+MAX_DIM = 1024
+_REQ = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+_IDENT = re.compile(r"^[\w .'@-]{1,128}$")
+
+# error codes sent to the edge
+BAD_REQUEST = "bad_request"
+UNAUTHORIZED = "unauthorized"
+UNKNOWN_IDENTITY = "unknown_identity"
+NO_MODEL = "no_model"
+WRONG_DIMENSION = "wrong_dimension"
+REVOKED = "revoked"
+CARD_REJECTED = "card_rejected"
+PEER_UNAVAILABLE = "peer_unavailable"
+OUT_OF_SYNC = "out_of_sync"
+ABORTED = "aborted"
+TIMEOUT = "timeout"
+BUSY = "busy"
+
+
+class ApiError(ValueError):
+    """A request the server refuses; ``code`` is one of the module's error codes."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code, self.reason = code, reason
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A validated first step."""
+
+    request_id: str
+    op: str
+    dim: int = 0
+    identity: str = ""
+    card_id: bytes = b""
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def inputs(self) -> int:
+        """How many values the edge inputs: the embedding plus one mask per output."""
+        return {"enroll": self.dim, "identify": self.dim + 2, "verify": self.dim + 1}.get(
+            self.op, 0)
+
+    def outputs(self) -> int:
+        return {"identify": 2, "verify": 1}.get(self.op, 0)
+
+    def to_meta(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"req": self.request_id, "op": self.op}
+        if self.dim:
+            meta["dim"] = self.dim
+        if self.identity:
+            meta["identity"] = self.identity
+        if self.card_id:
+            meta["card_id"] = self.card_id
+        if self.params:
+            meta["params"] = dict(self.params)
+        return meta
+
+
+def check_request_id(v: Any) -> str:
+    if not isinstance(v, str) or not _REQ.match(v):
+        raise ApiError(BAD_REQUEST, "request id must be 8-64 characters of [A-Za-z0-9_-]")
+    return v
+
+
+def check_identity(v: Any) -> str:
+    if not isinstance(v, str) or not _IDENT.match(v):
+        raise ApiError(BAD_REQUEST, "identity must be 1-128 letters, digits, space or ._'@-")
+    return v
+
+
+def parse_offer(msg: Message) -> Offer:
+    """Validate an ``offer`` message (or a ``status``, which has no second step)."""
+    meta = msg.meta
+    if msg.arrays:
+        raise ApiError(BAD_REQUEST, "an offer carries no arrays")
+    op = meta.get("op")
+    if op not in OPS:
+        raise ApiError(BAD_REQUEST, f"unknown operation {op!r}")
+    unknown = set(meta) - {"req", "op", "dim", "identity", "card_id", "params"}
+    if unknown:
+        raise ApiError(BAD_REQUEST, f"unknown fields {sorted(unknown)}")
+    req = check_request_id(meta.get("req"))
+    dim = meta.get("dim", 0)
+    if op in INPUT_OPS:
+        if not isinstance(dim, int) or not 1 <= dim <= MAX_DIM:
+            raise ApiError(BAD_REQUEST, f"dim must be an integer in [1, {MAX_DIM}]")
+    elif dim:
+        raise ApiError(BAD_REQUEST, f"{op} takes no embedding")
+    identity = meta.get("identity", "")
+    if op in ("enroll", "verify", "revoke"):
+        identity = check_identity(identity)
+    elif identity:
+        raise ApiError(BAD_REQUEST, f"{op} takes no identity")
+    card_id = meta.get("card_id", b"")
+    if not isinstance(card_id, bytes) or len(card_id) > 64:
+        raise ApiError(BAD_REQUEST, "card_id must be at most 64 bytes")
+    if card_id and op not in ("enroll", "verify"):
+        raise ApiError(BAD_REQUEST, f"{op} is not card-bound")
+    params = meta.get("params", {})
+    if not isinstance(params, dict) or len(params) > 16 or not all(
+            isinstance(k, str) and isinstance(v, (int, float, str, bool)) for k, v in
+            params.items()):
+        raise ApiError(BAD_REQUEST, "params must be a small map of scalars")
+    return Offer(req, op, dim, identity, card_id, tuple(sorted(params.items())))
+
+
+def card_payload_digest(request_id: str, masked: np.ndarray) -> bytes:
+    """What a card signs for a request: its id and the exact masked vector sent to both
+    servers, so a signature cannot be replayed or moved to another embedding."""
+    return payload_digest(request_id.encode() + b"|" + np.ascontiguousarray(masked).tobytes())
+
+
+def error(req: str, code: str, reason: str) -> Message:
+    return Message("error", {"req": req, "code": code, "reason": reason})
