@@ -9,7 +9,8 @@ protocol.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import zmq
 
@@ -29,6 +30,7 @@ class Inbound:
     name: str  # the terminal's name from the allow-list
     msg: Message
     offer: api.Offer | None = None
+    received: float = field(default_factory=time.monotonic)
 
 
 class EdgeGateway:

@@ -187,6 +187,7 @@ class ServerNode:
                 self._lead(self._queue.popleft())
         else:
             self._follow_if_asked()
+            self._expire_queue()
 
     def _pump(self, timeout_ms: int) -> None:
         """Receive terminal messages: status answered now, offers queued, submits kept."""
@@ -229,7 +230,12 @@ class ServerNode:
     def _lead(self, inbound: Inbound) -> None:
         txn = Txn(inbound, inbound.offer)
         try:
-            self._check_authorized(txn)
+            try:
+                self._check_authorized(txn)
+            except ApiError as exc:  # P1 must not wait for a request P0 will never start
+                self.channel.send(Message("skip", {"req": txn.req, "key": inbound.key,
+                                                   "code": exc.code, "reason": exc.reason}))
+                raise
             self.channel.send(Message("begin", {"req": txn.req, "key": inbound.key,
                                                 "offer": _offer_digest(inbound),
                                                 **self._view(txn)}))
@@ -260,6 +266,11 @@ class ServerNode:
             if isinstance(session, str) and len(session) == 24:
                 self._start_session(session)
             return
+        if msg.kind == "skip":
+            self._drop_queued(msg.meta.get("req"), msg.meta.get("key"),
+                              str(msg.meta.get("code", api.ABORTED)),
+                              str(msg.meta.get("reason", "refused by P0")))
+            return
         if msg.kind != "begin" or self.party is None:
             return  # stale abort or message from an aborted exchange
         req, key = msg.meta.get("req"), msg.meta.get("key")
@@ -278,6 +289,22 @@ class ServerNode:
             return
         self.channel.send(Message("begin_ack", {"ok": True, **self._view(txn)}))
         self._run(txn)
+
+    def _drop_queued(self, req: Any, key: Any, code: str, reason: str) -> None:
+        for i, ib in enumerate(self._queue):
+            if ib.offer.request_id == req and ib.key == key:
+                del self._queue[i]
+                self.gateway.reply(ib.ident, api.error(req, code, reason))
+                return
+
+    def _expire_queue(self) -> None:
+        """P1: requests P0 never started (it did not get them, or is down) are answered."""
+        limit = time.monotonic() - self.opts.peer_timeout_s
+        while self._queue and self._queue[0].received < limit:
+            ib = self._queue.popleft()
+            self.gateway.reply(ib.ident, api.error(ib.offer.request_id, api.PEER_UNAVAILABLE,
+                                                   "the other server did not start this "
+                                                   "request"))
 
     def _await_offer(self, req: Any, key: Any, digest: Any) -> Inbound | None:
         deadline = time.monotonic() + self.opts.peer_timeout_s

@@ -1,0 +1,119 @@
+"""Run a whole deployment (dealer, P0, P1) as local processes: the demo and the tests.
+
+Uses the real daemons (``splitface-dealer``, ``splitface-server``) with configs and keys
+made by ``splitface-keys init --layout local``; stops them with SIGTERM and waits.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from splitface.shared import keys
+
+
+@dataclass
+class LocalDeployment:
+    """A deployment folder and the daemon processes started from it."""
+
+    root: Path
+    base_port: int
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    logs: dict[str, Path] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, root: Path, *, edges: int = 2, base_port: int = 7400,
+               admins: tuple[str, ...] = ("edge-1",), threshold: float | None = None,
+               train: dict[str, float] | None = None) -> LocalDeployment:
+        """Generate keys and configs (``splitface-keys init``) and tune the server configs."""
+        subprocess.run([sys.executable, "-m", "splitface.shared.cli_keys", "init", "--out",
+                        str(root), "--edges", str(edges), "--layout", "local", "--base-port",
+                        str(base_port)], check=True, capture_output=True, text=True)
+        for p in ("p0", "p1"):
+            cfg = root / p / "config.toml"
+            text = cfg.read_text()
+            text = _set_key(text, "admin_terminals", "[" + ", ".join(f'"{a}"' for a in admins)
+                            + "]")
+            if threshold is not None:
+                text = _set_key(text, "threshold", threshold)
+            for k, v in (train or {}).items():
+                text = _set_key(text, k, v)
+            cfg.write_text(text)
+        return cls(root, base_port)
+
+    def start(self, which: tuple[str, ...] = ("dealer", "p0", "p1"),
+              extra_env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, **(extra_env or {})}
+        for name in which:
+            cmd = [sys.executable, "-m", "splitface.servers.cli.dealer"] if name == "dealer" \
+                else [sys.executable, "-m", "splitface.servers.cli.server", "--party", name[1]]
+            cmd += ["--config", "config.toml"]
+            log = self.root / f"{name}.log"
+            self.logs[name] = log
+            with open(log, "ab") as out:
+                self.procs[name] = subprocess.Popen(cmd, cwd=self.root / name, stdout=out,
+                                                    stderr=subprocess.STDOUT, env=env)
+
+    def stop(self, which: tuple[str, ...] | None = None, timeout: float = 15.0) -> dict[str, int]:
+        """SIGTERM, then wait; returns exit codes (SIGKILL only if a daemon hangs)."""
+        names = list(which or self.procs)
+        for n in names:
+            if self.procs[n].poll() is None:
+                self.procs[n].send_signal(signal.SIGTERM)
+        codes = {}
+        for n in names:
+            try:
+                codes[n] = self.procs[n].wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.procs[n].kill()
+                codes[n] = self.procs[n].wait()
+            del self.procs[n]
+        return codes
+
+    def kill(self, name: str) -> None:
+        """Crash a daemon (SIGKILL), for fault tests."""
+        self.procs[name].kill()
+        self.procs[name].wait()
+        del self.procs[name]
+
+    def edge_keys(self, name: str = "edge-1") -> tuple[bytes, bytes, bytes, bytes]:
+        """(public, secret, P0 public, P1 public) for terminal ``name``."""
+        d = self.root / name / "keys"
+        pub, sec = keys.load_secret_key(d / f"{name}.key_secret")
+        return pub, sec, keys.load_public_key(d / "p0.key"), keys.load_public_key(d / "p1.key")
+
+    def endpoints(self) -> tuple[str, str]:
+        return f"tcp://127.0.0.1:{self.base_port}", f"tcp://127.0.0.1:{self.base_port + 1}"
+
+    def wait_ready(self, client, timeout: float = 30.0) -> None:
+        """Until both servers answer status and P0 reports its peer link up."""
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            for n, p in self.procs.items():
+                if p.poll() is not None:
+                    raise RuntimeError(f"{n} exited with {p.returncode}: "
+                                       f"{self.logs[n].read_text()[-2000:]}")
+            try:
+                s0, _ = client.status()
+                if s0.get("peer_ok"):
+                    return
+            except Exception as exc:
+                last = exc
+            time.sleep(0.3)
+        raise TimeoutError(f"deployment not ready: {last}")
+
+
+def _set_key(text: str, key: str, value: float | str) -> str:
+    """Set ``key = value`` on the first line that assigns ``key`` (it must exist)."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.split("=")[0].strip() == key:
+            lines[i] = f"{key} = {value}"
+            return "\n".join(lines) + "\n"
+    raise KeyError(f"{key} is not in the generated config")
