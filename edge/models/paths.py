@@ -57,6 +57,11 @@ class VarLayout:
         return self.models / "mobilefacenet_float.tflite"
 
     @property
+    def mobilefacenet_quant_src(self) -> Path:
+        """Float model with PReLUs split into fused-ReLU conv pairs: the quantizer's input."""
+        return self.models / "mobilefacenet_float_split.tflite"
+
+    @property
     def mobilefacenet_int8(self) -> Path:
         return self.models / "mobilefacenet_int8.tflite"
 
