@@ -1,0 +1,110 @@
+"""``make bench``: run every benchmark and write benchmarks/RESULTS.md (machine and date).
+
+Each benchmark runs as its own process and prints one JSON object; this script only
+collects them. On target hardware (a Raspberry Pi) run ``make bench`` there: the edge
+benchmark then measures the terminal (see firmware_notes/raspberry_pi.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PLAN = [
+    ("identify", ["bench_identify.py", "--gallery", "100", "--queries", "20"]),
+    ("identify", ["bench_identify.py", "--gallery", "1000", "--queries", "20"]),
+    ("identify", ["bench_identify.py", "--gallery", "10000", "--queries", "10"]),
+    ("identify", ["bench_identify.py", "--gallery", "100000", "--queries", "3"]),
+    ("train", ["bench_train.py", "--identities", "10", "--per-identity", "100", "--epochs", "5"]),
+    ("edge", ["bench_edge.py"]),
+    ("card", ["bench_card.py"]),
+]
+QUICK = {"100000": "10000"}
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import numpy as np
+
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "python": platform.python_version(),
+            "numpy": np.__version__, "platform": platform.platform()}
+
+
+def run(args: list[str], timeout: int) -> dict | str:
+    cmd = [sys.executable, str(HERE / args[0]), *args[1:], "--json"]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"timed out after {timeout} s"
+    if p.returncode != 0:
+        return f"exit {p.returncode}: {p.stderr.strip().splitlines()[-1:] or ''}"
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+    return json.loads(lines[-1]) if lines else "no JSON printed"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="skip the N=100,000 gallery")
+    ap.add_argument("--only", default="", help="comma-separated benchmark names")
+    ap.add_argument("--timeout", type=int, default=1800)
+    args = ap.parse_args()
+    only = set(filter(None, args.only.split(",")))
+    results = []
+    for name, cmd in PLAN:
+        if only and name not in only:
+            continue
+        if args.quick and any(c in QUICK for c in cmd):
+            continue
+        print(f"running {' '.join(cmd)} ...", flush=True)
+        out = run(cmd, args.timeout)
+        print(f"  -> {json.dumps(out)[:300]}", flush=True)
+        results.append((name, cmd, out))
+    write_results(results)
+    return 0
+
+
+def write_results(results: list[tuple[str, list[str], dict | str]]) -> None:
+    m = machine()
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = ["# Benchmark results", "",
+             f"Written by `make bench` on {now}.", "",
+             f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, "
+             f"numpy {m['numpy']}; {m['platform']}.", "",
+             "The machine is shared and noisy: compare ratios within one run, not across runs.",
+             ""]
+    ident = [r for n, _, r in results if n == "identify" and isinstance(r, dict)]
+    if ident:
+        lines += ["## Private identification (1:N), malicious security", "",
+                  "| gallery N | dim | online ms p50 | total ms p50 | plaintext ms p50 | "
+                  "bytes/query | rounds/query | agreement | peak RSS MB |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in ident:
+            lines.append(f"| {r['gallery']:,} | {r['dim']} | {r['online_ms_p50']:.1f} | "
+                         f"{r['total_ms_p50']:.1f} | {r['plaintext_ms_p50']:.2f} | "
+                         f"{r['bytes_per_query']:,} | {r['rounds_per_query']} | "
+                         f"{r['agreement']:.3f} | {r['peak_rss_mb']:.0f} |")
+        lines.append("")
+    lines += ["## Raw results", ""]
+    for name, cmd, out in results:
+        lines += [f"### {name}: `{' '.join(cmd)}`", "", "```json",
+                  json.dumps(out, indent=2) if isinstance(out, dict) else str(out), "```", ""]
+    (HERE / "RESULTS.md").write_text("\n".join(lines))
+    print(f"wrote {HERE / 'RESULTS.md'}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
