@@ -61,10 +61,10 @@ def preprocess(frame_bgr: np.ndarray, size: int = INPUT_SIZE) -> tuple[np.ndarra
     m = np.array([[lb.scale, 0.0, lb.pad_x], [0.0, lb.scale, lb.pad_y]], dtype=np.float64)
     # Half-pixel centres, as MediaPipe's ImageToTensor warp does.
     m[:, 2] += 0.5 * lb.scale - 0.5
-    rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
-    img = cv2.warpAffine(rgb, m, (size, size), flags=cv2.INTER_LINEAR,
+    # Warp first, then swap BGR->RGB on the 128x128 result: far cheaper than converting the frame.
+    img = cv2.warpAffine(frame_bgr, m, (size, size), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
-    x = img.astype(np.float32) * (2.0 / 255.0) - 1.0
+    x = img[:, :, ::-1].astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
     return x[None], lb
 
 
