@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and the demo need; a no-op when they are present.
 set -euo pipefail
-PKGS=(pcscd libpcsclite-dev vsmartcard-vpcd swig systemd gcc python3-dev util-linux libgl1 libegl1 libgles2 libglib2.0-0 strace)
+PKGS=(pcscd libpcsclite-dev vsmartcard-vpcd swig systemd gcc python3-dev util-linux libgl1 libegl1 libgles2 libglib2.0-0 strace npm)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
