@@ -79,6 +79,16 @@ class TestData:
                 out.setdefault(im.identity, []).append(im)
         return out
 
+    def enrol_probe(self, identity: str, n_enrol: int = 3
+                    ) -> tuple[list[TestImage], list[TestImage]]:
+        """Deterministic split of one identity's images: enrol with real photos first (then
+        views), probe with the rest. Partial-face photos are only ever probes."""
+        ims = [im for im in self.images if im.identity == identity and im.kind in ("photo", "view")]
+        ims.sort(key=lambda im: (im.kind != "photo", im.transform == "partial", str(im.path)))
+        usable = [im for im in ims if im.transform != "partial"]
+        enrol = usable[:n_enrol]
+        return enrol, [im for im in ims if im not in enrol]
+
     def groups(self) -> list[TestImage]:
         return self.photos(kinds=("group",))
 
