@@ -19,8 +19,8 @@ from splitface.edge.pipeline.embed import EMBEDDER_KINDS
 def _pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--embedder", choices=EMBEDDER_KINDS, default="mobilefacenet-int8")
     p.add_argument("--detector", choices=("mediapipe", "litert"), default="mediapipe")
-    p.add_argument("--model-dir", type=Path, default=None,
-                   help="directory with the built models (default: var/models)")
+    p.add_argument("--var", type=Path, default=None,
+                   help="var/ directory holding models/ (default: $SPLITFACE_VAR or repo var/)")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
     p.add_argument("--single-face", action="store_true",
                    help="reject frames with more than one face instead of taking the primary")
@@ -33,7 +33,7 @@ def pipeline_options_from_args(args: argparse.Namespace):
     from splitface.edge.pipeline.embed import EmbedderOptions
     from splitface.edge.pipeline.pipeline import PipelineOptions
 
-    layout = VarLayout(args.model_dir.parent) if args.model_dir else VarLayout.default()
+    layout = VarLayout(args.var.resolve()) if args.var else VarLayout.default()
     model = None
     if args.embedder == "mobilefacenet-int8":
         model = layout.mobilefacenet_int8
