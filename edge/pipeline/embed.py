@@ -6,6 +6,7 @@ downstream (and in MPC). The int8 model keeps its input/output scale and zero po
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -136,15 +137,19 @@ class DlibResNetEmbedder:
     def __init__(self, options: EmbedderOptions) -> None:
         try:
             import dlib
-            import face_recognition_models as frm
         except ImportError as exc:
-            raise RuntimeUnavailableError(
-                "dlib-resnet needs `dlib-bin` and `face-recognition-models` (pip)") from exc
+            raise RuntimeUnavailableError("dlib-resnet needs `dlib-bin` (pip)") from exc
+        # Locate the weights without importing face_recognition_models (its __init__ needs
+        # pkg_resources, which new setuptools no longer ships).
+        spec = importlib.util.find_spec("face_recognition_models")
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeUnavailableError("dlib-resnet needs `face-recognition-models` (pip)")
+        weights = Path(next(iter(spec.submodule_search_locations))) / "models"
         self.kind = options.kind
         self.dim = 128
         self._dlib = dlib
-        rec = Path(options.model_path or frm.face_recognition_model_location())
-        pose = Path(frm.pose_predictor_five_point_model_location())
+        rec = Path(options.model_path or weights / "dlib_face_recognition_resnet_model_v1.dat")
+        pose = weights / "shape_predictor_5_face_landmarks.dat"
         for p in (rec, pose):
             if not p.is_file():
                 raise ModelMissingError(f"dlib model not found: {p}")
