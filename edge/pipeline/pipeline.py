@@ -105,8 +105,10 @@ class FacePipeline:
 
     def detect(self, frame_bgr: np.ndarray) -> tuple[Detections, float]:
         frame = as_bgr_frame(frame_bgr)
-        if float(frame.std()) < self.options.blank_std:
-            raise BlankFrameError(f"frame is blank (grey-level std {float(frame.std()):.2f})")
+        # A strided sample is enough to tell a covered lens from a scene, at ~1/64 of the cost.
+        spread = float(frame[::8, ::8].std())
+        if spread < self.options.blank_std:
+            raise BlankFrameError(f"frame is blank (grey-level std {spread:.2f})")
         t0 = time.perf_counter()
         dets = self.detector.detect(frame)
         return dets, (time.perf_counter() - t0) * 1000.0
