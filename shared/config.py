@@ -125,7 +125,7 @@ class ServerConfig:
     log_level: LogLevel = setting("Log verbosity.", "info")
     admin_terminals: tuple[str, ...] = setting(
         "Terminal names (from the allow-list) that may train, revoke and reconcile; both "
-        "servers must list the same ones.", ())
+        "servers must list the same ones.", (), check=check_name)
     identify: IdentifyOptions = setting("Identification settings.", IdentifyOptions())
     train: TrainOptions = setting("Secure training settings.", TrainOptions())
 

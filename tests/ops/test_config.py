@@ -112,6 +112,8 @@ def test_unset_optional_key_is_written_commented_out(deployment: Deployment) -> 
         ("threshold", "threshold = 1.5", "identify.threshold: must be in [-1.0, 1.0], got 1.5"),
         ("epochs", "epochs = 2.5", "train.epochs: expected an integer, got float 2.5"),
         ("state_dir", 'state_dir = ""', "state_dir: path must not be empty"),
+        ("admin_terminals", 'admin_terminals = ["edge-1", "../x"]',
+         "admin_terminals: must be 1-64 characters"),
     ],
 )
 def test_server_field_errors(deployment: Deployment, key: str, line: str, expected: str) -> None:
@@ -282,4 +284,4 @@ def test_every_field_is_documented() -> None:
             count += walk(hints[field.name]) if dataclasses.is_dataclass(hints[field.name]) else 1
         return count
 
-    assert walk(ServerConfig) == 17 and walk(DealerConfig) == 7 and walk(EdgeConfig) == 27
+    assert walk(ServerConfig) == 18 and walk(DealerConfig) == 7 and walk(EdgeConfig) == 27
