@@ -309,10 +309,14 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         raise ValueError(f"matmul shape mismatch: {shape_of(a)} @ {shape_of(b)}")
     m, n = a.shape[1:]
     p = b.shape[2]
+    block = _MAX_INNER // _LIMBS - 1
+    if n > block:  # keep every float64 partial sum exact: split the inner dimension
+        out = zeros((m, p))
+        for s in range(0, n, block):
+            out = add(out, matmul(a[:, :, s:s + block], b[:, s:s + block, :]))
+        return out
     if m <= p:
         return matmul_limbs(a, stack_limbs(b))
-    if n * _LIMBS >= _MAX_INNER:
-        raise ValueError(f"inner dimension {n} too large for an exact float64 limb product")
     a_h = to_limbs(a).transpose(1, 0, 2).reshape(m, _LIMBS * n)  # [A_0 | A_1 | ... | A_7]
     c = a_h @ _right_band(to_limbs(b))  # (m, 8p): [C_0 | ... | C_7]
     return _from_limb_sums(c.reshape(m, _LIMBS, p).transpose(1, 0, 2))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
 
 import zmq
 
 from splitface.servers.mpc.errors import ProtocolError
 from splitface.servers.mpc.party import Party
 from splitface.servers.mpc.prep.remote import RemotePreprocessing
+from splitface.shared.transport.base import TransportError
 from splitface.shared.transport.zmq_channel import ZmqChannel
 from splitface.shared.wire import Message
 
@@ -25,7 +27,14 @@ def connect_party(party: int, context: zmq.Context, *, peer_endpoint: str,
         chan = ZmqChannel.bind(context, peer_endpoint, public_key=public_key,
                                secret_key=secret_key, default_timeout=timeout_s)
         session = os.urandom(12).hex()
-        chan.send(Message("session", {"id": session}))
+        deadline = time.monotonic() + timeout_s
+        while True:  # the peer may still be starting: PAIR refuses to queue before it connects
+            try:
+                chan.send(Message("session", {"id": session}))
+                break
+            except TransportError:
+                if time.monotonic() > deadline:
+                    raise
     else:
         chan = ZmqChannel.connect(context, peer_endpoint, public_key=public_key,
                                   secret_key=secret_key, server_key=peer_public_key,

@@ -14,6 +14,7 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 ANY_DOMAIN = "*"
+DOMAINS = ("edge", "peer")  # the ZAP domains splitface sockets use
 
 
 class _AllowList:
@@ -46,6 +47,6 @@ def start_authenticator(context: zmq.Context,
     auth = ThreadAuthenticator(context, log=log)
     auth.start()
     provider = _AllowList(keys, log)
-    for domain in {ANY_DOMAIN, *keys}:  # pyzmq looks providers up by exact domain
+    for domain in {ANY_DOMAIN, *DOMAINS, *keys}:  # pyzmq looks providers up by exact domain
         auth.configure_curve_callback(domain=domain, credentials_provider=provider)
     return auth

@@ -62,3 +62,11 @@ def test_signed_embedding():
     v = ring.from_int64(np.array([-1, 0, 5, -(2**63)]))
     assert ring.to_pyints(v) == [M - 1, 0, 5, M - 2**63]
     assert ring.low64_signed(v).tolist() == [-1, 0, 5, -(2**63)]
+
+
+def test_matmul_splits_long_inner_dimension():
+    """Inner dimensions beyond the float64 exactness bound are summed in blocks."""
+    n = 40_000
+    a = np.full((2, 1, n), np.uint64(2**64 - 1))
+    b = np.full((2, n, 1), np.uint64(2**64 - 1))
+    assert ring.to_pyints(ring.matmul(a, b)) == [(n * (M - 1) ** 2) % M]
