@@ -114,10 +114,12 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_embed]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from splitface.edge.cli_service import SERVICE_SUBCOMMANDS
+
     parser = argparse.ArgumentParser(prog="splitface-edge",
                                      description="splitface edge terminal commands")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in SUBCOMMANDS:
+    for add in [*SUBCOMMANDS, *SERVICE_SUBCOMMANDS]:
         add(sub)
     return parser
 

@@ -282,3 +282,18 @@ def _check_embedding(e: np.ndarray) -> np.ndarray:
 
 __all__ = ["ClientOptions", "InputOfferError", "Outcome", "ServerEndpoint", "ServerRefused",
            "ServerUnavailable", "ServersDisagree", "SplitfaceClient"]
+
+
+def client_options_from_config(cfg: Any, *, timeout_s: float | None = None) -> ClientOptions:
+    """ClientOptions from an EdgeConfig (keys loaded and permission-checked)."""
+    from splitface.shared import keys
+
+    public, secret = keys.load_secret_key(cfg.secret_key_file)
+    servers = (ServerEndpoint(cfg.servers.p0.endpoint,
+                              keys.load_public_key(cfg.servers.p0.public_key_file)),
+               ServerEndpoint(cfg.servers.p1.endpoint,
+                              keys.load_public_key(cfg.servers.p1.public_key_file)))
+    return ClientOptions(servers, public, secret,
+                         timeout_s=timeout_s or cfg.servers.request_timeout_s,
+                         retries=cfg.servers.retries,
+                         max_message_bytes=cfg.servers.max_message_bytes)

@@ -31,9 +31,12 @@ class LocalDeployment:
                admins: tuple[str, ...] = ("edge-1",), threshold: float | None = None,
                train: dict[str, float] | None = None) -> LocalDeployment:
         """Generate keys and configs (``splitface-keys init``) and tune the server configs."""
+        model_dir = Path(__file__).resolve().parents[1] / "var" / "models"  # made by make models
+        model_dir.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "splitface.shared.cli_keys", "init", "--out",
                         str(root), "--edges", str(edges), "--layout", "local", "--base-port",
-                        str(base_port)], check=True, capture_output=True, text=True)
+                        str(base_port), "--model-dir", str(model_dir)],
+                       check=True, capture_output=True, text=True)
         for p in ("p0", "p1"):
             cfg = root / p / "config.toml"
             text = cfg.read_text()

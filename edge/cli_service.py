@@ -1,0 +1,201 @@
+"""``splitface-edge enroll | identify | verify | status | admin``: talk to the two servers.
+
+Every command reads the terminal's config (``--config``, made by ``splitface-keys``) for
+the server endpoints, their public keys and this terminal's key. Results are printed as
+a table or, with ``--json``, one JSON object per line; embeddings are never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from splitface.edge.cli import _pipeline_args, pipeline_options_from_args
+
+EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_CONFIG = 3, 4, 78
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, type=Path, help="this terminal's config.toml")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def _client(args: argparse.Namespace, timeout_s: float | None = None):
+    from splitface.edge.client import SplitfaceClient, client_options_from_config
+    from splitface.shared.config import load_edge_config
+
+    cfg = load_edge_config(args.config)
+    return SplitfaceClient(client_options_from_config(cfg, timeout_s=timeout_s))
+
+
+def _emit(args: argparse.Namespace, rec: dict[str, Any], human: str) -> None:
+    print(json.dumps(rec, default=str) if args.json else human, flush=True)
+
+
+def _run(args: argparse.Namespace, body) -> int:
+    """Map the client's failures to clear messages and exit codes."""
+    from splitface.edge.client import ServerRefused, ServersDisagree, ServerUnavailable
+    from splitface.edge.pipeline.errors import PipelineError
+    from splitface.shared.config_schema import ConfigError
+
+    try:
+        return body()
+    except (ConfigError, PermissionError, FileNotFoundError) as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ServerRefused as exc:
+        print(f"refused by the servers: {exc.code}: {exc.reason}", file=sys.stderr)
+        return EXIT_REFUSED
+    except (ServerUnavailable, ServersDisagree) as exc:
+        print(f"servers unavailable or inconsistent: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except PipelineError as exc:
+        print(f"{exc.status}: {exc}", file=sys.stderr)
+        return 2
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from splitface.edge.batch import enroll_folder, enroll_image
+    from splitface.edge.pipeline.pipeline import FacePipeline
+
+    def body() -> int:
+        with _client(args) as client, \
+                FacePipeline.from_options(pipeline_options_from_args(args)) as pipe:
+            if args.identity:
+                records = [enroll_image(client, pipe, args.identity, Path(p)) for p in args.input]
+            elif len(args.input) == 1 and Path(args.input[0]).is_dir():
+                records = enroll_folder(client, pipe, Path(args.input[0]))
+            else:
+                print("give --identity NAME with image files, or one LFW-style folder "
+                      "(NAME/NAME_0001.jpg)", file=sys.stderr)
+                return 2
+            for r in records:
+                _emit(args, {"path": str(r.path), "identity": r.identity, "status": r.status},
+                      f"{r.status:<14}{r.identity:<20}{r.path}")
+            ok = sum(r.status in ("enrolled", "duplicate") for r in records)
+            if not args.json:
+                print(f"{ok}/{len(records)} images enrolled")
+            return 0 if ok else 2
+
+    return _run(args, body)
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    from splitface.edge.batch import identify_source
+    from splitface.edge.pipeline.pipeline import FacePipeline
+
+    def body() -> int:
+        source: str | int = int(args.input) if args.input.isdigit() else args.input
+        with _client(args) as client, \
+                FacePipeline.from_options(pipeline_options_from_args(args)) as pipe:
+            for row in identify_source(client, pipe, source, args.max_frames):
+                o = row.outcome
+                rec = {"frame": row.frame, "status": row.status,
+                       "identity": o.identity if o else None,
+                       "accepted": o.accepted if o else None,
+                       "edge_ms": round(row.edge_ms, 2),
+                       "mpc_ms": round(o.timings_ms.get("total_ms", 0.0), 2) if o else None}
+                _emit(args, rec, f"{row.frame:<12}{row.status:<12}{(o and o.identity) or '-':<20}"
+                                 f"{rec['mpc_ms'] or '':>8}")
+        return 0
+
+    return _run(args, body)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from splitface.edge.pipeline.capture import CaptureOptions, FrameSource
+    from splitface.edge.pipeline.pipeline import FacePipeline
+
+    def body() -> int:
+        with _client(args) as client, \
+                FacePipeline.from_options(pipeline_options_from_args(args)) as pipe, \
+                FrameSource(CaptureOptions(source=args.input, max_frames=1)) as src:
+            frame = next(iter(src))
+            if frame.error is not None:
+                raise frame.error
+            face = pipe.process(frame.image)
+            out = client.verify(args.identity, face.embedding)
+            _emit(args, {"identity": args.identity, "status": out.status,
+                         "accepted": out.accepted, "mpc_ms": round(out.timings_ms["total_ms"], 2)},
+                  f"{out.status}: {args.identity}")
+            return 0 if out.accepted else 1
+
+    return _run(args, body)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    def body() -> int:
+        with _client(args) as client:
+            s0, s1 = client.status()
+        consistent = s0["digest"] == s1["digest"] and s0["model_version"] == s1["model_version"]
+        rec = {"identities": s0["identities"], "records": [s0["records"], s1["records"]],
+               "model_version": [s0["model_version"], s1["model_version"]],
+               "consistent": consistent, "peer_link": s0["peer_ok"]}
+        _emit(args, rec, f"{len(s0['identities'])} identities, records P0={s0['records']} "
+                         f"P1={s1['records']}, model v{s0['model_version']}/"
+                         f"v{s1['model_version']}, "
+                         f"{'consistent' if consistent else 'OUT OF SYNC: run admin reconcile'}")
+        return 0 if consistent else 1
+
+    return _run(args, body)
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    def body() -> int:
+        with _client(args, timeout_s=args.timeout) as client:
+            out = client.admin(args.op, args.identity or "")
+        details = {k: v for k, v in out.details.items() if k != "req"}
+        _emit(args, details, f"{out.status}: " + ", ".join(f"{k}={v}" for k, v in
+                                                           details.items() if k != "status"))
+        return 0
+
+    return _run(args, body)
+
+
+def add_enroll(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("enroll", help="enrol faces: images of one identity, or an LFW-style "
+                                      "folder NAME/NAME_0001.jpg")
+    p.add_argument("input", nargs="+", help="image files (with --identity) or one folder")
+    p.add_argument("--identity", help="the identity the images show")
+    _config_arg(p)
+    _pipeline_args(p)
+    p.set_defaults(func=cmd_enroll)
+
+
+def add_identify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("identify", help="1:N identification of an image, video, folder or camera")
+    p.add_argument("input", help="image, video, image folder or camera index")
+    p.add_argument("--max-frames", type=int, default=None)
+    _config_arg(p)
+    _pipeline_args(p)
+    p.set_defaults(func=cmd_identify)
+
+
+def add_verify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("verify", help="1:1 verification of one image against an identity")
+    p.add_argument("input", help="image file or camera index")
+    p.add_argument("--identity", required=True)
+    _config_arg(p)
+    _pipeline_args(p)
+    p.set_defaults(func=cmd_verify)
+
+
+def add_status(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="both servers' record counts, model version, consistency")
+    _config_arg(p)
+    p.set_defaults(func=cmd_status)
+
+
+def add_admin(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("admin", help="train | revoke IDENTITY | reconcile (admin terminals)")
+    p.add_argument("op", choices=("train", "revoke", "reconcile"))
+    p.add_argument("identity", nargs="?", help="for revoke")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds (training is slow)")
+    _config_arg(p)
+    p.set_defaults(func=cmd_admin)
+
+
+SERVICE_SUBCOMMANDS = [add_enroll, add_identify, add_verify, add_status, add_admin]
