@@ -179,13 +179,13 @@ class FixedOperand:
         self.party, self.key, self.frac = w.party, key, w.frac
         self.n, self.p = w.shape
         with self.party.op("fixed_open"):
-            b = self.party.prep.fixed_mask(key, self.n, self.p)
-            (self.E,) = self.party.open((ring.sub(w.val, b[0]), ring.sub(w.mac, b[1])))
-        self._B = ring.concat([b[0], b[1]], axis=1)  # (n, 2p): [B | mB]
+            b_val, b_mac = self.party.prep.fixed_mask(key, self.n, self.p)
+            (self.E,) = self.party.open((ring.sub(w.val, b_val), ring.sub(w.mac, b_mac)))
+        self._Bv, self._Bm = b_val, b_mac  # kept apart: no extra copy of the largest arrays
         self._presplit = self.n * self.p <= PRESPLIT_MAX_ELEMENTS
         if self._presplit:
             self._E_stack = ring.stack_limbs(self.E)
-            self._B_stack = ring.stack_limbs(self._B)
+            self._B_stack = ring.stack_limbs(ring.concat([b_val, b_mac], axis=1))
 
     def _products(self, xv: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(xv @ E, d @ [B | mB]), presplit or streamed by column blocks."""
@@ -197,8 +197,7 @@ class FixedOperand:
         for s in range(0, p, STREAM_BLOCK):
             e = min(s + STREAM_BLOCK, p)
             xe[:, :, s:e] = ring.matmul(xv, self.E[:, :, s:e])
-            blk = ring.matmul(d, ring.concat([self._B[:, :, s:e], self._B[:, :, p + s:p + e]],
-                                             axis=1))
+            blk = ring.matmul(d, ring.concat([self._Bv[:, :, s:e], self._Bm[:, :, s:e]], axis=1))
             db[:, :, s:e], db[:, :, p + s:p + e] = blk[:, :, :e - s], blk[:, :, e - s:]
         return xe, db
 

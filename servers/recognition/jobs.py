@@ -24,7 +24,9 @@ def gallery_prepare(party: Party, state: dict[str, Any], dim: int, key: str) -> 
     t0 = time.perf_counter()
     flat = concat(state.pop("chunks"))
     w = flat.reshape(flat.size // dim, dim).T
+    del flat  # the transpose is a copy: free the row-major one before the mask arrives
     state["gallery"] = Gallery(w, key)
+    del w
     party.check()
     return time.perf_counter() - t0
 
