@@ -66,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
                        train_batch_size=cfg.train.batch_size,
                        train_learning_rate=cfg.train.learning_rate,
                        admin_terminals=frozenset(getattr(cfg, "admin_terminals", ())))
-    node = ServerNode(cfg.party, gateway, channel, prep_factory, store, cards, NonceStore(), opts)
     watchdog = sdnotify.Watchdog.from_env()
+    node = ServerNode(cfg.party, gateway, channel, prep_factory, store, cards, NonceStore(), opts,
+                      heartbeat=watchdog.heartbeat)
     log.info("P%d: terminals on %s, %d terminal keys allowed", cfg.party, gateway.endpoint,
              len(edges))
     if cfg.party == 0:

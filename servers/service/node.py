@@ -92,8 +92,10 @@ class ServerNode:
 
     def __init__(self, party_id: int, gateway: EdgeGateway, channel: Channel,
                  prep_factory: Callable[[str], Preprocessing], store: ShareStore,
-                 cards: CardRegistry, nonces: NonceStore, options: NodeOptions) -> None:
+                 cards: CardRegistry, nonces: NonceStore, options: NodeOptions,
+                 heartbeat: Callable[[], object] = lambda: None) -> None:
         self.id = party_id
+        self.heartbeat = heartbeat  # systemd watchdog: long operations call it as they progress
         self.gateway = gateway
         self.channel = channel
         self._prep_factory = prep_factory
@@ -495,7 +497,8 @@ class ServerNode:
         if len(names) >= 2:
             opts = training.SgdOptions(self.opts.train_epochs, self.opts.train_batch_size,
                                        self.opts.train_learning_rate)
-            lr = training.train_logistic(x, labels, len(names), opts)
+            lr = training.train_logistic(x, labels, len(names), opts,
+                                         progress=lambda _e, _b: self.heartbeat())
             models["logistic_w"] = StoredShare(lr.w.val, lr.w.mac, lr.w.frac)
             models["logistic_b"] = StoredShare(lr.b.val, lr.b.mac, lr.b.frac)
         self.party.check()  # nothing is stored unless every opened value verified
