@@ -1,0 +1,1 @@
+"""``splitface-edged``: the terminal daemon (camera or card tap -> face -> MPC query -> event)."""

@@ -1,0 +1,87 @@
+"""splitface-edged as a real process: READY, watchdog, one event per stable track, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+from tests.daemon.conftest import FPS, Deployed
+from tests.daemon.harness import EdgedProcess, edge_config, free_port, write_video
+
+
+def _identifications(events: list[dict]) -> list[dict]:
+    return [e for e in events if e["event"] == "identification"]
+
+
+def test_surveillance_identifies_each_track_once(deployed: Deployed, tmp_path) -> None:
+    scene = deployed.scene
+    video = write_video(tmp_path / "camera.avi", scene.segments(), FPS)
+    publish = f"tcp://127.0.0.1:{free_port()}"
+    cfg = edge_config(deployed.edge_config(), tmp_path / "edged.toml", source=str(video),
+                      publish=publish)
+    with EdgedProcess(cfg, publish, tmp_path) as d:
+        d.wait_for("READY=1", lambda: d.has("READY"), 60)
+        ready_at = next(n.at for n in d.notes if n.fields.get("READY"))
+        # One pass of the video = one camera_unavailable (end of stream) event.
+        d.wait_event(lambda e: e["event"] == "camera_unavailable", 60, what="end of video")
+        first_pass = _identifications(d.events)
+        truth = [who for who, _ in scene.people]
+        assert [e["identity"] for e in first_pass] == truth, first_pass
+        assert [e["accepted"] for e in first_pass] == [w is not None for w in truth]
+        assert len({e["track"] for e in first_pass}) == len(truth)  # one query per track
+        assert all(e["status"] == ("identified" if w else "unknown")
+                   for e, w in zip(first_pass, truth))
+        # The stream comes back (the file is re-opened) and the people are identified again.
+        d.wait_event(lambda e: e["event"] == "camera_restored", 10, what="camera reopened")
+        n = len(d.events)
+        d.wait_event(lambda e: e["event"] == "identification" and e["identity"] == truth[0],
+                     30, after=n, what="re-identification after the loop")
+        # Watchdog: pings kept coming at about WatchdogSec/2 while healthy.
+        pings = d.pings(since=ready_at)
+        assert len(pings) >= 3, d.notes
+        assert max(b - a for a, b in zip(pings, pings[1:])) < 1.9
+        assert d.terminate() == 0
+        assert d.has("STOPPING")
+        assert d.events[-1]["event"] == "stopping"
+    # Events also went to stdout (journald), one JSON object a line, and nothing in any event
+    # looks like an embedding.
+    lines = [json.loads(x) for x in d.stdout.read_text().splitlines()]
+    assert [e["seq"] for e in lines] == list(range(1, len(lines) + 1))
+    assert {e["event"] for e in lines} >= {"started", "identification", "stopping"}
+    for e in lines:
+        for v in e.values():
+            assert not (isinstance(v, list) and len(v) > 8), e
+
+
+def test_watchdog_stops_while_a_server_hangs(deployed: Deployed, tmp_path) -> None:
+    """P1 frozen (SIGSTOP on the server, not the daemon): the identification blocks the main
+    loop for request_timeout_s, pings stop; P1 thawed, pings resume and the next one works."""
+    scene = deployed.scene
+    video = write_video(tmp_path / "camera.avi", scene.segments(), FPS)
+    publish = f"tcp://127.0.0.1:{free_port()}"
+    cfg = edge_config(deployed.edge_config(), tmp_path / "edged.toml", source=str(video),
+                      publish=publish, timeout_s=6.0)
+    p1 = deployed.dep.procs["p1"]
+    with EdgedProcess(cfg, publish, tmp_path) as d:
+        d.wait_for("READY=1", lambda: d.has("READY"), 60)
+        d.wait_event(lambda e: e["event"] == "identification", 30, what="first identification")
+        os.kill(p1.pid, signal.SIGSTOP)
+        try:
+            stopped_at = time.monotonic()
+            d.wait_event(lambda e: e["event"] == "servers_unavailable", 30,
+                         what="identification timing out")
+            gaps = [b - a for a, b in zip(*(lambda p: (p, p[1:]))(d.pings(since=stopped_at - 2)))]
+            assert gaps and max(gaps) > 4.0, gaps  # no ping while the call was blocked
+        finally:
+            os.kill(p1.pid, signal.SIGCONT)
+        n = len(d.events)
+        d.wait_event(lambda e: e["event"] == "servers_restored", 60, after=n,
+                     what="servers restored")
+        d.wait_event(lambda e: e["event"] == "identification", 30, after=n,
+                     what="identification after the hang")
+        resumed = time.monotonic()
+        d.poll(2.5)
+        assert len(d.pings(since=resumed)) >= 1
+        assert d.terminate() == 0
