@@ -30,12 +30,21 @@ from .errors import (
     WrongLengthError,
     WrongPinError,
 )
+from .holder import (
+    HOLDER_EF_SIZE,
+    MAX_HOLDER_BYTES,
+    HolderTooLongError,
+    decode_holder,
+    encode_holder,
+)
 from .monitor import CardEvent, CardEventKind, ReaderFilter, ReaderMonitor
 from .pcsc import ConnectionOptions, PcscConnection, PcscContext
 from .terminal import CardSession, CardTerminal, TerminalOptions
 
 __all__ = [
     "DEFAULT_AID",
+    "HOLDER_EF_SIZE",
+    "MAX_HOLDER_BYTES",
     "ApduChannel",
     "AppletOptions",
     "CardAppClient",
@@ -51,6 +60,7 @@ __all__ = [
     "CardTerminal",
     "CommandAPDU",
     "ConnectionOptions",
+    "HolderTooLongError",
     "InvalidPinFormatError",
     "MalformedResponseError",
     "NoCardError",
@@ -72,6 +82,8 @@ __all__ = [
     "UnresponsiveCardError",
     "WrongLengthError",
     "WrongPinError",
+    "decode_holder",
     "describe_sw",
+    "encode_holder",
     "raise_for_status",
 ]

@@ -9,6 +9,7 @@ READ BINARY (cur. EF)  00 B0 <off_hi> <off_lo> 00                     data 9000
 VERIFY (status)        00 20 00 81                                    9000 / 63Cx
 VERIFY                 00 20 00 81 08 <PIN ASCII, FF padded>          9000 / 63Cx
 INTERNAL AUTHENTICATE  00 88 00 81 20 <SHA-256 challenge> 00          DER sig 9000
+UPDATE BINARY (holder) 00 D6 83 00 84 <5F20 TLV, zero padded>         9000 / 6982
 =====================  ===========================================  =============
 """
 
@@ -29,16 +30,19 @@ from .apdu import CommandAPDU, ResponseAPDU, raise_for_status
 from .channel import ApduChannel
 from .errors import (
     CardError,
+    CardFileNotFoundError,
     MalformedResponseError,
     PinBlockedError,
     SecurityStatusError,
     UnknownCardError,
 )
+from .holder import HOLDER_EF_SIZE, decode_holder, encode_holder
 
 _log = logging.getLogger(__name__)
 
 DEFAULT_AID = bytes.fromhex("F0") + b"SPLITFACE" + bytes((0x01,))
 INS_SELECT, INS_READ_BINARY, INS_VERIFY, INS_INTERNAL_AUTH = 0xA4, 0xB0, 0x20, 0x88
+INS_UPDATE_BINARY = 0xD6
 
 
 class InvalidPinFormatError(CardError, ValueError):
@@ -63,6 +67,7 @@ class AppletOptions:
     aid: bytes = DEFAULT_AID
     card_id_sfi: int = 0x01
     public_key_sfi: int = 0x02
+    holder_sfi: int = 0x03
     pin_reference: int = 0x81
     key_reference: int = 0x81
     max_file_len: int = 4096
@@ -170,16 +175,42 @@ class CardAppClient:
         )
         return self._ch.transmit(cmd)
 
+    def read_holder(self) -> str:
+        """The identity the card claims (holder EF); "" if the card is not personalised."""
+        try:
+            ef = self.read_binary(self._opts.holder_sfi, HOLDER_EF_SIZE)
+        except CardFileNotFoundError:  # a card issued before the holder EF existed
+            return ""
+        return decode_holder(ef)
+
+    def write_holder(self, identity: str, pin_provider: PinProvider | None = None) -> None:
+        """UPDATE BINARY the whole holder EF ("" erases); asks for the PIN if the card wants it."""
+        data = encode_holder(identity)
+        cmd = CommandAPDU(0x00, INS_UPDATE_BINARY, 0x80 | self._opts.holder_sfi, 0x00, data)
+        resp = self._with_pin(lambda: self._ch.transmit(cmd), pin_provider, "UPDATE BINARY")
+        raise_for_status(resp, f"UPDATE BINARY SFI {self._opts.holder_sfi}")
+
+    def _with_pin(
+        self, send: Callable[[], ResponseAPDU], pin_provider: PinProvider | None, what: str
+    ) -> ResponseAPDU:
+        """Send; on 6982 verify the PIN (if not verified yet) and send once more."""
+        resp = send()
+        if resp.sw == 0x6982:
+            if pin_provider is None:
+                raise SecurityStatusError(
+                    f"{what}: card requires a PIN and no PIN provider is set", resp.sw
+                )
+            retries = self.pin_retries()
+            if retries is not None:
+                self.verify_pin(pin_provider(PinRequest(self._reader, retries)))
+            resp = send()
+        return resp
+
     def sign(self, challenge: bytes, pin_provider: PinProvider | None = None) -> bytes:
         """INTERNAL AUTHENTICATE over the 32-byte challenge, asking for the PIN if needed."""
         if len(challenge) != 32:
             raise ValueError("challenge must be the 32-byte SHA-256 of the card binding")
-        resp = self._internal_authenticate(challenge)
-        if resp.sw == 0x6982:
-            if pin_provider is None:
-                raise SecurityStatusError("card requires a PIN and no PIN provider is set", resp.sw)
-            retries = self.pin_retries()
-            if retries is not None:
-                self.verify_pin(pin_provider(PinRequest(self._reader, retries)))
-            resp = self._internal_authenticate(challenge)
+        resp = self._with_pin(
+            lambda: self._internal_authenticate(challenge), pin_provider, "INTERNAL AUTHENTICATE"
+        )
         return raise_for_status(resp, "INTERNAL AUTHENTICATE").data

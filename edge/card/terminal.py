@@ -69,6 +69,22 @@ class CardSession:
     def client(self) -> CardAppClient:
         return self._client
 
+    def read_holder(self) -> str:
+        """The identity this card claims (its holder EF); "" when not personalised."""
+        return self._client.read_holder()
+
+    def write_holder(self, identity: str) -> None:
+        """Personalise the holder EF ("" erases); the card may ask for its PIN first."""
+        self._client.write_holder(identity, self._pin_provider)
+
+    def check_present(self) -> None:
+        """Re-SELECT the application: raises CardRemovedError if the card has left.
+
+        Cheaper than a failed server round trip: run it before asking the servers for
+        nonces, so a card pulled while the camera worked never opens a transaction.
+        """
+        self._client.select()
+
     def sign_challenge(self, challenge: CardChallenge) -> bytes:
         """Card signature over ``challenge``, checked here against the card's own key."""
         if challenge.card_id != self.identity.card_id:

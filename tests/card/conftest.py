@@ -16,21 +16,18 @@ from splitface.edge.card import (
 )
 from splitface.servers.cards import CardRegistry, NonceOptions, NonceStore
 from tests.card.flow import Server
-from tests.card.pcscd import Pcscd, PcscdStartError, start_pcscd
+from tests.card.pcscd import Pcscd
+from tests.card.session import session_pcscd
 from tests.card.virtual_card import VirtualCardApplet, VpcdCard
 
 
 @pytest.fixture(scope="session")
-def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pcscd]:
-    """The real pcscd --foreground; failing to start it fails the tests (never skips)."""
-    try:
-        daemon = start_pcscd(tmp_path_factory.mktemp("pcscd"))
-    except (PcscdStartError, OSError) as exc:
-        pytest.fail(
-            f"cannot start pcscd with the vpcd driver for the card tests: {exc}", pytrace=False
-        )
-    yield daemon
-    daemon.stop()
+def pcscd(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Pcscd:
+    """The real pcscd --foreground; failing to start it fails the tests (never skips).
+
+    Shared with tests/card_e2e through the pytest config (see tests/card/session.py).
+    """
+    return session_pcscd(request.config, tmp_path_factory.mktemp("pcscd"))
 
 
 @pytest.fixture

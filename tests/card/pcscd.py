@@ -243,3 +243,4 @@ def start_pcscd(base: Path) -> Pcscd:
     daemon.base.mkdir(exist_ok=True)
     os.environ["PCSCLITE_CSOCK_NAME"] = str(daemon.socket_path)
     return daemon.start()
+

@@ -2,7 +2,8 @@
 
 ``VirtualCardApplet`` is the card: it generates its P-256 key on board (the private
 key never leaves the object), keeps a PIN retry counter, and answers SELECT / READ
-BINARY / VERIFY / INTERNAL AUTHENTICATE / GET RESPONSE like the applet specified in
+BINARY / UPDATE BINARY (holder EF) / VERIFY / INTERNAL AUTHENTICATE / GET RESPONSE like
+the applet specified in
 firmware_notes/smartcard.md. Knobs make it behave like awkward real cards: T=0-style
 6Cxx on wrong Le, 61xx response chaining, silence (mute) or removal on a given INS.
 
@@ -25,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from splitface.edge.card.client import DEFAULT_AID
+from splitface.edge.card.holder import HOLDER_EF_SIZE, encode_holder
 
 T1_ATR = bytes.fromhex("3B80800101")  # T=1, no historical bytes, TCK=01
 CTRL_OFF, CTRL_ON, CTRL_RESET, CTRL_ATR = 0, 1, 2, 4
@@ -57,8 +59,10 @@ class VirtualCardApplet:
         aid: bytes = DEFAULT_AID,
         behaviour: CardBehaviour | None = None,
         atr: bytes = T1_ATR,
+        holder: str = "",
     ) -> None:
         self.card_id = card_id
+        self.holder_ef = bytearray(encode_holder(holder))  # fixed-size EF, written in place
         self.aid = aid
         self.atr = atr
         self.behaviour = behaviour or CardBehaviour()
@@ -75,9 +79,19 @@ class VirtualCardApplet:
             serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
         )
 
-    def clone_with_id(self, card_id: bytes) -> VirtualCardApplet:
+    def clone_with_id(self, card_id: bytes, holder: str = "") -> VirtualCardApplet:
         """A forged card claiming ``card_id`` but holding its own, different key."""
-        return VirtualCardApplet(card_id, aid=self.aid)
+        return VirtualCardApplet(card_id, aid=self.aid, holder=holder)
+
+    def twin(
+        self, *, holder: str | None = None, behaviour: CardBehaviour | None = None
+    ) -> VirtualCardApplet:
+        """This very card (same id, same key) with its holder EF rewritten and/or other
+        behaviour: e.g. a genuine card whose identity claim someone changed."""
+        other = VirtualCardApplet(self.card_id, aid=self.aid, behaviour=behaviour, atr=self.atr)
+        other._key = self._key
+        other.holder_ef = bytearray(self.holder_ef if holder is None else encode_holder(holder))
+        return other
 
     def power_on(self) -> None:
         self.selected = False
@@ -86,7 +100,7 @@ class VirtualCardApplet:
         self._pending = b""
 
     def _files(self) -> dict[int, bytes]:
-        return {0x01: self.card_id, 0x02: self.public_key}
+        return {0x01: self.card_id, 0x02: self.public_key, 0x03: bytes(self.holder_ef)}
 
     def _respond(self, data: bytes, le: int | None) -> bytes:
         chunk = self.behaviour.chain_chunk
@@ -117,6 +131,7 @@ class VirtualCardApplet:
         handler = {
             0xA4: self._select,
             0xB0: self._read_binary,
+            0xD6: self._update_binary,
             0x20: self._verify,
             0x88: self._internal_authenticate,
             0xC0: self._get_response,
@@ -159,6 +174,25 @@ class VirtualCardApplet:
                 return _sw(0x6C00 | (len(available) & 0xFF))
             return available + _sw(self.behaviour.eof_sw)
         return self._respond(available, le)
+
+    def _update_binary(self, p1: int, p2: int, data: bytes, le: int | None) -> bytes:
+        """Only the holder EF (SFI 03) is writable, and only with the PIN verified if set."""
+        if not self.selected:
+            return _sw(0x6985)
+        if not p1 & 0x80:
+            return _sw(0x6986)  # no current-EF writes: always name the file
+        if (p1 & 0x1F) not in self._files():
+            return _sw(0x6A82)
+        if p1 & 0x1F != 0x03:
+            return _sw(0x6986)  # card id and public key are never writable
+        if self._pin is not None and not self.pin_verified:
+            return _sw(0x6982)
+        if not data:
+            return _sw(0x6700)
+        if p2 + len(data) > HOLDER_EF_SIZE:
+            return _sw(0x6A84)
+        self.holder_ef[p2 : p2 + len(data)] = data
+        return _sw(0x9000)
 
     def _verify(self, p1: int, p2: int, data: bytes, le: int | None) -> bytes:
         if p1 != 0x00 or p2 != 0x81:
