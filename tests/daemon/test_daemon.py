@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -41,7 +42,7 @@ def test_surveillance_identifies_each_track_once(deployed: Deployed, tmp_path) -
         # Watchdog: pings kept coming at about WatchdogSec/2 while healthy.
         pings = d.pings(since=ready_at)
         assert len(pings) >= 3, d.notes
-        assert max(b - a for a, b in zip(pings, pings[1:])) < 1.9
+        assert max(b - a for a, b in itertools.pairwise(pings)) < 1.9
         assert d.terminate() == 0
         assert d.has("STOPPING")
         assert d.events[-1]["event"] == "stopping"
@@ -72,7 +73,7 @@ def test_watchdog_stops_while_a_server_hangs(deployed: Deployed, tmp_path) -> No
             stopped_at = time.monotonic()
             d.wait_event(lambda e: e["event"] == "servers_unavailable", 30,
                          what="identification timing out")
-            gaps = [b - a for a, b in zip(*(lambda p: (p, p[1:]))(d.pings(since=stopped_at - 2)))]
+            gaps = [b - a for a, b in itertools.pairwise(d.pings(since=stopped_at - 2))]
             assert gaps and max(gaps) > 4.0, gaps  # no ping while the call was blocked
         finally:
             os.kill(p1.pid, signal.SIGCONT)
