@@ -23,6 +23,7 @@ from splitface.edge.client import ClientOptions, ServerEndpoint, SplitfaceClient
 from splitface.edge.daemon.camera import Camera, CameraOptions
 from splitface.edge.daemon.events import EventBindError, EventPublisher, EventsOptions
 from splitface.edge.daemon.loop import EdgeLoop, LoopOptions, TapVerifier
+from splitface.edge.daemon.tapmode import CameraFrames
 from splitface.edge.daemon.tracker import TrackerOptions
 from splitface.shared import keys, sdnotify
 from splitface.shared.config import ConfigError, EdgeConfig, load_edge_config
@@ -79,15 +80,18 @@ def camera_opener(config: EdgeConfig) -> Callable[[], Camera]:
 
 
 def make_tap_flow(config: EdgeConfig, pipeline, client: SplitfaceClient,
-                  open_camera: Callable[[], Camera]) -> TapVerifier:
-    """The card flow of ``splitface.edge.tap``; a build without it cannot run this mode."""
+                  open_camera: Callable[[], Camera]) -> tuple[TapVerifier, CameraFrames]:
+    """The card flow (edge/tap.py) over the daemon's camera; a build without pyscard or
+    edge/tap.py cannot run this mode, which is a configuration error here."""
     try:
-        from splitface.edge import tap
+        from splitface.edge.daemon.tapmode import build_card_flow
+        frames = CameraFrames(open_camera)
+        return build_card_flow(config, pipeline=pipeline, client=client, frames=frames), frames
     except ImportError as exc:
-        raise StartupError(f"mode = \"tap-to-verify\" needs splitface.edge.tap, which this "
-                           f"installation lacks ({exc})") from exc
-    return tap.TapFlow.from_config(config, pipeline=pipeline, client=client,
-                                   open_camera=open_camera)
+        raise StartupError(f"mode = \"tap-to-verify\" needs the card stack (pyscard, "
+                           f"splitface.edge.tap), which this installation lacks: {exc}") from exc
+    except ValueError as exc:
+        raise StartupError(str(exc)) from exc
 
 
 def _setup_logging(level: str) -> None:
@@ -155,11 +159,11 @@ def run(config: EdgeConfig, *, threads: int = 1, stop: threading.Event | None = 
         client = stack.enter_context(SplitfaceClient(opts))
         probe = stack.enter_context(SplitfaceClient(probe_opts))
         open_camera = camera_opener(config)
-        tap = None
+        tap = frames = None
         if config.mode == "tap-to-verify":
-            tap = make_tap_flow(config, pipeline, client, open_camera)
-            if hasattr(tap, "close"):
-                stack.callback(tap.close)
+            tap, frames = make_tap_flow(config, pipeline, client, open_camera)
+            stack.callback(frames.close)
+            stack.callback(tap.close)
         loop = EdgeLoop(
             LoopOptions(terminal_id=config.terminal_id, mode=config.mode,
                         tracking=TrackerOptions(stable_frames=config.tracking.stable_frames,
@@ -167,6 +171,8 @@ def run(config: EdgeConfig, *, threads: int = 1, stop: threading.Event | None = 
                         fps=config.camera.fps, tap_timeout_s=config.card.timeout_s),
             events=events, servers=client, probe=probe, open_camera=open_camera,
             pipeline=pipeline, tap=tap, watchdog=dog, notifier=notifier, stop=stop)
+        if frames is not None:
+            frames.health = loop.camera_health
         return loop.run()
 
 
