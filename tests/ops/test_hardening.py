@@ -14,6 +14,7 @@ tests/ops/workloads.py (the lead's servers and the edge daemon run on exactly th
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -85,9 +86,30 @@ def _can_trace() -> str:
     return "" if result.returncode == 0 else result.stderr.strip()
 
 
+@cache
+def _service_user_blocked() -> str:
+    """'' when the unprivileged user the workloads drop to can read the checkout, the venv
+    and the models; else why not (a CI clone under a 0700 temporary folder, for one)."""
+    if os.geteuid() != 0:
+        return ""
+    probe = ("import pathlib, sys, cryptography.hazmat.backends, splitface.servers.mpc.party;"
+             " [p.stat() for p in pathlib.Path(sys.argv[1]).glob('*')]")
+    result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                             sys.executable, "-c", probe, str(MODELS)], cwd="/",
+                            capture_output=True, text=True, timeout=60)
+    return "" if result.returncode == 0 else (result.stderr.strip().splitlines() or ["?"])[-1]
+
+
+def _require_service_user() -> None:
+    if _service_user_blocked():
+        pytest.skip("the unprivileged service user cannot read this checkout "
+                    f"({_service_user_blocked()}); run the suite from a world-readable path")
+
+
 def _strace(stack: str, tmp_path: Path) -> str:
     if _can_trace():
         pytest.skip(f"strace cannot trace in this environment: {_can_trace()}")
+    _require_service_user()
     log = tmp_path / f"{stack}.strace"
     result = subprocess.run(["strace", "-f", "-qq", "-s", "0", "-o", str(log),
                              *_workload(stack)], cwd=REPO, capture_output=True, text=True,
@@ -159,6 +181,7 @@ def test_stack_runs_under_kernel_mdwe(stack: str) -> None:
     The edge unit still does not set MemoryDenyWriteExecute=: this passes on x86-64, but the
     terminals are ARM64, where XNNPACK's code paths differ and cannot be checked here.
     """
+    _require_service_user()
     result = subprocess.run(_workload(stack, "--mdwe"), cwd=REPO, capture_output=True,
                             text=True, timeout=150)
     if result.returncode == NO_MDWE:
