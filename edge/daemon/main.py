@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             config = load_edge_config(args.config)
         except ConfigError as exc:
-            print(f"splitface-edged: configuration error in {exc.path}:\n{exc}", file=sys.stderr)
+            print(f"splitface-edged: configuration error:\n{exc}", file=sys.stderr)
             return EX_CONFIG
         _setup_logging(config.log_level)
         if args.threads < 1:
