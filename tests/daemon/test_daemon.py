@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import signal
+import threading
 import time
 
 from tests.daemon.conftest import FPS, Deployed
@@ -86,3 +87,51 @@ def test_watchdog_stops_while_a_server_hangs(deployed: Deployed, tmp_path) -> No
         d.poll(2.5)
         assert len(d.pings(since=resumed)) >= 1
         assert d.terminate() == 0
+
+
+def test_watchdog_stops_while_the_camera_read_hangs(deployed: Deployed, tmp_path) -> None:
+    """A FIFO camera that stops delivering (writer open, no data): the read blocks inside
+    OpenCV, no pings go out, so systemd would restart the daemon. SIGTERM during the hang is
+    honoured as soon as the read returns."""
+    video = write_video(tmp_path / "camera.avi", deployed.scene.segments(), FPS)
+    data = video.read_bytes()
+    fifo = tmp_path / "camera.fifo"
+    os.mkfifo(fifo)
+    publish = f"tcp://127.0.0.1:{free_port()}"
+    cfg = edge_config(deployed.edge_config(), tmp_path / "edged.toml", source=str(fifo),
+                      publish=publish)
+    stalled = threading.Event()
+    release = threading.Event()
+
+    def camera() -> None:  # 2 s of video at about real time, then silence until released
+        fd = os.open(fifo, os.O_WRONLY)
+        try:
+            step = len(data) // 100
+            for i in range(0, len(data) // 2, step):
+                os.write(fd, data[i:i + step])
+                time.sleep(0.04)
+            stalled.set()
+            release.wait(60)
+        finally:
+            os.close(fd)
+
+    writer = threading.Thread(target=camera, daemon=True)
+    with EdgedProcess(cfg, publish, tmp_path) as d:
+        d.wait_for("READY=1", lambda: d.has("READY"), 60)
+        writer.start()
+        d.wait_event(lambda e: e["event"] == "camera_restored" or e["event"] == "identification",
+                     30, what="frames from the FIFO")
+        assert stalled.wait(30)
+        d.poll(0.5)
+        hung_at = time.monotonic()
+        d.poll(4.0)
+        assert d.pings(since=hung_at) == [], "pings must stop while the main loop is stuck"
+        assert d.proc.poll() is None
+        d.proc.send_signal(signal.SIGTERM)
+        d.poll(0.5)
+        assert d.proc.poll() is None  # still inside the read
+        release.set()  # the camera's writer goes away: the read returns, the loop sees stop
+        assert d.proc.wait(20) == 0
+        d.poll(0.3)
+        assert d.has("STOPPING")
+    writer.join(5)
