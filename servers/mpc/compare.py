@@ -1,7 +1,7 @@
 """Comparison, equality, selection and argmax on authenticated shares.
 
 Comparison with a dealer mask r whose low L bits come with one-hot encodings of their
-4-bit chunks (docs/PROTOCOL.md, "comparison"): for |x| < 2^(L-1),
+5-bit chunks (docs/PROTOCOL.md, "comparison"): for |x| < 2^(L-1),
   1. x' = x + 2^(L-1) lies in [0, 2^L); open c = x' + r (uniform 128-bit mask);
   2. with c_L = c mod 2^L and r_L = r mod 2^L, bit L-1 of x' is
      c_{L-1} XOR r_{L-1} XOR [c_L mod 2^(L-1) < r_L mod 2^(L-1)];
@@ -24,7 +24,7 @@ from splitface.servers.mpc.share import AuthShare, concat
 from splitface.shared import ring
 
 DEFAULT_BITS = 36  # |x| < 2^35 in ring units: |value| < 2^19 at F = 16 fractional bits
-CHUNK = 4
+CHUNK = 5  # bits per one-hot chunk; see docs/PROTOCOL.md for the measured trade-off
 
 
 def _open_masked(x: AuthShare, bits: int) -> tuple[np.ndarray, list[AuthShare]]:
