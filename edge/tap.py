@@ -3,6 +3,7 @@
 Tap-to-verify (``TapFlow.verify_once``)::
 
     card put down -> SELECT, READ BINARY card id / public key / holder EF (claimed identity)
+    -> VERIFY PIN if the card has one (before any server transaction opens)
     -> frames until one gives a face -> embedding
     -> re-SELECT (card still there?) -> verify offer to P0 and P1 (card id, identity)
     -> each server answers with input masks and a fresh nonce
@@ -260,6 +261,12 @@ class TapFlow:
             except api.ApiError as exc:
                 return self._result(clock, TapStatus.UNKNOWN_CARD, card_id=card_hex,
                                     reason=f"holder EF: {exc.reason}")
+            try:
+                session.unlock()  # a PIN is asked before any server transaction opens
+            except CardError as exc:
+                status, reason = _card_failure(exc)
+                return self._result(clock, status, identity=identity, card_id=card_hex,
+                                    reason=reason)
             embedding, why = self._embedding(clock)
             if embedding is None:
                 return self._result(clock, TapStatus.NO_FACE, identity=identity,
@@ -312,6 +319,7 @@ class TapFlow:
                 return self._result(clock, TapStatus.NO_FACE, identity=identity,
                                     card_id=card_hex, reason=f"no face in {skipped} frame(s)")
             try:
+                session.unlock()
                 previous = session.read_holder()
                 if previous != identity:
                     session.write_holder(identity)

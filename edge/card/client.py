@@ -163,6 +163,28 @@ class CardAppClient:
         raise_for_status(resp, "VERIFY (retry counter)")
         return None
 
+    def unlock(self, pin_provider: PinProvider | None) -> bool:
+        """Verify the PIN now, if the card has one; False for a card without a PIN.
+
+        Terminals call this before opening a server transaction, so a person typing a
+        PIN (or a wrong PIN) never holds a server nonce or a transaction open.
+        """
+        cmd = CommandAPDU(0x00, INS_VERIFY, 0x00, self._opts.pin_reference)
+        resp = self._ch.transmit(cmd)
+        if resp.sw in (0x6A88, 0x6A86, 0x6D00):  # no such PIN / VERIFY not supported
+            return False
+        if resp.ok:
+            return True
+        if resp.sw1 == 0x63 and resp.sw2 & 0xF0 == 0xC0 and resp.sw2 & 0x0F:
+            if pin_provider is None:
+                raise SecurityStatusError("card requires a PIN and no PIN provider is set", resp.sw)
+            self.verify_pin(pin_provider(PinRequest(self._reader, resp.sw2 & 0x0F)))
+            return True
+        if resp.sw1 == 0x63 and resp.sw2 & 0xF0 == 0xC0:
+            raise PinBlockedError("PIN blocked: no retries left", resp.sw)
+        raise_for_status(resp, "VERIFY (retry counter)")
+        return False
+
     def verify_pin(self, pin: str) -> None:
         """VERIFY; raises WrongPinError(retries_left) or PinBlockedError. PIN never logged."""
         data = encode_pin(pin)

@@ -77,6 +77,10 @@ class CardSession:
         """Personalise the holder EF ("" erases); the card may ask for its PIN first."""
         self._client.write_holder(identity, self._pin_provider)
 
+    def unlock(self) -> bool:
+        """Verify the card's PIN now (via the PIN provider) if it has one; see CardAppClient."""
+        return self._client.unlock(self._pin_provider)
+
     def check_present(self) -> None:
         """Re-SELECT the application: raises CardRemovedError if the card has left.
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from splitface.edge.card import CardTerminal, TerminalOptions
+from splitface.edge.card import CardTerminal, PinRequest, TerminalOptions
 from splitface.edge.client import ServerRefused, SplitfaceClient
 from splitface.edge.tap import TapFlow, TapOptions, TapStatus
 from splitface.servers.cards import CardAuthReason, CardRegistry, NonceOptions, NonceStore
@@ -265,3 +265,37 @@ def test_expired_nonce_is_refused_by_both_servers(insert_card, running_pcscd, tm
     assert [r.reason for r in results] == [CardAuthReason.EXPIRED_NONCE] * 2
     for s in servers:
         s.registry.close()
+
+
+def test_pin_card_enrols_and_verifies_only_with_its_pin(enrolled, insert_card, pipeline,
+                                                        client, camera, photos, running_pcscd,
+                                                        deployment):
+    applet = VirtualCardApplet(bytes.fromhex("5346000000000e01"), pin="975310")
+    asked: list[int] = []
+
+    def terminal_with(pin: str) -> CardTerminal:
+        def provider(request: PinRequest) -> str:
+            asked.append(request.retries_left)
+            return pin
+        opts = TerminalOptions(reader_name_contains=running_pcscd.readers[0], tap_timeout_s=5.0)
+        return CardTerminal(opts, provider)
+
+    insert_card(applet)
+    with terminal_with("975310") as term, TapFlow(client, pipeline, term, camera) as flow:
+        result = flow.enroll_with_card("astronaut", photos.enrol["astronaut"])
+    assert result.status is TapStatus.ENROLLED and result.enrolled == 1, result
+    assert asked == [3]  # once per tap, up front: the holder write and signature need no more
+    before = server_state(client, deployment)
+    with terminal_with("000000") as term, TapFlow(client, pipeline, term, camera) as flow:
+        camera.show(photos.probe["astronaut"][0] if photos.probe["astronaut"] else
+                    photos.enrol["astronaut"][0])
+        result = flow.verify_once()
+    assert result.status is TapStatus.CARD_ERROR and "WrongPinError" in result.reason, result
+    assert "verify_ms" not in result.timings_ms  # refused before any server transaction
+    assert applet.pin_tries_left == 2 and applet.signatures_made == 1
+    assert server_state(client, deployment) == before
+    with terminal_with("975310") as term, TapFlow(client, pipeline, term, camera) as flow:
+        camera.show(photos.enrol["astronaut"][0])
+        result = flow.verify_once()
+    assert result.status is TapStatus.ACCEPTED, result
+    assert applet.pin_tries_left == 3
