@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
         "accuracy_mpc": acc_mpc, "accuracy_plain": acc_plain,
         "max_weight_diff": float(np.abs(r0["w"] - wp).max()),
         "bytes": int(r0["bytes"] + r1["bytes"]), "rounds": int(r0["rounds"]),
+        "prep_wait_s": round(max(r0["prep_s"], r1["prep_s"]), 3),
         "security": "malicious (SPDZ2k MACs, k=64, s=64), dealer preprocessing",
     }
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))

@@ -215,3 +215,56 @@ class FixedOperand:
         mac = ring.add(ring.add(xe[:, m:], db[:, :, self.p:]), c[1])
         z = AuthShare(party, val, mac, x.frac + self.frac)
         return rescale(z.reshape(self.p) if squeeze else z)
+
+
+class FixedRows:
+    """A shared matrix X (n x d) that stays fixed while products use subsets of its rows.
+
+    Training multiplies mini-batches X[idx] with changing weights, forwards and
+    transposed. X - U is opened once (dealer mask U); a batch product then opens only the
+    other operand's masked value:  X[idx] @ W = E[idx] @ W + U[idx] @ (W - V) + U[idx] @ V,
+    with (V, U[idx] @ V) from the dealer, and likewise for X[idx]^T @ G.
+    """
+
+    def __init__(self, x: AuthShare, key: str) -> None:
+        if x.ndim != 2:
+            raise ShapeError(f"fixed rows need a matrix, got {x.shape}")
+        self.party, self.key, self.frac = x.party, key, x.frac
+        self.n, self.d = x.shape
+        with self.party.op("fixed_open"):
+            u_val, u_mac = self.party.prep.fixed_mask(key, self.n, self.d)
+            (self.E,) = self.party.open((ring.sub(x.val, u_val), ring.sub(x.mac, u_mac)))
+        self._Uv, self._Um = u_val, u_mac
+
+    def _rows(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        idx = np.asarray(idx, dtype=np.int64)
+        if idx.ndim != 1 or idx.size == 0 or idx.min() < 0 or idx.max() >= self.n:
+            raise ShapeError("row indices out of range")
+        return self.E[:, idx], self._Uv[:, idx], self._Um[:, idx]
+
+    def matmul(self, idx: np.ndarray, w: AuthShare) -> AuthShare:
+        """[X[idx] @ w] for a shared w (d x p)."""
+        if w.ndim != 2 or w.shape[0] != self.d:
+            raise ShapeError(f"rows of width {self.d} times {w.shape}")
+        e, uv, um = self._rows(idx)
+        party = self.party
+        with party.op("rows_matmul"):
+            v, c = party.prep.rows_triples(self.key, idx, w.shape[1], False, self.d)
+            (f,) = party.open((ring.sub(w.val, v[0]), ring.sub(w.mac, v[1])))
+        val = ring.add(ring.add(ring.matmul(e, w.val), ring.matmul(uv, f)), c[0])
+        mac = ring.add(ring.add(ring.matmul(e, w.mac), ring.matmul(um, f)), c[1])
+        return rescale(AuthShare(party, val, mac, self.frac + w.frac))
+
+    def t_matmul(self, idx: np.ndarray, g: AuthShare) -> AuthShare:
+        """[X[idx]^T @ g] for a shared g (len(idx) x p)."""
+        if g.ndim != 2 or g.shape[0] != len(idx):
+            raise ShapeError(f"{len(idx)} rows transposed times {g.shape}")
+        e, uv, um = self._rows(idx)
+        party = self.party
+        with party.op("rows_matmul"):
+            v, c = party.prep.rows_triples(self.key, idx, g.shape[1], True, self.d)
+            (h,) = party.open((ring.sub(g.val, v[0]), ring.sub(g.mac, v[1])))
+        et, uvt, umt = ring.transpose(e), ring.transpose(uv), ring.transpose(um)
+        val = ring.add(ring.add(ring.matmul(et, g.val), ring.matmul(uvt, h)), c[0])
+        mac = ring.add(ring.add(ring.matmul(et, g.mac), ring.matmul(umt, h)), c[1])
+        return rescale(AuthShare(party, val, mac, self.frac + g.frac))

@@ -29,7 +29,7 @@ CHUNK = 5  # bits per one-hot chunk; see docs/PROTOCOL.md for the measured trade
 
 def _open_masked(x: AuthShare, bits: int) -> tuple[np.ndarray, list[AuthShare]]:
     party = x.party
-    m = party.prep.compare_masks(x.shape, bits, CHUNK)
+    m = party.prep.compare_masks(x.shape, bits, chunk_for(bits))
     (c,) = party.open((ring.add(x.val, m.r[0]), ring.add(x.mac, m.r[1])))
     onehots = [AuthShare(party, v, mac) for v, mac in m.onehots]
     return ring.low_bits(c, bits), onehots
@@ -79,36 +79,67 @@ def _combine(pairs: list[tuple[AuthShare, AuthShare | None]]) -> AuthShare:
     return pairs[0][0]
 
 
-def ltz(x: AuthShare, bits: int | None = None) -> AuthShare:
-    """[x < 0] as a shared bit, for |x| < 2^(bits-1) in ring units."""
+def chunk_for(bits: int) -> int:
+    """One-hot chunk width: 4 for short comparisons (fewer entries), 5 for long (fewer rounds)."""
+    return 4 if bits <= 16 else CHUNK
+
+
+def _chunk_pairs(cl: np.ndarray, onehots: list[AuthShare], bits: int
+                 ) -> list[tuple[AuthShare, AuthShare | None]]:
+    """(lt, eq) per chunk, most significant first, for the public opened value c mod 2^bits."""
+    pairs: list[tuple[AuthShare, AuthShare | None]] = []
+    offset = 0
+    widths = cmp_chunks(bits, chunk_for(bits))
+    for j, w in enumerate(widths):
+        cj = ((cl >> np.uint64(offset)) & np.uint64((1 << w) - 1)).astype(np.int64)
+        v = np.arange(1 << w, dtype=np.int64)
+        if j < len(widths) - 1:
+            lt = _weighted(onehots[j], (v > cj[..., None]).astype(np.int64))
+            pairs.append((lt, _pick(onehots[j], cj) if j > 0 else None))
+        else:
+            wt = w - 1
+            t, h = v & ((1 << wt) - 1), v >> wt
+            c_top, c_hi = cj & ((1 << wt) - 1), cj >> wt
+            eq_t = (t == c_top[..., None]).astype(np.int64)
+            lt_t = (t > c_top[..., None]).astype(np.int64)
+            xh = c_hi[..., None] ^ h
+            f_a = (1 - eq_t) * (xh ^ lt_t) + eq_t * xh
+            f_b = eq_t * (1 - 2 * xh)
+            pairs.append((_weighted(onehots[j], f_a), _weighted(onehots[j], f_b)))
+        offset += w
+    pairs.reverse()
+    return pairs
+
+
+def ltz_shifted(x: AuthShare, shifts: list[int], bits: int | None = None) -> list[AuthShare]:
+    """[x + t < 0] for several public shifts t (ring units) from ONE masked opening.
+
+    (x + t)' + r = c + t, so every shift reuses the opened c and the same one-hot masks;
+    the combining products of all shifts run in one batched tree. Needs |x + t| < 2^(bits-1)
+    for every t.
+    """
     bits = bits or DEFAULT_BITS
-    party = x.party
+    party, n = x.party, x.size
     with party.op("compare"):
         xp = x.add_ring(ring.from_pyint(1 << (bits - 1)))
-        cl, onehots = _open_masked(xp, bits)
-        widths = cmp_chunks(bits, CHUNK)
-        pairs: list[tuple[AuthShare, AuthShare | None]] = []
-        offset = 0
-        for j, w in enumerate(widths):
-            cj = ((cl >> np.uint64(offset)) & np.uint64((1 << w) - 1)).astype(np.int64)
-            v = np.arange(1 << w, dtype=np.int64)
-            if j < len(widths) - 1:
-                lt = _weighted(onehots[j], (v > cj[..., None]).astype(np.int64))
-                pairs.append((lt, _pick(onehots[j], cj) if j > 0 else None))
-            else:
-                wt = w - 1
-                t, h = v & ((1 << wt) - 1), v >> wt
-                c_top, c_hi = cj & ((1 << wt) - 1), cj >> wt
-                eq_t = (t == c_top[..., None]).astype(np.int64)
-                lt_t = (t > c_top[..., None]).astype(np.int64)
-                xh = c_hi[..., None] ^ h
-                f_a = (1 - eq_t) * (xh ^ lt_t) + eq_t * xh
-                f_b = eq_t * (1 - 2 * xh)
-                pairs.append((_weighted(onehots[j], f_a), _weighted(onehots[j], f_b)))
-            offset += w
-        pairs.reverse()
-        top_bit = _combine(pairs)
-    return 1 - top_bit
+        c, onehots = _open_masked(xp.reshape(-1), bits)
+        per_shift = [_chunk_pairs((c + np.uint64(t % (1 << 64))) & _low_mask(bits), onehots,
+                                  bits) for t in shifts]
+        merged = [(concat([p[j][0] for p in per_shift]),
+                   None if per_shift[0][j][1] is None else concat([p[j][1] for p in per_shift]))
+                  for j in range(len(per_shift[0]))]
+        top_bit = _combine(merged)
+    out = 1 - top_bit
+    return [out[k * n:(k + 1) * n].reshape(x.shape) for k in range(len(shifts))]
+
+
+def _low_mask(bits: int) -> np.uint64:
+    return np.uint64((1 << bits) - 1) if bits < 64 else np.uint64(2**64 - 1)
+
+
+def ltz(x: AuthShare, bits: int | None = None) -> AuthShare:
+    """[x < 0] as a shared bit, for |x| < 2^(bits-1) in ring units."""
+    return ltz_shifted(x, [0], bits)[0]
 
 
 def eqz(x: AuthShare, bits: int | None = None) -> AuthShare:
@@ -118,7 +149,7 @@ def eqz(x: AuthShare, bits: int | None = None) -> AuthShare:
     with party.op("compare"):
         cl, onehots = _open_masked(x, bits)
         eqs, offset = [], 0
-        for w, oh in zip(cmp_chunks(bits, CHUNK), onehots, strict=True):
+        for w, oh in zip(cmp_chunks(bits, chunk_for(bits)), onehots, strict=True):
             cj = ((cl >> np.uint64(offset)) & np.uint64((1 << w) - 1)).astype(np.int64)
             eqs.append(_pick(oh, cj))
             offset += w

@@ -9,15 +9,17 @@ Documented domains and errors (checked in tests/mpc/test_nonlinear.py against nu
 * ``inv_sqrt(x)``: Newton y <- y (3 - x y^2) / 2 from y0 = 2.2 exp(-(x/2 + 0.2)) + 0.2 - x/1024,
   6 iterations. Relative error < 1e-3 on [0.05, 20] (squared norms of embedding means).
 * ``hard_sigmoid(x)``: clip(1/2 + x/4, 0, 1), exact up to fixed-point rounding for |x| < 128;
-  the clip decisions use x truncated to 6 fractional bits (two 14-bit comparisons), so a
+  the clip decisions use x truncated to 6 fractional bits (two 14-bit comparisons from one
+  masked opening), so a
   decision can differ from the exact one only within 2^-6 of the kinks. The plaintext
   reference training uses the same function.
 """
 
 from __future__ import annotations
 
+from splitface.servers.mpc import compare
 from splitface.servers.mpc.beaver import mul_many
-from splitface.servers.mpc.share import AuthShare, concat
+from splitface.servers.mpc.share import AuthShare
 
 EXP_ITERATIONS = 8
 RECIPROCAL_ITERATIONS = 10
@@ -54,15 +56,18 @@ def inv_sqrt(x: AuthShare) -> AuthShare:
 
 
 def hard_sigmoid(x: AuthShare) -> AuthShare:
-    """clip(1/2 + x/4, 0, 1): one truncation, two comparisons in one round, one product."""
+    """clip(1/2 + x/4, 0, 1): one truncation, one masked opening for both clip tests, one product.
+
+    below = [x/4 + 1/2 < 0] and above = [x/4 - 1/2 >= 0] come from one comparison mask
+    (compare.ltz_shifted); at x/4 = 1/2 exactly both branches give 1.
+    """
     with x.party.op("sigmoid"):
         quarter = x * 0.25
         s = quarter + 0.5
         shift = SIGMOID_CMP_SHIFT - 2
-        coarse = (quarter.truncate(shift) if quarter.frac > shift else quarter).reshape(-1)
-        # [s < 0] = [x/4 + 1/2 < 0] and [s > 1] = [1/2 - x/4 < 0], in one batch
-        lt = concat([coarse + 0.5, coarse.rsub(0.5)]).ltz(SIGMOID_CMP_BITS)
-        n = x.size
-        below, above = lt[:n].reshape(x.shape), lt[n:].reshape(x.shape)
+        coarse = quarter.truncate(shift) if quarter.frac > shift else quarter
+        half = 1 << (coarse.frac - 1)
+        below, not_above = compare.ltz_shifted(coarse, [half, -half], SIGMOID_CMP_BITS)
+        above = 1 - not_above
         (cut,) = mul_many([(below + above, s)])
         return s - cut + above

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import os
 from contextlib import contextmanager
 
@@ -56,6 +57,11 @@ class Party:
         self._my_seed: bytes | None = None
         self._peer_seed_commit: bytes | None = None
         self.aborted: str | None = None
+        self._keys = itertools.count()
+
+    def fresh_key(self, prefix: str) -> str:
+        """A name for dealer-held fixed masks that both parties derive identically."""
+        return f"{prefix}:{getattr(self.prep, 'session', '')}:{next(self._keys)}"
 
     # ------------------------------------------------------------ helpers
     def alpha_times(self, c: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from splitface.servers.mpc import nonlinear
+from splitface.servers.mpc.beaver import FixedRows
 from splitface.servers.mpc.compare import party_constant
 from splitface.servers.mpc.errors import ShapeError
 from splitface.servers.mpc.share import AuthShare
@@ -99,13 +100,13 @@ def train_logistic(x: AuthShare, labels: np.ndarray, classes: int, opts: SgdOpti
     w = party_constant(party, np.zeros((dim, classes), dtype=np.int64), F)
     b = party_constant(party, np.zeros(classes, dtype=np.int64), F)
     with party.op("train"):
+        fixed_x = FixedRows(x, party.fresh_key("train"))  # X - U is opened once
         for epoch in range(opts.epochs):
             for k, idx in enumerate(batches(n, opts, epoch)):
-                xb = x[idx]
-                z = xb @ w + b
+                z = fixed_x.matmul(idx, w) + b
                 g = nonlinear.hard_sigmoid(z) - y[idx]
                 step = opts.learning_rate / len(idx)
-                w = w - (xb.T @ g) * step
+                w = w - fixed_x.t_matmul(idx, g) * step
                 b = b - g.sum(0) * step
                 if progress is not None:
                     progress(epoch, k)

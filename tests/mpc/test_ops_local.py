@@ -205,3 +205,26 @@ def test_fixed_operand_streamed(parties, core, monkeypatch):
 
     r0, _ = run_pair(fn, parties, share_floats(core, w), share_floats(core, x))
     np.testing.assert_allclose(r0, enc(x) @ enc(w), atol=2 * ULP)
+
+
+@given(data=st.data(), n=st.integers(1, 30), bits=st.sampled_from([8, 14, 20, 36]))
+@SETTINGS
+def test_ltz_shifted_shares_one_mask(parties, core, data, n, bits):
+    from splitface.servers.mpc import compare
+
+    lim = (1 << (bits - 2)) - 1
+    xs = np.array(data.draw(st.lists(st.integers(-lim, lim), min_size=n, max_size=n)))
+    shifts = data.draw(st.lists(st.integers(-lim, lim), min_size=1, max_size=3))
+
+    def fn(party, t):
+        x = as_share(party, t)
+        before = party.pending_checks
+        outs = compare.ltz_shifted(x, shifts, bits)
+        opened = party.pending_checks - before
+        return [o.reveal_float() for o in outs], opened
+
+    (outs, opened), _ = run_pair(fn, parties, share_ints(core, xs))
+    for t, got in zip(shifts, outs):
+        np.testing.assert_array_equal(got, (xs + t) < 0)
+    # one masked opening of n values, then only Beaver openings (2 per product)
+    assert (opened - n) % 2 == 0

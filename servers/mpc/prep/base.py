@@ -87,6 +87,13 @@ class Preprocessing(ABC):
         a, c = self.fetch(Request("fixed_triple", (key, m, n, p)))
         return a, c
 
+    def rows_triples(self, key: str, rows: Sequence[int], p: int, transpose: bool,
+                     d: int) -> tuple[AuthPair, AuthPair]:
+        """(V, U[rows] @ V) or, transposed, (V', U[rows]^T @ V') for a fixed mask U."""
+        v, c = self.fetch(Request("rows_triple", (key, tuple(int(r) for r in rows), p,
+                                                  transpose, d)))
+        return v, c
+
     def client_triples(self, n: int) -> Triple:
         return Triple(*self.fetch(Request("client_triple", ((n,),))))
 

@@ -21,7 +21,8 @@ from splitface.shared import ring
 from splitface.shared.fixedpoint import K
 from splitface.shared.prg import Prg
 
-KINDS = ("triple", "mtriple", "trunc", "cmp", "fixed_mask", "fixed_triple", "client_triple")
+KINDS = ("triple", "mtriple", "trunc", "cmp", "fixed_mask", "fixed_triple", "client_triple",
+         "rows_triple")
 MAX_ELEMENTS = 1 << 26
 
 
@@ -93,6 +94,13 @@ def layout(req: Request) -> list[tuple[int, ...]]:
         elif k == "fixed_triple":
             m, n, q = int(p[1]), int(p[2]), int(p[3])
             out = [(m, n), (m, q)]
+        elif k == "rows_triple":
+            rows, q, transpose, d = p[1], int(p[2]), bool(p[3]), int(p[4])
+            if not isinstance(rows, tuple) or not all(isinstance(r, int) and r >= 0
+                                                      for r in rows):
+                raise ProtocolError("rows must be a list of row indices")
+            b = len(rows)
+            out = [(b, q), (d, q)] if transpose else [(d, q), (b, q)]
         else:
             raise ProtocolError(f"unknown preprocessing kind {k!r}")
     except (IndexError, TypeError, ValueError) as exc:
@@ -119,6 +127,17 @@ class FixedMasks:
         if key not in self._stacks:
             self._stacks[key] = ring.stack_limbs(self._masks[key])
         return ring.matmul_limbs(a, self._stacks[key])
+
+    def rows_product(self, key: str, rows: tuple[int, ...], v: np.ndarray,
+                     transpose: bool) -> np.ndarray:
+        """U[rows] @ v, or U[rows]^T @ v: the correlation of a fixed-rows triple."""
+        u = self._masks.get(key)
+        if u is None:
+            raise ProtocolError(f"unknown fixed mask {key!r}")
+        if max(rows, default=0) >= u.shape[1]:
+            raise ProtocolError("row index beyond the fixed matrix")
+        ub = u[:, list(rows), :]
+        return ring.matmul(ring.transpose(ub), v) if transpose else ring.matmul(ub, v)
 
     def drop(self, key: str) -> None:
         self._masks.pop(key, None)
@@ -164,6 +183,13 @@ def generate(req: Request, rng: Prg, fixed: FixedMasks) -> list[np.ndarray]:
         if ring.shape_of(c) != shapes[1]:
             raise ProtocolError("fixed triple shape does not match the stored mask")
         return [a, c]
+    if k == "rows_triple":
+        key, rows, transpose = str(req.params[0]), req.params[1], bool(req.params[3])
+        v = rng.ring(shapes[0])
+        c = fixed.rows_product(key, rows, v, transpose)
+        if ring.shape_of(c) != shapes[1]:
+            raise ProtocolError("rows triple shape does not match the stored mask")
+        return [v, c]
     raise ProtocolError(f"unknown kind {k!r}")
 
 
