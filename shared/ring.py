@@ -199,6 +199,26 @@ def sum_axis(a: np.ndarray, axis: int | None = None) -> np.ndarray:
     return add(out, shl(from_uint64(s[3]), 96))
 
 
+def segment_sum(a: np.ndarray, segments: np.ndarray, count: int) -> np.ndarray:
+    """Sums of the rows of a ring matrix grouped by ``segments`` (row -> segment id).
+
+    Exact via 32-bit parts accumulated in uint64 (up to 2^31 rows per segment); the
+    local step of per-identity sums in training, without a (segments x rows) product.
+    """
+    if a.ndim < 2 or segments.shape != (a.shape[1],):
+        raise ValueError("one segment id per row")
+    parts = [a[0] & _M32, a[0] >> _S32, a[1] & _M32, a[1] >> _S32]
+    sums = []
+    for part in parts:
+        acc = np.zeros((count, *part.shape[1:]), dtype=np.uint64)
+        np.add.at(acc, segments, part)
+        sums.append(acc)
+    out = from_uint64(sums[0])
+    out = add(out, shl(from_uint64(sums[1]), 32))
+    out = add(out, shl(from_uint64(sums[2]), 64))
+    return add(out, shl(from_uint64(sums[3]), 96))
+
+
 def masked_sum(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Sum over the last logical axis of the elements where ``mask`` is true (mod 2^128)."""
     m = mask.astype(np.uint64)

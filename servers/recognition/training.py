@@ -24,6 +24,7 @@ from splitface.servers.mpc.beaver import FixedRows
 from splitface.servers.mpc.compare import party_constant
 from splitface.servers.mpc.errors import ShapeError
 from splitface.servers.mpc.share import AuthShare
+from splitface.shared import ring
 from splitface.shared.fixedpoint import F
 
 
@@ -65,7 +66,8 @@ def train_templates(x: AuthShare, labels: np.ndarray, classes: int) -> AuthShare
     if np.any(counts == 0):
         raise ShapeError("every class needs at least one enrolment")
     with party.op("templates"):
-        sums = class_sums_matrix(labels, classes) @ x  # local: public integer matrix
+        sums = AuthShare(party, ring.segment_sum(x.val, labels, classes),
+                         ring.segment_sum(x.mac, labels, classes), x.frac)  # local
         means = sums * (1.0 / counts)[:, None]
         norm2 = (means * means).sum(1)
         scale = nonlinear.inv_sqrt(norm2)

@@ -35,6 +35,7 @@ from splitface.servers.mpc.prep.base import Preprocessing
 from splitface.servers.mpc.share import AuthShare
 from splitface.servers.recognition import training
 from splitface.servers.recognition.identify import Gallery, identify, verify
+from splitface.servers.recognition.progress import TrainingProgress
 from splitface.servers.service.gateway import EdgeGateway, Inbound
 from splitface.servers.store import ShareStore, StoredShare, StoreError
 from splitface.shared import api
@@ -497,8 +498,13 @@ class ServerNode:
         if len(names) >= 2:
             opts = training.SgdOptions(self.opts.train_epochs, self.opts.train_batch_size,
                                        self.opts.train_learning_rate)
-            lr = training.train_logistic(x, labels, len(names), opts,
-                                         progress=lambda _e, _b: self.heartbeat())
+            per_epoch = len(training.batches(len(labels), opts, 0))
+            progress = TrainingProgress(opts.epochs, per_epoch, self.channel.stats,
+                                        tick=self.heartbeat)
+            try:
+                lr = training.train_logistic(x, labels, len(names), opts, progress=progress)
+            finally:
+                progress.close()
             models["logistic_w"] = StoredShare(lr.w.val, lr.w.mac, lr.w.frac)
             models["logistic_b"] = StoredShare(lr.b.val, lr.b.mac, lr.b.frac)
         self.party.check()  # nothing is stored unless every opened value verified

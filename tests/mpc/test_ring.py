@@ -70,3 +70,12 @@ def test_matmul_splits_long_inner_dimension():
     a = np.full((2, 1, n), np.uint64(2**64 - 1))
     b = np.full((2, n, 1), np.uint64(2**64 - 1))
     assert ring.to_pyints(ring.matmul(a, b)) == [(n * (M - 1) ** 2) % M]
+
+
+@given(st.lists(st.tuples(u128, st.integers(0, 4)), min_size=1, max_size=40))
+@settings(max_examples=50, deadline=None)
+def test_segment_sum(rows):
+    a = arr([v for v, _ in rows]).reshape(2, len(rows), 1)
+    seg = np.array([s for _, s in rows])
+    got = ring.to_pyints(ring.segment_sum(a, seg, 5))
+    assert got == [sum(v for v, s in rows if s == k) % M for k in range(5)]
