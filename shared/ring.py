@@ -280,14 +280,21 @@ def _from_limb_sums(cs: np.ndarray) -> np.ndarray:
     return np.stack([lo, hi])
 
 
-def _left_band(a_limbs: np.ndarray) -> np.ndarray:
-    """Band matrix (8m, 8n) with block (s, i) = A_{s-i}: one GEMM yields every limb diagonal."""
-    _, m, n = a_limbs.shape
-    band = np.zeros((_LIMBS, m, _LIMBS, n), dtype=np.float64)
+def _band(limbs: np.ndarray, left: bool) -> np.ndarray:
+    """Limb-diagonal band matrix, so that one GEMM yields every limb diagonal C_s.
+
+    left:  (8m, 8n) with block (s, i) = A_{s-i}, used as band @ [B_0; ...; B_7];
+    right: (8n, 8p) with block (i, s) = B_{s-i}, used as [A_0 | ... | A_7] @ band.
+    """
+    _, r, c = limbs.shape
+    band = np.zeros((_LIMBS, r, _LIMBS, c), dtype=np.float64)
     for s in range(_LIMBS):
         for i in range(s + 1):
-            band[s, :, i, :] = a_limbs[s - i]
-    return band.reshape(_LIMBS * m, _LIMBS * n)
+            if left:
+                band[s, :, i, :] = limbs[s - i]
+            else:
+                band[i, :, s, :] = limbs[s - i]
+    return band.reshape(_LIMBS * r, _LIMBS * c)
 
 
 def matmul_limbs(a: np.ndarray, b_stack: np.ndarray) -> np.ndarray:
@@ -300,23 +307,13 @@ def matmul_limbs(a: np.ndarray, b_stack: np.ndarray) -> np.ndarray:
                          f"{b_stack.shape[1]})")
     if n * _LIMBS >= _MAX_INNER:
         raise ValueError(f"inner dimension {n} too large for an exact float64 limb product")
-    c = _left_band(to_limbs(a)) @ b_stack  # (8m, p)
+    c = _band(to_limbs(a), left=True) @ b_stack  # (8m, p)
     return _from_limb_sums(c.reshape(_LIMBS, m, -1))
 
 
 def stack_limbs(b: np.ndarray) -> np.ndarray:
     """Pre-split the right operand of a product: (2, n, p) -> float64 (8n, p)."""
     return to_limbs(b).reshape(_LIMBS * b.shape[1], b.shape[2])
-
-
-def _right_band(b_limbs: np.ndarray) -> np.ndarray:
-    """Band matrix (8n, 8p) with block (i, s) = B_{s-i}, for [A_0 | ... | A_7] @ band."""
-    _, n, p = b_limbs.shape
-    band = np.zeros((_LIMBS, n, _LIMBS, p), dtype=np.float64)
-    for s in range(_LIMBS):
-        for i in range(s + 1):
-            band[i, :, s, :] = b_limbs[s - i]
-    return band.reshape(_LIMBS * n, _LIMBS * p)
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -338,5 +335,5 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if m <= p:
         return matmul_limbs(a, stack_limbs(b))
     a_h = to_limbs(a).transpose(1, 0, 2).reshape(m, _LIMBS * n)  # [A_0 | A_1 | ... | A_7]
-    c = a_h @ _right_band(to_limbs(b))  # (m, 8p): [C_0 | ... | C_7]
+    c = a_h @ _band(to_limbs(b), left=False)  # (m, 8p): [C_0 | ... | C_7]
     return _from_limb_sums(c.reshape(m, _LIMBS, p).transpose(1, 0, 2))
