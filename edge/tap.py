@@ -33,6 +33,7 @@ from splitface.edge.card import (
     CardRemovedError,
     CardSession,
     CardTerminal,
+    MalformedResponseError,
     NoCardError,
     PcscError,
     UnknownCardError,
@@ -188,8 +189,8 @@ class TapFlow:
         event = self.terminal.wait_for_card(timeout)
         t = clock.lap("wait_ms", t)
         clock.t0 = t  # latencies count from the moment the card was detected
+        self._last_reader = event.reader  # even a card we cannot open counts as this tap
         session = self.terminal.open(event)
-        self._last_reader = event.reader
         clock.lap("card_read_ms", t)
         return session
 
@@ -320,7 +321,10 @@ class TapFlow:
                                     card_id=card_hex, reason=f"no face in {skipped} frame(s)")
             try:
                 session.unlock()
-                previous = session.read_holder()
+                try:
+                    previous = session.read_holder()
+                except MalformedResponseError:  # garbage in the EF: personalise over it
+                    previous = ""
                 if previous != identity:
                     session.write_holder(identity)
                 if session.read_holder() != identity:

@@ -83,15 +83,29 @@ def _terminate(pid: int, timeout_s: float = 5.0) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def _own_pidfile() -> Path:
+    """This process's record of the pcscd it started (one file per owning process, so
+    concurrent test sessions on one machine never take each other's daemon for a leftover)."""
+    return PIDFILE.parent / f"{PIDFILE.stem}.{os.getpid()}.pid"
+
+
 def kill_leftover() -> None:
-    """Stop a test pcscd that an earlier, interrupted run of ours left behind."""
-    try:
-        pid = int(PIDFILE.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return
-    if _pid_alive(pid) and TAG in _cmdline(pid) and "pcscd" in _cmdline(pid):
-        _terminate(pid)
-    PIDFILE.unlink(missing_ok=True)
+    """Stop a test pcscd that an earlier, interrupted run of ours left behind.
+
+    A record whose owning process is still alive (another test session) is left alone.
+    """
+    records = [PIDFILE, *PIDFILE.parent.glob(f"{PIDFILE.stem}.*.pid")]
+    for record in records:
+        try:
+            pid = int(record.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        owner = record.stem.rsplit(".", 1)[-1] if record != PIDFILE else ""
+        if owner.isdigit() and int(owner) != os.getpid() and _pid_alive(int(owner)):
+            continue  # a live session's daemon, not a leftover
+        if _pid_alive(pid) and TAG in _cmdline(pid) and "pcscd" in _cmdline(pid):
+            _terminate(pid)
+        record.unlink(missing_ok=True)
 
 
 def _can_unshare() -> bool:
@@ -207,7 +221,7 @@ class Pcscd:
             argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
         log.close()
-        PIDFILE.write_text(f"{self.process.pid}\n")
+        _own_pidfile().write_text(f"{self.process.pid}\n")
         deadline = time.monotonic() + ready_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -231,7 +245,7 @@ class Pcscd:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout_s)
-        PIDFILE.unlink(missing_ok=True)
+        _own_pidfile().unlink(missing_ok=True)
 
 
 def start_pcscd(base: Path) -> Pcscd:

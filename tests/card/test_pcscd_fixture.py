@@ -31,3 +31,28 @@ def test_leftover_marker_for_a_foreign_process_is_left_alone(tmp_path, monkeypat
     monkeypatch.setattr(launcher, "PIDFILE", marker)
     launcher.kill_leftover()  # must not signal us
     assert not marker.exists()
+
+
+def test_a_live_sessions_daemon_is_not_a_leftover(tmp_path, monkeypatch):
+    """Two test sessions on one machine: starting ours must not stop theirs."""
+    import subprocess
+    import sys
+
+    sleep = [sys.executable, "-c", "import time; time.sleep(30)"]
+    owner = subprocess.Popen(sleep)  # the other pytest session
+    daemon = subprocess.Popen([*sleep, f"{launcher.TAG}-pcscd"])  # looks like its pcscd
+    try:
+        monkeypatch.setattr(launcher, "PIDFILE", tmp_path / f"{launcher.TAG}.pid")
+        record = tmp_path / f"{launcher.TAG}.{owner.pid}.pid"
+        record.write_text(f"{daemon.pid}\n")
+        launcher.kill_leftover()
+        assert record.exists() and daemon.poll() is None
+        owner.kill()
+        owner.wait()
+        launcher.kill_leftover()  # owner gone: its daemon is a leftover now
+        assert not record.exists() and daemon.wait(5) is not None
+    finally:
+        for p in (owner, daemon):
+            if p.poll() is None:
+                p.kill()
+                p.wait()

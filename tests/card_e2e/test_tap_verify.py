@@ -135,6 +135,8 @@ def test_card_without_the_application_is_unknown(insert_card, tap_flow, camera, 
     result = tap_flow.verify_once()
     assert result.status is TapStatus.UNKNOWN_CARD and "splitface application" in result.reason
     assert camera.served == 0  # refused before the camera or the servers were involved
+    again = tap_flow.verify_once(tap_timeout_s=0.5)  # left on the reader: counts once
+    assert again.status is TapStatus.NO_CARD and "never taken away" in again.reason
 
 
 def test_unpersonalised_card_is_unknown(insert_card, tap_flow, camera, photos):
