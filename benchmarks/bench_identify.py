@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     w = unit(rng.normal(size=(args.dim, args.gallery)))
     with LoopbackCluster() as cluster:
         t0 = time.perf_counter()
-        flat = w.T.ravel()
+        flat = w.ravel()  # dimension-major: the servers assemble W (dim x N) without a transpose
         for s in range(0, flat.size, CHUNK):
             part = flat[s:s + CHUNK]
             client_job(cluster, "splitface.servers.recognition.jobs:gallery_chunk", part, 0,

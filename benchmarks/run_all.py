@@ -25,6 +25,7 @@ PLAN = [
     ("train", ["bench_train.py", "--identities", "10", "--per-identity", "100", "--epochs", "5"]),
     ("edge", ["bench_edge.py"]),
     ("card", ["bench_card.py"]),
+    ("tap", ["bench_tap.py", "--taps", "10"]),
 ]
 QUICK = {"100000": "10000"}
 
@@ -77,6 +78,39 @@ def main() -> int:
     return 0
 
 
+def targets(results: list[tuple[str, list[str], dict | str]]) -> list[str]:
+    """The issues' targets next to what this run measured (met / not met)."""
+    rows = []
+    for name, _, r in results:
+        if not isinstance(r, dict):
+            continue
+        if name == "identify" and r.get("gallery") == 10_000:
+            rows += [("identify N=10,000 online ms", "<= 50", r["online_ms_p50"]),
+                     ("identify N=10,000 total ms", "<= 100", r["total_ms_p50"]),
+                     ("identify N=10,000 bytes/query", "<= 100,000", r["bytes_per_query"]),
+                     ("identify N=10,000 agreement", "1.0", r["agreement"])]
+        if name == "identify" and r.get("gallery") == 100_000:
+            rows.append(("identify N=100,000 peak RSS MB (per server)", "< 2048",
+                         r["peak_rss_mb"]))
+        if name == "train":
+            rows.append(("training 1,000 x 128 x 10 x 5 epochs, s", "<= 2", r["train_s"]))
+        if name == "edge" and "int8" in r:
+            rows.append(("edge detect+align+embed ms (int8)", "<= 10", r["int8"]["total_ms_p50"]))
+    if not rows:
+        return []
+
+    def met(target: str, value: float) -> str:
+        op, bound = target.split()[0], float(target.split()[-1].replace(",", ""))
+        ok = {"<=": value <= bound, "<": value < bound}.get(op, value == bound)
+        return "met" if ok else "not met"
+
+    out = ["## Targets", "", "| target | bound | measured | |", "|---|---|---|---|"]
+    for label, target, value in rows:
+        bound = target if target.split()[0] in ("<=", "<") else f"= {target}"
+        out.append(f"| {label} | {target} | {value:,.1f} | {met(bound, float(value))} |")
+    return [*out, ""]
+
+
 def write_results(results: list[tuple[str, list[str], dict | str]]) -> None:
     m = machine()
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -98,6 +132,7 @@ def write_results(results: list[tuple[str, list[str], dict | str]]) -> None:
                          f"{r['bytes_per_query']:,} | {r['rounds_per_query']} | "
                          f"{r['agreement']:.3f} | {r['peak_rss_mb']:.0f} |")
         lines.append("")
+    lines += targets(results)
     lines += ["## Raw results", ""]
     for name, cmd, out in results:
         lines += [f"### {name}: `{' '.join(cmd)}`", "", "```json",

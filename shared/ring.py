@@ -119,6 +119,16 @@ def sub(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.stack([lo, hi])
 
 
+def isub(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a -= b mod 2^128 in place (no full-size temporaries; for very large operands)."""
+    borrow = a[0] < b[0]
+    with np.errstate(over="ignore"):
+        a[0] -= b[0]
+        a[1] -= b[1]
+        a[1] -= borrow
+    return a
+
+
 def _mulhi64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """High 64 bits of the 128-bit product of two uint64 arrays (schoolbook on 32-bit halves)."""
     a_lo, a_hi = a & _M32, a >> _S32

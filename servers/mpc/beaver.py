@@ -173,14 +173,22 @@ class FixedOperand:
     public E = W - B are kept, split into float64 limbs when small enough.
     """
 
-    def __init__(self, w: AuthShare, key: str) -> None:
+    def __init__(self, w: AuthShare, key: str, *, consume: bool = False) -> None:
+        """``consume=True`` computes W - B inside w's own arrays (w is unusable afterwards):
+        for galleries of 10^5 identities this saves a full-size copy."""
         if w.ndim != 2:
             raise ShapeError(f"fixed operand must be a matrix, got {w.shape}")
         self.party, self.key, self.frac = w.party, key, w.frac
         self.n, self.p = w.shape
         with self.party.op("fixed_open"):
             b_val, b_mac = self.party.prep.fixed_mask(key, self.n, self.p)
-            (self.E,) = self.party.open((ring.sub(w.val, b_val), ring.sub(w.mac, b_mac)))
+            if consume:
+                masked = (ring.isub(w.val, b_val), ring.isub(w.mac, b_mac))
+                w.val = w.mac = None  # type: ignore[assignment]
+            else:
+                masked = (ring.sub(w.val, b_val), ring.sub(w.mac, b_mac))
+            (self.E,) = self.party.open(masked)
+            del masked
         self._Bv, self._Bm = b_val, b_mac  # kept apart: no extra copy of the largest arrays
         self._presplit = self.n * self.p <= PRESPLIT_MAX_ELEMENTS
         if self._presplit:

@@ -22,11 +22,11 @@ SCORE_BITS = F + 4
 class Gallery:
     """The fixed template matrix W (dim x identities), opened once as W - B."""
 
-    def __init__(self, templates: AuthShare, key: str) -> None:
+    def __init__(self, templates: AuthShare, key: str, *, consume: bool = False) -> None:
         if templates.ndim != 2:
             raise ShapeError(f"templates must be (dim, identities), got {templates.shape}")
         self.dim, self.size = templates.shape
-        self.operand = FixedOperand(templates, key)
+        self.operand = FixedOperand(templates, key, consume=consume)
 
     def scores(self, probe: AuthShare) -> AuthShare:
         """[probe . w_j] for every identity j."""

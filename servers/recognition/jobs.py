@@ -9,23 +9,37 @@ import numpy as np
 
 from splitface.servers.mpc import client_jobs
 from splitface.servers.mpc.party import Party
-from splitface.servers.mpc.share import concat
+from splitface.servers.mpc.share import AuthShare, concat
 from splitface.servers.recognition.identify import Gallery, identify
+from splitface.shared.fixedpoint import F
 
 
 def gallery_chunk(party: Party, state: dict[str, Any], masked: np.ndarray, n: int) -> None:
-    """Accept one chunk of template values (column-major: identity after identity)."""
+    """Accept one chunk of template values, dimension-major (row d holds every identity)."""
     x, _ = client_jobs.take_input(party, state, masked, n)
     state.setdefault("chunks", []).append(x)
 
 
 def gallery_prepare(party: Party, state: dict[str, Any], dim: int, key: str) -> float:
-    """Assemble the templates, open W - B once and check it; returns seconds taken."""
+    """Assemble the (dim x N) templates chunk by chunk, open W - B once and check it.
+
+    Chunks are copied into one preallocated array and dropped as they go, and W - B is
+    formed in place, so the peak is about two gallery-sized arrays (2 GiB budget at N=10^5).
+    """
     t0 = time.perf_counter()
-    flat = concat(state.pop("chunks"))
-    w = flat.reshape(flat.size // dim, dim).T
-    del flat  # the transpose is a copy: free the row-major one before the mask arrives
-    state["gallery"] = Gallery(w, key)
+    chunks = state.pop("chunks")
+    total = sum(c.size for c in chunks)
+    val = np.empty((2, total), dtype=np.uint64)
+    mac = np.empty((2, total), dtype=np.uint64)
+    start = 0
+    while chunks:
+        c = chunks.pop(0)
+        val[:, start:start + c.size], mac[:, start:start + c.size] = c.val, c.mac
+        start += c.size
+        del c
+    w = AuthShare(party, val.reshape(2, dim, total // dim), mac.reshape(2, dim, total // dim), F)
+    del val, mac
+    state["gallery"] = Gallery(w, key, consume=True)
     del w
     party.check()
     return time.perf_counter() - t0
