@@ -301,3 +301,21 @@ def test_pin_card_enrols_and_verifies_only_with_its_pin(enrolled, insert_card, p
         result = flow.verify_once()
     assert result.status is TapStatus.ACCEPTED, result
     assert applet.pin_tries_left == 3
+
+
+def test_frame_source_with_bad_frames_feeds_the_tap(enrolled, insert_card, client, pipeline,
+                                                    card_terminal, photos, tmp_path):
+    """A real FrameSource (image folder, as a camera would give frames) with a corrupt
+    file and a face-less frame before the face: the tap skips both and verifies."""
+    import cv2
+
+    from splitface.edge.pipeline.capture import CaptureOptions, FrameSource
+
+    (tmp_path / "0.jpg").write_bytes(b"not a jpeg")
+    cv2.imwrite(str(tmp_path / "1.jpg"), photos.noface)
+    cv2.imwrite(str(tmp_path / "2.png"), photos.probe["obama"][0])
+    insert_card(enrolled.cards["obama"])
+    with FrameSource(CaptureOptions(source=str(tmp_path))) as source, \
+            TapFlow(client, pipeline, card_terminal, source, TapOptions(max_frames=3)) as flow:
+        result = flow.verify_once()
+    assert result.status is TapStatus.ACCEPTED, result
