@@ -4,6 +4,8 @@ is a video of held-out photos of them, nobody, and a person who was never enroll
 
 from __future__ import annotations
 
+import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +54,19 @@ class Deployed:
 
     def edge_config(self, name: str = "edge-2") -> Path:
         return self.dep.root / name / "config.toml"
+
+    def ensure_up(self) -> None:
+        """Restart any daemon an earlier (failed) fault test left down or stopped."""
+        for name in ("dealer", "p0", "p1"):
+            proc = self.dep.procs.get(name)
+            if proc is not None and proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
+                continue
+            if proc is not None:
+                del self.dep.procs[name]
+            self.dep.start((name,))
+        with self.client() as c:
+            self.dep.wait_ready(c)
 
 
 def _frame(pipe: FacePipeline, path: Path) -> np.ndarray | None:

@@ -20,6 +20,7 @@ def _blocked(d: EdgedProcess, since: float, gap: float) -> bool:
 
 def test_server_killed_mid_query_then_restarted(deployed: Deployed, tmp_path) -> None:
     dep = deployed.dep
+    deployed.ensure_up()
     video = write_video(tmp_path / "camera.avi", deployed.scene.segments(), FPS)
     publish = f"tcp://127.0.0.1:{free_port()}"
     cfg = edge_config(deployed.edge_config(), tmp_path / "edged.toml", source=str(video),
@@ -45,7 +46,7 @@ def test_server_killed_mid_query_then_restarted(deployed: Deployed, tmp_path) ->
         assert delays[-1] > delays[0]  # exponential back-off
         assert d.proc.poll() is None
         since = time.monotonic()
-        d.poll(2.0)
+        d.poll(5.0)  # longer than one blocked retry (3 s) plus its back-off
         assert d.pings(since=since), "the loop must keep running while a server is down"
         # P1 comes back: recovery is reported and the next person is identified.
         dep.start(("p1",))
@@ -63,6 +64,7 @@ def test_server_killed_mid_query_then_restarted(deployed: Deployed, tmp_path) ->
 
 
 def test_camera_unplugged_and_plugged_back(deployed: Deployed, tmp_path) -> None:
+    deployed.ensure_up()
     video = write_video(tmp_path / "camera.avi", deployed.scene.segments(), FPS)
     spare = tmp_path / "spare.avi"
     os.link(video, spare)
@@ -80,7 +82,7 @@ def test_camera_unplugged_and_plugged_back(deployed: Deployed, tmp_path) -> None
                      what="a retry")
         assert d.proc.poll() is None
         since = time.monotonic()
-        d.poll(1.5)
+        d.poll(2.5)
         assert d.pings(since=since), "retrying the camera on schedule keeps the watchdog fed"
         os.link(spare, video)  # plugged back
         m = len(d.events)
