@@ -198,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"splitface-edged: configuration error:\n{exc}", file=sys.stderr)
             return EX_CONFIG
         _setup_logging(config.log_level)
+        if config.log_level != "debug":
+            # TapFlow logs every tap at INFO, including each empty wait (several a second to
+            # keep the watchdog fed); the daemon's events already record every real tap.
+            logging.getLogger("splitface.edge.tap").setLevel(logging.WARNING)
         if args.threads < 1:
             print("splitface-edged: --threads must be at least 1", file=sys.stderr)
             return EX_CONFIG

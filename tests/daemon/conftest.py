@@ -78,12 +78,21 @@ def _frame(pipe: FacePipeline, path: Path) -> np.ndarray | None:
     return frame
 
 
-@pytest.fixture(scope="package")
-def deployed(tmp_path_factory) -> Deployed:
+def _pipeline_options():
+    """The daemon's defaults: LiteRT BlazeFace + int8 MobileFaceNet."""
     from splitface.edge.pipeline.detect_base import DetectorOptions
     from splitface.edge.pipeline.embed import EmbedderOptions
     from splitface.edge.pipeline.pipeline import PipelineOptions
 
+    layout = VarLayout.default()
+    return PipelineOptions(detector=DetectorOptions(backend="litert",
+                                                    model_path=layout.blazeface_short),
+                           embedder=EmbedderOptions(kind="mobilefacenet-int8",
+                                                    model_path=layout.mobilefacenet_int8))
+
+
+@pytest.fixture(scope="package")
+def deployed(tmp_path_factory) -> Deployed:
     layout = VarLayout.default()
     try:
         data = TestData.load(layout.testdata)
@@ -98,11 +107,7 @@ def deployed(tmp_path_factory) -> Deployed:
         cfg = dep.root / party / "config.toml"
         cfg.write_text(cfg.read_text().replace("request_timeout_s = 30.0",
                                                f"request_timeout_s = {SERVER_TIMEOUT_S}"))
-    # The daemon's defaults: LiteRT BlazeFace + int8 MobileFaceNet.
-    opts = PipelineOptions(detector=DetectorOptions(backend="litert",
-                                                    model_path=layout.blazeface_short),
-                           embedder=EmbedderOptions(kind="mobilefacenet-int8",
-                                                    model_path=layout.mobilefacenet_int8))
+    opts = _pipeline_options()
     dep.start()
     try:
         people: list[tuple[str | None, np.ndarray]] = []
