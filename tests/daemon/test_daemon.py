@@ -44,6 +44,8 @@ def test_surveillance_identifies_each_track_once(deployed: Deployed, tmp_path) -
         pings = d.pings(since=ready_at)
         assert len(pings) >= 3, d.notes
         assert max(b - a for a, b in itertools.pairwise(pings)) < 2.0  # WatchdogSec
+        status = [n.fields["STATUS"] for n in d.notes if "STATUS" in n.fields]
+        assert any(s.startswith("surveillance; ") and " identified" in s for s in status), status
         assert d.terminate() == 0
         assert d.has("STOPPING")
         assert d.events[-1]["event"] == "stopping"
@@ -136,3 +138,28 @@ def test_watchdog_stops_while_the_camera_read_hangs(deployed: Deployed, tmp_path
         d.poll(0.3)
         assert d.has("STOPPING")
     writer.join(5)
+
+
+def test_boot_during_a_server_outage_waits_and_stops_cleanly(deployed: Deployed,
+                                                             tmp_path) -> None:
+    """No READY while neither server answers; systemd is asked to keep waiting
+    (EXTEND_TIMEOUT_USEC); SIGTERM while waiting still ends with STOPPING and 0."""
+    video = write_video(tmp_path / "camera.avi", deployed.scene.segments(), FPS)
+    publish = f"tcp://127.0.0.1:{free_port()}"
+    cfg = edge_config(deployed.edge_config(), tmp_path / "edged.toml", source=str(video),
+                      publish=publish, timeout_s=1.0)
+    text = cfg.read_text()
+    for port in deployed.dep.endpoints():  # nobody listens on the new ports
+        text = text.replace(f'"{port}"', f'"tcp://127.0.0.1:{free_port()}"')
+    cfg.write_text(text)
+    with EdgedProcess(cfg, publish, tmp_path) as d:
+        d.wait_for("a waiting STATUS", lambda: any(
+            n.fields.get("STATUS", "").startswith("waiting for servers") for n in d.notes), 30)
+        d.wait_for("a second attempt", lambda: sum(
+            "EXTEND_TIMEOUT_USEC" in n.fields for n in d.notes) >= 2, 30)
+        assert not d.has("READY")
+        assert d.terminate() == 0
+        assert d.has("STOPPING") and not d.has("READY")
+    lines = [json.loads(x) for x in d.stdout.read_text().splitlines()]
+    assert [e["event"] for e in lines][:2] == ["servers_unavailable", "servers_unavailable"]
+    assert lines[-1]["event"] == "stopping"
