@@ -139,13 +139,14 @@ class EdgeLoop:
         """Until both servers answer status (and P0's peer link is up); False if stopped."""
         while not self.stop.is_set():
             self.dog.heartbeat()
-            if self.check_servers():
-                return True
-            wait = self.server_health.backoff.remaining()
-            self.notifier.notify(STATUS=f"waiting for servers: {self.server_health.reason}",
-                                 EXTEND_TIMEOUT_USEC=int((wait + 30.0) * 1e6))
-            self.dog.progress()  # retrying on schedule is the loop doing its job
-            self._sleep(wait)
+            if self.server_health.due:
+                if self.check_servers():
+                    return True
+                wait = self.server_health.backoff.remaining()
+                self.notifier.notify(STATUS=f"waiting for servers: {self.server_health.reason}",
+                                     EXTEND_TIMEOUT_USEC=int((wait + 30.0) * 1e6))
+                self.dog.progress()  # retrying on schedule is the loop doing its job
+            self._sleep(self.server_health.backoff.remaining())
         return False
 
     def check_servers(self) -> bool:
@@ -266,7 +267,7 @@ class EdgeLoop:
             return
         edge_ms = (time.perf_counter() - t0) * 1000.0
         base = {"track": track.id, "box": [round(float(v), 1) for v in det.box],
-                "score": round(float(det.score), 3)}
+                "detector_score": round(float(det.score), 3)}
         try:
             outcome = self.servers.identify(embedding)
         except ServerUnavailable as exc:

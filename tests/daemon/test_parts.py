@@ -10,6 +10,7 @@ import os
 import shutil
 import stat
 import threading
+import time
 from dataclasses import dataclass, field
 
 import cv2
@@ -23,6 +24,7 @@ from splitface.edge.daemon.loop import EdgeLoop, LoopOptions
 from splitface.edge.daemon.resilience import Backoff, BackoffOptions, FaultDomain
 from splitface.edge.daemon.tapmode import CameraFrames
 from splitface.edge.daemon.tracker import FaceTracker, TrackerOptions, TrackState, iou
+from splitface.shared.sdnotify import Watchdog
 
 
 class FakeClock:
@@ -264,3 +266,54 @@ def test_tap_mode_loop_events_and_reader_backoff() -> None:
     assert events[3]["attempt"] == 2 and events[3]["retry_in_s"] >= events[2]["retry_in_s"]
     assert tap.waits == [7.0] * len(script)  # no watchdog here: the configured tap wait
     assert events[-1]["identified"] == 1 and events[-1]["unknown"] == 1
+
+
+class FlakyServers(UpServers):
+    """Status fails ``down`` times (the servers are still booting), then answers."""
+
+    def __init__(self, down: int) -> None:
+        self.down, self.calls = down, 0
+
+    def status(self):
+        from splitface.edge.client import ServerUnavailable
+
+        self.calls += 1
+        if self.calls <= self.down:
+            raise ServerUnavailable("server P0 did not answer within 3 s")
+        return super().status()
+
+
+class Notes:
+    enabled = True
+
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    def notify(self, **fields) -> bool:
+        self.sent.append(fields)
+        return True
+
+
+def test_ready_only_after_the_servers_answer_on_the_backoff_schedule() -> None:
+    stop = threading.Event()
+    probe, notes, out = FlakyServers(down=3), Notes(), io.StringIO()
+    with EventPublisher(EventsOptions(), out=out) as ev:
+        loop = EdgeLoop(LoopOptions(terminal_id="t", mode="tap-to-verify",
+                                    backoff=BackoffOptions(initial_s=0.05, jitter=0.0)),
+                        events=ev, servers=probe, probe=probe, notifier=notes, stop=stop,
+                        tap=ScriptedTap([FakeTapResult("no_card")], stop),
+                        # sleeps are sliced to a third of this, far below the back-off
+                        watchdog=Watchdog(0.06, notes))
+        t0 = time.monotonic()
+        assert loop.run() == 0
+        elapsed = time.monotonic() - t0
+    assert elapsed >= 0.3  # 0.05 + 0.1 + 0.2 s of back-off before the probe that works
+    assert probe.calls == 4  # one probe per due retry, not one per sleep slice
+    assert sum(n == {"WATCHDOG": 1} for n in notes.sent) >= 5  # fed while waiting
+    ready = next(i for i, n in enumerate(notes.sent) if n.get("READY") == 1)
+    waiting = [n for n in notes.sent[:ready] if "EXTEND_TIMEOUT_USEC" in n]
+    assert len(waiting) == 3 and all(n["STATUS"].startswith("waiting for servers") for n in
+                                     waiting)
+    assert notes.sent[-1] == {"STOPPING": 1, "STATUS": "stopping"}
+    names = [json.loads(x)["event"] for x in out.getvalue().splitlines()]
+    assert names[:5] == ["servers_unavailable"] * 3 + ["servers_restored", "started"]
