@@ -8,6 +8,7 @@ servers must agree on every answer; a disagreement is reported, never papered ov
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
@@ -184,8 +185,15 @@ class SplitfaceClient:
             if not isinstance(n0, bytes) or not isinstance(n1, bytes):
                 raise ServersDisagree("a server issued no card nonce")
             kind = RequestKind.ENROLL if offer.op == "enroll" else RequestKind.VERIFY
-            card = signer(n0, n1, kind, offer.identity,
-                          api.card_payload_digest(offer.request_id, masked))
+            try:
+                card = signer(n0, n1, kind, offer.identity,
+                              api.card_payload_digest(offer.request_id, masked))
+            except BaseException:
+                # the servers are waiting for this submit: a card-less one is refused at
+                # once, instead of holding both servers until their submit timeout
+                with contextlib.suppress(ServerRefused, ServerUnavailable, ServersDisagree):
+                    self._both((Message("submit", sub, [masked]),) * 2, ("result", "done"))
+                raise
             sub["card"] = card.to_wire()
         timings["mask_ms"] = 1e3 * (time.perf_counter() - t1)
         t2 = time.perf_counter()

@@ -234,8 +234,9 @@ class TapFlow:
     def _result(self, clock: _Clock, status: TapStatus, **kw: object) -> TapResult:
         clock.ms["total_ms"] = round(1e3 * (time.perf_counter() - clock.t0), 3)
         result = TapResult(status, timings_ms=dict(clock.ms), **kw)  # type: ignore[arg-type]
-        log.info("tap: %s card=%s identity=%r %s", status.value, result.card_id or "-",
-                 result.identity, result.reason)
+        level = logging.DEBUG if status is TapStatus.NO_CARD else logging.INFO  # idle polls
+        log.log(level, "tap: %s card=%s identity=%r %s", status.value, result.card_id or "-",
+                result.identity, result.reason)
         return result
 
     # ------------------------------------------------------------ flows

@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
 
     store = ShareStore(cfg.state_dir / "shares.db")
     cards = CardRegistry(cfg.state_dir / "cards.db")
-    opts = NodeOptions(threshold=cfg.identify.threshold, submit_timeout_s=timeout,
+    # a terminal sends its submit milliseconds after the offers; waiting longer only holds
+    # every other terminal's request behind an abandoned one
+    opts = NodeOptions(threshold=cfg.identify.threshold, submit_timeout_s=min(timeout, 5.0),
                        peer_timeout_s=timeout, train_epochs=cfg.train.epochs,
                        train_batch_size=cfg.train.batch_size,
                        train_learning_rate=cfg.train.learning_rate,

@@ -108,7 +108,7 @@ class Party:
         if theirs.dtype != np.uint64 or theirs.shape != mine.shape:
             self.abort("peer opening has the wrong shape")
             raise ProtocolError(f"peer opened shape {theirs.shape}, expected {mine.shape}")
-        total = ring.add(mine, theirs)
+        total = ring.iadd(np.array(theirs), mine)  # one full-size temporary, not three
         self._open_vals.append(total)
         self._open_macs.append(ring.concat([m.reshape(2, -1) for _, m in pairs], axis=0)
                                if len(pairs) > 1 else pairs[0][1].reshape(2, -1))

@@ -72,6 +72,7 @@ class Txn:
     inbound: Inbound
     offer: api.Offer
     peer: dict[str, Any] = field(default_factory=dict)
+    awaiting_reply: bool = True  # the terminal's REQ socket expects exactly one reply now
 
     @property
     def req(self) -> str:
@@ -111,6 +112,7 @@ class ServerNode:
         self._gallery: tuple[str, int, Gallery] | None = None
         self.served = collections.Counter()
         self._last_resync = float("-inf")
+        self._current: tuple[str, str] | None = None
         self.last_progress = time.monotonic()
 
     # ------------------------------------------------------------ sessions
@@ -199,7 +201,12 @@ class ServerNode:
             if inbound.msg.kind == "status":
                 self.gateway.reply(inbound.ident, self._status(inbound.offer.request_id))
             elif inbound.msg.kind == "submit":
-                self._submits[(inbound.key, inbound.msg.meta["req"])] = inbound
+                key = (inbound.key, inbound.msg.meta["req"])
+                if key != self._current:
+                    self.gateway.reply(inbound.ident, api.error(
+                        key[1], api.ABORTED, "no such request in progress (timed out?)"))
+                else:
+                    self._submits[key] = inbound
             else:
                 if len(self._queue) >= 1000:
                     self.gateway.reply(inbound.ident, api.error(inbound.offer.request_id,
@@ -335,6 +342,7 @@ class ServerNode:
                    "train": self._train, "revoke": self._revoke,
                    "reconcile": self._reconcile}[txn.offer.op]
         t0 = time.perf_counter()
+        self._current = (txn.inbound.key, txn.req)
         try:
             reply = handler(txn)
         except ApiError as exc:
@@ -349,10 +357,14 @@ class ServerNode:
             log.warning("P%d: request %s aborted: %s", self.id, txn.req, exc)
             reply = api.error(txn.req, api.ABORTED, f"aborted: {exc}")
             self._abort_and_resync(str(exc))
+        finally:
+            self._current = None
+            self._submits.pop((txn.inbound.key, txn.req), None)
         self.served[txn.offer.op] += 1
         log.info("P%d: %s %s -> %s in %.0f ms", self.id, txn.offer.op, txn.req, reply.kind,
                  1e3 * (time.perf_counter() - t0))
-        self.gateway.reply(txn.inbound.ident, reply)
+        if txn.awaiting_reply:  # never answer twice: the terminal would read it as the
+            self.gateway.reply(txn.inbound.ident, reply)  # reply to its next request
 
     def _abort_and_resync(self, reason: str, quiet: bool = False) -> None:
         with contextlib.suppress(TransportError):
@@ -383,7 +395,10 @@ class ServerNode:
         triple, arrays = client_io.offer_input(self.party, txn.offer.inputs())
         meta = {"req": txn.req, "n": txn.offer.inputs(), **(extra or {})}
         self.gateway.reply(txn.inbound.ident, Message("offer", meta, arrays))
+        txn.awaiting_reply = False
         sub = self._wait_submit(txn)
+        txn.awaiting_reply = True
+        txn.inbound = sub  # reply on the connection the submit came from
         # both servers must have received the same masked vector (checked in accept_input)
         x = client_io.accept_input(self.party, triple, np.asarray(sub.msg.arrays[0]))
         return x, sub
@@ -466,6 +481,9 @@ class ServerNode:
         templates = self._share(models["templates"])
         if txn.offer.dim != templates.shape[1]:
             raise ApiError(api.WRONG_DIMENSION, f"model expects dim {templates.shape[1]}")
+        if not txn.offer.card_id and self.cards.cards_of(txn.offer.identity):
+            raise ApiError(api.CARD_REJECTED, f"{txn.offer.identity!r} is card-bound: present "
+                                              "the card")
         extra = {}
         if txn.offer.card_id:
             extra["nonce"] = self.nonces.issue(txn.offer.card_id).nonce

@@ -187,13 +187,13 @@ def test_card_pulled_while_signing(enrolled, insert_card, tap_flow, camera, phot
 
 
 def wait_until_serving(deployment, flow: TapFlow, photos, limit_s: float = 20.0) -> float:
-    """Seconds until a fresh terminal connection gets a verification through."""
+    """Seconds until a fresh terminal connection gets an identification through."""
     embedding = flow.pipeline.process(photos.probe["obama"][0]).embedding
     t0 = time.monotonic()
     while True:
         with client_for(deployment, timeout=limit_s) as fresh:
             try:
-                assert fresh.verify("obama", embedding).accepted
+                assert fresh.identify(embedding).identity == "obama"
                 return time.monotonic() - t0
             except ServerRefused as exc:  # queued behind the abandoned request
                 if time.monotonic() - t0 > limit_s:
@@ -207,10 +207,6 @@ def _abandon_at_signing(enrolled, insert_card, flow: TapFlow, camera, photos) ->
     assert flow.verify_once().status is TapStatus.CARD_REMOVED
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "edge/client.py: when the card signer raises, _transact sends no submit, so both servers "
-    "(one transaction at a time) wait request_timeout_s for it and every terminal stalls; "
-    "fix: on signer failure send the submit without 'card' (servers refuse it at once)"))
 def test_pulled_card_does_not_stall_the_servers(enrolled, insert_card, tap_flow, camera,
                                                 photos, deployment):
     _abandon_at_signing(enrolled, insert_card, tap_flow, camera, photos)
@@ -220,19 +216,22 @@ def test_pulled_card_does_not_stall_the_servers(enrolled, insert_card, tap_flow,
         wait_until_serving(deployment, tap_flow, photos)
 
 
-@pytest.mark.xfail(strict=True, raises=ServerRefused, reason=(
-    "servers/service/node.py: after a submit timeout the node replies a second time on the "
-    "offer's connection; the terminal's REQ socket takes that stale 'timeout' error as the "
-    "answer to its next request (and so on): fix in ServerNode._run (no reply when the "
-    "terminal has no request outstanding) and/or edge/client.py (match meta['req'])"))
 def test_terminal_is_not_answered_with_a_stale_reply(enrolled, insert_card, tap_flow, camera,
                                                      photos, client, deployment):
     _abandon_at_signing(enrolled, insert_card, tap_flow, camera, photos)
     embedding = tap_flow.pipeline.process(photos.probe["obama"][0]).embedding
     try:
-        assert client.verify("obama", embedding).accepted  # same terminal connection
+        assert client.identify(embedding).identity == "obama"  # same terminal connection
     finally:
         wait_until_serving(deployment, tap_flow, photos)
+
+
+def test_card_bound_identity_needs_its_card(enrolled, client, tap_flow, photos):
+    """Plain (card-less) verification of an identity that has a card is refused."""
+    embedding = tap_flow.pipeline.process(photos.probe["obama"][0]).embedding
+    with pytest.raises(ServerRefused) as err:
+        client.verify("obama", embedding)
+    assert err.value.code == "card_rejected"
 
 
 def test_enrolling_a_card_bound_to_someone_else_is_refused(enrolled, insert_card, tap_flow,
