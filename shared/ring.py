@@ -119,6 +119,16 @@ def sub(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.stack([lo, hi])
 
 
+def iadd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a += b mod 2^128 in place."""
+    with np.errstate(over="ignore"):
+        a[0] += b[0]
+        carry = a[0] < b[0]
+        a[1] += b[1]
+        a[1] += carry
+    return a
+
+
 def isub(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a -= b mod 2^128 in place (no full-size temporaries; for very large operands)."""
     borrow = a[0] < b[0]

@@ -30,6 +30,7 @@ def test_add_sub_mul_neg(ps):
     assert ring.to_pyints(ring.mul(a, b)) == [(x * y) % M for x, y in zip(A, B)]
     assert ring.to_pyints(ring.neg(a)) == [(-x) % M for x in A]
     assert ring.to_pyints(ring.isub(a.copy(), b)) == [(x - y) % M for x, y in zip(A, B)]
+    assert ring.to_pyints(ring.iadd(a.copy(), b)) == [(x + y) % M for x, y in zip(A, B)]
 
 
 @given(st.lists(u128, min_size=1, max_size=30), st.integers(0, 127))
