@@ -37,7 +37,7 @@ $(MODELS_STAMP): $(VENV_STAMP) scripts/build_models.sh
 models: $(MODELS_STAMP)
 
 test: $(VENV_STAMP) $(SYS_STAMP) $(MODELS_STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --reruns 2 --reruns-delay 2
 
 demo: $(VENV_STAMP) $(MODELS_STAMP)
 	$(PY) scripts/demo.py
