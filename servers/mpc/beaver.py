@@ -166,6 +166,24 @@ def reveal(x: AuthShare) -> np.ndarray:
     return ring.from_int64(ring.low64_signed(opened))
 
 
+def open_fixed(w: AuthShare, key: str, *, consume: bool = False
+               ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Open E = W - B for a dealer mask B kept under ``key``; returns (E, B's shares).
+
+    ``consume=True`` forms W - B inside w's own arrays (w is unusable afterwards).
+    """
+    party = w.party
+    with party.op("fixed_open"):
+        b_val, b_mac = party.prep.fixed_mask(key, *w.shape)
+        if consume:
+            masked = (ring.isub(w.val, b_val), ring.isub(w.mac, b_mac))
+            w.val = w.mac = None  # type: ignore[assignment]
+        else:
+            masked = (ring.sub(w.val, b_val), ring.sub(w.mac, b_mac))
+        (e,) = party.open(masked)
+    return e, (b_val, b_mac)
+
+
 class FixedOperand:
     """A shared matrix W (n x p) that stays fixed across many left products x @ W.
 
@@ -180,15 +198,7 @@ class FixedOperand:
             raise ShapeError(f"fixed operand must be a matrix, got {w.shape}")
         self.party, self.key, self.frac = w.party, key, w.frac
         self.n, self.p = w.shape
-        with self.party.op("fixed_open"):
-            b_val, b_mac = self.party.prep.fixed_mask(key, self.n, self.p)
-            if consume:
-                masked = (ring.isub(w.val, b_val), ring.isub(w.mac, b_mac))
-                w.val = w.mac = None  # type: ignore[assignment]
-            else:
-                masked = (ring.sub(w.val, b_val), ring.sub(w.mac, b_mac))
-            (self.E,) = self.party.open(masked)
-            del masked
+        self.E, (b_val, b_mac) = open_fixed(w, key, consume=consume)
         self._Bv, self._Bm = b_val, b_mac  # kept apart: no extra copy of the largest arrays
         self._presplit = self.n * self.p <= PRESPLIT_MAX_ELEMENTS
         if self._presplit:
@@ -239,10 +249,7 @@ class FixedRows:
             raise ShapeError(f"fixed rows need a matrix, got {x.shape}")
         self.party, self.key, self.frac = x.party, key, x.frac
         self.n, self.d = x.shape
-        with self.party.op("fixed_open"):
-            u_val, u_mac = self.party.prep.fixed_mask(key, self.n, self.d)
-            (self.E,) = self.party.open((ring.sub(x.val, u_val), ring.sub(x.mac, u_mac)))
-        self._Uv, self._Um = u_val, u_mac
+        self.E, (self._Uv, self._Um) = open_fixed(x, key)
 
     def _rows(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         idx = np.asarray(idx, dtype=np.int64)

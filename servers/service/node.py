@@ -423,18 +423,23 @@ class ServerNode:
         if not ok or not (isinstance(peer, list) and peer and peer[0] is True):
             raise ApiError(api.CARD_REJECTED, reason or f"P{1 - self.id}: {peer[1]}")
 
+    def _card_bound_inputs(self, txn: Txn, kind: RequestKind):
+        """Offer inputs (with this server's card nonce when the request names a card), take
+        the masked vector and, for a card-bound request, require both servers' card check."""
+        extra = {"nonce": self.nonces.issue(txn.offer.card_id).nonce} if txn.offer.card_id \
+            else {}
+        x, sub = self._offer_inputs(txn, extra)
+        if txn.offer.card_id:
+            self._card_check(txn, sub, kind)
+        return x, sub
+
     def _enroll(self, txn: Txn) -> Message:
         mine, theirs = self.store.has_enrolment(txn.req), bool(txn.peer.get("has"))
         if mine and theirs:
             return Message("done", {"req": txn.req, "status": "duplicate"})
         if mine:  # an orphan from a crash between the two commits: replace it
             self.store.delete_enrolments([txn.req])
-        extra = {}
-        if txn.offer.card_id:
-            extra["nonce"] = self.nonces.issue(txn.offer.card_id).nonce
-        x, sub = self._offer_inputs(txn, extra)
-        if txn.offer.card_id:
-            self._card_check(txn, sub, RequestKind.ENROLL)
+        x, sub = self._card_bound_inputs(txn, RequestKind.ENROLL)
         try:
             self.store.add_enrolment(txn.req, txn.offer.identity,
                                      StoredShare(x.val, x.mac, F))
@@ -484,12 +489,7 @@ class ServerNode:
         if not txn.offer.card_id and self.cards.cards_of(txn.offer.identity):
             raise ApiError(api.CARD_REJECTED, f"{txn.offer.identity!r} is card-bound: present "
                                               "the card")
-        extra = {}
-        if txn.offer.card_id:
-            extra["nonce"] = self.nonces.issue(txn.offer.card_id).nonce
-        x, sub = self._offer_inputs(txn, extra)
-        if txn.offer.card_id:
-            self._card_check(txn, sub, RequestKind.VERIFY)
+        x, _ = self._card_bound_inputs(txn, RequestKind.VERIFY)
         probe, masks = client_io.split_inputs(x, txn.offer.dim, F)
         accept = verify(templates[names.index(txn.offer.identity)], probe, self.opts.threshold)
         opened = client_io.open_for_client(self.party, accept, masks)
