@@ -10,6 +10,7 @@ import zmq
 from splitface.servers.cards.nonces import NonceStore
 from splitface.servers.cards.registry import CardRegistry
 from splitface.servers.cli.common import config_error_exit, setup_logging, stop_event
+from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
 from splitface.servers.mpc.prep.remote import RemotePreprocessing
 from splitface.servers.mpc.threads import limit_blas_threads
 from splitface.servers.service.gateway import EdgeGateway
@@ -54,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     gateway = EdgeGateway(ctx, cfg.listen_edge, public_key=public, secret_key=secret,
                           terminal_names=terminal_names(edges), max_bytes=cfg.max_message_bytes)
 
-    def prep_factory(session: str) -> RemotePreprocessing:
-        return RemotePreprocessing(ctx, cfg.dealer_endpoint, party=cfg.party, session=session,
-                                   public_key=public, secret_key=secret, dealer_key=dealer_key,
-                                   timeout_s=timeout)
+    def prep_factory(session: str) -> PrefetchingPreprocessing:
+        return PrefetchingPreprocessing(RemotePreprocessing(
+            ctx, cfg.dealer_endpoint, party=cfg.party, session=session, public_key=public,
+            secret_key=secret, dealer_key=dealer_key, timeout_s=timeout))
 
     store = ShareStore(cfg.state_dir / "shares.db")
     cards = CardRegistry(cfg.state_dir / "cards.db")

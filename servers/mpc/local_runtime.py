@@ -13,16 +13,21 @@ from typing import Any
 from splitface.servers.mpc.party import Party
 from splitface.servers.mpc.prep.dealer import DealerCore
 from splitface.servers.mpc.prep.local import LocalPreprocessing
+from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
 from splitface.servers.mpc.threads import limit_blas_threads
 from splitface.shared.transport.local import local_pair
 
 
-def make_parties(core: DealerCore | None = None) -> tuple[Party, Party]:
+def make_parties(core: DealerCore | None = None, *, prefetch: bool = False
+                 ) -> tuple[Party, Party]:
     """Two connected parties sharing one in-process dealer (BLAS limited to one thread)."""
     limit_blas_threads(1)
     core = core or DealerCore()
     c0, c1 = local_pair()
-    return (Party(0, c0, LocalPreprocessing(core, 0)), Party(1, c1, LocalPreprocessing(core, 1)))
+    preps = [LocalPreprocessing(core, 0), LocalPreprocessing(core, 1)]
+    if prefetch:
+        preps = [PrefetchingPreprocessing(p) for p in preps]
+    return Party(0, c0, preps[0]), Party(1, c1, preps[1])
 
 
 def run_pair(fn: Callable[..., Any], parties: tuple[Party, Party], *args_per_party: Any,

@@ -9,6 +9,7 @@ import zmq
 
 from splitface.servers.mpc.errors import ProtocolError
 from splitface.servers.mpc.party import Party
+from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
 from splitface.servers.mpc.prep.remote import RemotePreprocessing
 from splitface.shared.transport.base import TransportError
 from splitface.shared.transport.zmq_channel import ZmqChannel
@@ -43,7 +44,7 @@ def connect_party(party: int, context: zmq.Context, *, peer_endpoint: str,
         if not isinstance(session, str) or len(session) != 24:
             raise ProtocolError("peer sent a malformed session id")
     chan.stats.rounds = 0
-    prep = RemotePreprocessing(context, dealer_endpoint, party=party, session=session,
-                               public_key=public_key, secret_key=secret_key,
-                               dealer_key=dealer_public_key, timeout_s=timeout_s)
+    prep = PrefetchingPreprocessing(RemotePreprocessing(
+        context, dealer_endpoint, party=party, session=session, public_key=public_key,
+        secret_key=secret_key, dealer_key=dealer_public_key, timeout_s=timeout_s))
     return Party(party, chan, prep)

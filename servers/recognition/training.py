@@ -101,18 +101,48 @@ def train_logistic(x: AuthShare, labels: np.ndarray, classes: int, opts: SgdOpti
     y = one_hot(labels, classes)
     w = party_constant(party, np.zeros((dim, classes), dtype=np.int64), F)
     b = party_constant(party, np.zeros(classes, dtype=np.int64), F)
+    order = [idx for epoch in range(opts.epochs) for idx in batches(n, opts, epoch)]
+    prefetch = getattr(party.prep, "expect", None)
     with party.op("train"):
         fixed_x = FixedRows(x, party.fresh_key("train"))  # X - U is opened once
+        step_no, plans = 0, {}  # batch size -> the requests one batch of that size makes
+        this_queued = False  # was this batch's material queued before it started?
         for epoch in range(opts.epochs):
             for k, idx in enumerate(batches(n, opts, epoch)):
+                nxt = order[step_no + 1] if step_no + 1 < len(order) else None
+                next_queued = False
+                if prefetch is not None:
+                    # queue the next batch behind this one's, so the dealer works ahead
+                    if this_queued and nxt is not None and len(nxt) in plans:
+                        prefetch(_for_batch(plans[len(nxt)], nxt))
+                        next_queued = True
+                    if len(idx) not in plans:
+                        party.prep.record()  # a batch of a new size teaches its pattern
                 z = fixed_x.matmul(idx, w) + b
                 g = nonlinear.hard_sigmoid(z) - y[idx]
                 step = opts.learning_rate / len(idx)
                 w = w - fixed_x.t_matmul(idx, g) * step
                 b = b - g.sum(0) * step
+                if prefetch is not None:
+                    if len(idx) not in plans:
+                        plans[len(idx)] = party.prep.stop_recording()
+                    if not next_queued and nxt is not None and len(nxt) in plans:
+                        prefetch(_for_batch(plans[len(nxt)], nxt))
+                        next_queued = True
+                this_queued = next_queued
+                step_no += 1
                 if progress is not None:
                     progress(epoch, k)
     return LogisticModel(w, b)
+
+
+def _for_batch(plan: list, idx: np.ndarray) -> list:
+    """The recorded requests of one batch, re-targeted at the rows of another batch."""
+    from splitface.servers.mpc.prep.material import Request
+
+    rows = tuple(int(i) for i in idx)
+    return [Request(r.kind, (r.params[0], rows, *r.params[2:])) if r.kind == "rows_triple"
+            else r for r in plan]
 
 
 def train_logistic_plain(x: np.ndarray, labels: np.ndarray, classes: int,
