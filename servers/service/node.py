@@ -32,6 +32,7 @@ from splitface.servers.mpc import client_io
 from splitface.servers.mpc.errors import MacCheckError, ProtocolError
 from splitface.servers.mpc.party import Party
 from splitface.servers.mpc.prep.base import Preprocessing
+from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
 from splitface.servers.mpc.share import AuthShare
 from splitface.servers.recognition import training
 from splitface.servers.recognition.identify import Gallery, identify, verify
@@ -470,11 +471,19 @@ class ServerNode:
         if self._gallery is None or self._gallery[:2] != (self.session, version):
             key = f"{self.session}:{version}"
             self._gallery = (self.session, version, Gallery(self._share(templates).T, key))
+        prep = self.party.prep
+        prefetching = isinstance(prep, PrefetchingPreprocessing)
+        if prefetching:
+            prep.record()
         x, _ = self._offer_inputs(txn)
         probe, masks = client_io.split_inputs(x, txn.offer.dim, F)
         out = identify(self._gallery[2], probe, self.opts.threshold)
         opened = client_io.open_for_client(self.party, out.reshape(-1), masks)
         self.party.check()
+        if prefetching:
+            # identifications come in runs (surveillance): have the dealer prepare the
+            # next one now; another request type discards it on both servers alike
+            prep.expect(prep.stop_recording())
         return Message("result", {"req": txn.req, "model_version": version,
                                   "identities": meta["identities"]}, [opened])
 

@@ -71,10 +71,14 @@ class PrefetchingPreprocessing(Preprocessing):
         return self._pool.submit(self.inner.fetch, req).result()
 
     def close(self) -> None:
+        """Stop promptly: queued fetches are cancelled, a running one is told to give up."""
         with self._lock:
             pending = list(self._queue)
             self._queue.clear()
         for _, fut in pending:
             fut.cancel()
-        self._pool.submit(self.inner.close).result()
+        abort = getattr(self.inner, "abort", None)
+        if abort is not None:
+            abort()
+        self._pool.submit(self.inner.close)
         self._pool.shutdown(wait=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import zmq
 
@@ -31,6 +34,11 @@ class RemotePreprocessing(Preprocessing):
         self._seq = 0
         self._sock = self._connect()
         self._alpha: np.ndarray | None = None
+        self._closing = threading.Event()
+
+    def abort(self) -> None:
+        """Make a fetch blocked on the dealer give up within 0.2 s (shutdown; thread-safe)."""
+        self._closing.set()
 
     def _connect(self) -> zmq.Socket:
         sock = self._ctx.socket(zmq.REQ)
@@ -40,10 +48,20 @@ class RemotePreprocessing(Preprocessing):
         sock.connect(self._endpoint)
         return sock
 
+    def _wait_reply(self) -> bool:
+        """Poll in short slices so that a shutdown (``abort``) is noticed quickly."""
+        deadline = time.monotonic() + self._timeout_ms / 1000
+        while not self._closing.is_set() and time.monotonic() < deadline:
+            if self._sock.poll(200):
+                return True
+        return False
+
     def _call(self, msg: Message, expect: str) -> Message:
         msg.meta["party"] = self.party
         self._sock.send_multipart(wire.encode(msg), copy=False)
-        if not self._sock.poll(self._timeout_ms):
+        if not self._wait_reply():
+            if self._closing.is_set():
+                raise DealerUnavailable("preprocessing is shutting down")
             self._sock.close(linger=0)  # a REQ socket is stuck after a lost reply
             self._sock = self._connect()
             raise DealerUnavailable(f"dealer did not answer within {self._timeout_ms} ms")
