@@ -28,6 +28,14 @@ PLAN = [
     ("tap", ["bench_tap.py", "--taps", "10"]),
 ]
 QUICK = {"100000": "10000"}
+# Reference points measured by the team on this kind of machine (never dependencies).
+REFERENCE = [
+    "## Reference points (team measurements on this machine, same tasks)", "",
+    "| task | MP-SPDZ semi-honest dealer | CrypTen | MP-SPDZ malicious SPDZ2k |",
+    "|---|---|---|---|",
+    "| identify N=10,000, D=128, total ms | 527 | 547 | — |",
+    "| identify N=1,000, D=128, total ms | — | — | 50,000 |",
+    "| train 1,000 x 128 x 10, 5 epochs, s | 9.9 | 10.4 | — |", ""]
 
 
 def machine() -> dict[str, str]:
@@ -133,6 +141,7 @@ def write_results(results: list[tuple[str, list[str], dict | str]]) -> None:
                          f"{r['agreement']:.3f} | {r['peak_rss_mb']:.0f} |")
         lines.append("")
     lines += targets(results)
+    lines += REFERENCE
     lines += ["## Raw results", ""]
     for name, cmd, out in results:
         lines += [f"### {name}: `{' '.join(cmd)}`", "", "```json",
