@@ -106,6 +106,10 @@ class ReaderMonitor:
         st = self._states.get(reader)
         if st is None:
             return []
+        # pcsc-lite counts insertions and removals in the upper 16 bits: a card taken away
+        # and put back between two polls leaves PRESENT set but moves the counter
+        retapped = (st.present and self._primed
+                    and (event_state >> 16) != (st.event >> 16) and st.event >> 16 != 0)
         st.event = event_state & ~scard.SCARD_STATE_CHANGED
         if event_state & (scard.SCARD_STATE_UNKNOWN | scard.SCARD_STATE_UNAVAILABLE):
             del self._states[reader]
@@ -113,7 +117,11 @@ class ReaderMonitor:
         present = bool(event_state & scard.SCARD_STATE_PRESENT)
         mute = present and bool(event_state & scard.SCARD_STATE_MUTE)
         out: list[CardEvent] = []
-        if present and not st.present:
+        if present and retapped:
+            out.append(CardEvent(CardEventKind.REMOVED, reader))
+            out.append(CardEvent(CardEventKind.MUTE if mute else CardEventKind.INSERTED, reader,
+                                 bytes(atr)))
+        elif present and not st.present:
             out.append(
                 CardEvent(
                     CardEventKind.MUTE if mute else CardEventKind.INSERTED, reader, bytes(atr)
@@ -192,8 +200,11 @@ class ReaderMonitor:
         raise NoCardError(f"no card presented within {timeout_s:.1f} s")
 
     def wait_for_removal(self, reader: str, timeout_s: float) -> bool:
-        """True once ``reader`` is empty (or gone) within ``timeout_s``."""
-        self._poll(0)
+        """True once ``reader`` is empty (or gone) within ``timeout_s``, or its card was taken
+        away and put back since the last poll."""
+        gone = (CardEventKind.REMOVED, CardEventKind.READER_REMOVED)
+        if any(e.reader == reader and e.kind in gone for e in self._poll(0)):
+            return True
         st = self._states.get(reader)
         if st is None or not st.present:
             return True

@@ -7,15 +7,23 @@ from __future__ import annotations
 
 import pytest
 
+from splitface.edge.card.monitor import ReaderFilter, ReaderMonitor
 from splitface.edge.tap import TapStatus
 from tests.card_e2e.conftest import OBAMA_CARD, server_state
 
 pytestmark = [pytest.mark.card, pytest.mark.timeout(90)]
 
 
+def removed(card, pcscd) -> None:
+    """Take the card away and wait until pcscd has seen it go (it polls every 400 ms)."""
+    card.remove()
+    with ReaderMonitor(ReaderFilter(pcscd.readers[0])) as mon:
+        assert mon.wait_for_removal(pcscd.readers[0], 5.0)
+
+
 def test_revoked_card_is_refused_and_can_never_be_bound_again(enrolled, insert_card, tap_flow,
                                                               camera, photos, client,
-                                                              deployment):
+                                                              deployment, running_pcscd):
     card = enrolled.cards["obama"]
     tapped = insert_card(card)
     camera.show(photos.probe["obama"][0])
@@ -26,14 +34,14 @@ def test_revoked_card_is_refused_and_can_never_be_bound_again(enrolled, insert_c
     for rows in server_state(client, deployment).cards:
         assert (OBAMA_CARD, "obama", "revoked") in [(r[0], r[2], r[3]) for r in rows]
 
-    tapped.remove()
+    removed(tapped, running_pcscd)
     tapped = insert_card(card)  # the same card, tapped again
     camera.show(photos.probe["obama"][0])
     result = tap_flow.verify_once()
     assert result.status is TapStatus.REFUSED and "unknown_identity" in result.reason, result
 
     before = server_state(client, deployment)
-    tapped.remove()
+    removed(tapped, running_pcscd)
     insert_card(card)
     result = tap_flow.enroll_with_card("obama-again", photos.enrol["obama"][:1])
     assert result.status is TapStatus.CARD_REJECTED and "revoked_card" in result.reason, result
