@@ -270,8 +270,10 @@ class FixedRows:
         mac = ring.add(ring.add(ring.matmul(e, w.mac), ring.matmul(um, f)), c[1])
         return rescale(AuthShare(party, val, mac, self.frac + w.frac))
 
-    def t_matmul(self, idx: np.ndarray, g: AuthShare) -> AuthShare:
-        """[X[idx]^T @ g] for a shared g (len(idx) x p)."""
+    def t_matmul(self, idx: np.ndarray, g: AuthShare, *, rescale_result: bool = True
+                 ) -> AuthShare:
+        """[X[idx]^T @ g] for a shared g (len(idx) x p); unscaled if ``rescale_result`` is
+        False (the caller folds the truncation into a later one)."""
         if g.ndim != 2 or g.shape[0] != len(idx):
             raise ShapeError(f"{len(idx)} rows transposed times {g.shape}")
         e, uv, um = self._rows(idx)
@@ -282,4 +284,5 @@ class FixedRows:
         et, uvt, umt = ring.transpose(e), ring.transpose(uv), ring.transpose(um)
         val = ring.add(ring.add(ring.matmul(et, g.val), ring.matmul(uvt, h)), c[0])
         mac = ring.add(ring.add(ring.matmul(et, g.mac), ring.matmul(umt, h)), c[1])
-        return rescale(AuthShare(party, val, mac, self.frac + g.frac))
+        out = AuthShare(party, val, mac, self.frac + g.frac)
+        return rescale(out) if rescale_result else out

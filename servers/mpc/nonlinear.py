@@ -58,14 +58,16 @@ def inv_sqrt(x: AuthShare) -> AuthShare:
 def hard_sigmoid(x: AuthShare) -> AuthShare:
     """clip(1/2 + x/4, 0, 1): one truncation, one masked opening for both clip tests, one product.
 
-    below = [x/4 + 1/2 < 0] and above = [x/4 - 1/2 >= 0] come from one comparison mask
-    (compare.ltz_shifted); at x/4 = 1/2 exactly both branches give 1.
+    x/4 is exact (the scale gains two fractional bits), so the only truncation is the
+    coarse copy for the comparisons. below = [x/4 + 1/2 < 0] and above = [x/4 - 1/2 >= 0]
+    come from one comparison mask (compare.ltz_shifted); at x/4 = 1/2 both give 1. The
+    result keeps x's scale plus two bits.
     """
     with x.party.op("sigmoid"):
-        quarter = x * 0.25
+        quarter = AuthShare(x.party, x.val, x.mac, x.frac + 2)
         s = quarter + 0.5
-        shift = SIGMOID_CMP_SHIFT - 2
-        coarse = quarter.truncate(shift) if quarter.frac > shift else quarter
+        shift = quarter.frac - (SIGMOID_CMP_SHIFT - 2)
+        coarse = quarter.truncate(shift) if shift > 0 else quarter
         half = 1 << (coarse.frac - 1)
         below, not_above = compare.ltz_shifted(coarse, [half, -half], SIGMOID_CMP_BITS)
         above = 1 - not_above

@@ -23,8 +23,8 @@ from splitface.servers.mpc import nonlinear
 from splitface.servers.mpc.beaver import FixedRows
 from splitface.servers.mpc.compare import party_constant
 from splitface.servers.mpc.errors import ShapeError
-from splitface.servers.mpc.share import AuthShare
-from splitface.shared import ring
+from splitface.servers.mpc.share import AuthShare, concat
+from splitface.shared import fixedpoint, ring
 from splitface.shared.fixedpoint import F
 
 
@@ -119,10 +119,8 @@ def train_logistic(x: AuthShare, labels: np.ndarray, classes: int, opts: SgdOpti
                     if len(idx) not in plans:
                         party.prep.record()  # a batch of a new size teaches its pattern
                 z = fixed_x.matmul(idx, w) + b
-                g = nonlinear.hard_sigmoid(z) - y[idx]
-                step = opts.learning_rate / len(idx)
-                w = w - fixed_x.t_matmul(idx, g) * step
-                b = b - g.sum(0) * step
+                g = nonlinear.hard_sigmoid(z) - y[idx]  # scale F + 2
+                w, b = _sgd_update(fixed_x, idx, w, b, g, opts.learning_rate / len(idx))
                 if prefetch is not None:
                     if len(idx) not in plans:
                         plans[len(idx)] = party.prep.stop_recording()
@@ -134,6 +132,24 @@ def train_logistic(x: AuthShare, labels: np.ndarray, classes: int, opts: SgdOpti
                 if progress is not None:
                     progress(epoch, k)
     return LogisticModel(w, b)
+
+
+def _sgd_update(fixed_x: FixedRows, idx: np.ndarray, w: AuthShare, b: AuthShare,
+                g: AuthShare, step: float) -> tuple[AuthShare, AuthShare]:
+    """w -= step X_b^T g, b -= step sum(g), with ONE truncation for both.
+
+    X_b^T g is kept unscaled (scale F + F + 2) and multiplied by the encoded step (+F):
+    |x| <= 1 and |g| <= 1 give |X_b^T g| <= |b|, and step = lr / |b|, so the product is at
+    most lr * 2^50 < 2^57 for the configurable lr <= 100, well inside truncation's 2^62.
+    The bias gradient is brought to the same scale exactly, and both are truncated at once.
+    """
+    gw = fixed_x.t_matmul(idx, g, rescale_result=False).mul_ring(
+        fixedpoint.encode(np.float64(step)), F)
+    gb = g.sum(0).mul_ring(fixedpoint.encode(np.float64(step)), F)
+    gb = gb.mul_ring(ring.from_pyint(1 << (gw.frac - gb.frac)), gw.frac - gb.frac)
+    both = concat([gw.reshape(-1), gb]).truncate(gw.frac - F)
+    d, c = w.shape
+    return w - both[:d * c].reshape(d, c), b - both[d * c:]
 
 
 def _for_batch(plan: list, idx: np.ndarray) -> list:
