@@ -23,21 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from splitface.servers.mpc.cluster import LoopbackCluster
 from splitface.servers.recognition.identify import plaintext_identify
-from splitface.shared.client_protocol import ClientRequest
 from splitface.shared.fixedpoint import F
-
-CHUNK = 1 << 18
 
 
 def unit(v: np.ndarray, axis: int = 0) -> np.ndarray:
     return v / np.linalg.norm(v, axis=axis, keepdims=True)
-
-
-def client_job(cluster: LoopbackCluster, job: str, values: np.ndarray, n_out: int, **kw):
-    req = ClientRequest(values, n_out)
-    o0, o1 = cluster.run("splitface.servers.mpc.client_jobs:offer", {"n": req.n_total})
-    r0, r1 = cluster.run(job, {"masked": req.masked(o0, o1), **kw})
-    return req, r0, r1
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -53,11 +43,8 @@ def main(argv: list[str] | None = None) -> dict:
     w = unit(rng.normal(size=(args.dim, args.gallery)))
     with LoopbackCluster() as cluster:
         t0 = time.perf_counter()
-        flat = w.ravel()  # dimension-major: the servers assemble W (dim x N) without a transpose
-        for s in range(0, flat.size, CHUNK):
-            part = flat[s:s + CHUNK]
-            client_job(cluster, "splitface.servers.recognition.jobs:gallery_chunk", part, 0,
-                       n=part.size)
+        # dimension-major: the servers assemble W (dim x N) without a transpose
+        cluster.input_chunks(w.ravel(), "splitface.servers.recognition.jobs:gallery_chunk")
         prep_s = cluster.run("splitface.servers.recognition.jobs:gallery_prepare",
                              {"dim": args.dim, "key": "bench"})[0]
         setup_s = time.perf_counter() - t0
@@ -68,8 +55,8 @@ def main(argv: list[str] | None = None) -> dict:
             else:
                 probe = unit(rng.normal(size=args.dim))
             t1 = time.perf_counter()
-            req, r0, r1 = client_job(cluster, "splitface.servers.recognition.jobs:identify_query",
-                                     probe, 2, dim=args.dim, threshold=args.threshold)
+            req, r0, r1 = cluster.client_job("splitface.servers.recognition.jobs:identify_query",
+                                             probe, 2, dim=args.dim, threshold=args.threshold)
             idx, ok = req.result(r0["opened"], r1["opened"]).tolist()
             dt = time.perf_counter() - t1
             total.append(dt)

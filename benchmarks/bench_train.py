@@ -20,9 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from splitface.servers.mpc.cluster import LoopbackCluster
 from splitface.servers.recognition import training
-from splitface.shared.client_protocol import ClientRequest
-
-CHUNK = 1 << 18
 
 
 def clusters(identities: int, per: int, dim: int, spread: float, seed: int):
@@ -54,13 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     wp, bp = training.train_logistic_plain(x, y, args.identities, opts)
     plain_s = time.perf_counter() - t0
     with LoopbackCluster() as cluster:
-        flat = x.ravel()
-        for s in range(0, flat.size, CHUNK):
-            part = flat[s:s + CHUNK]
-            req = ClientRequest(part, 0)
-            o0, o1 = cluster.run("splitface.servers.mpc.client_jobs:offer", {"n": req.n_total})
-            cluster.run("splitface.servers.recognition.jobs:gallery_chunk",
-                        {"masked": req.masked(o0, o1), "n": part.size})
+        cluster.input_chunks(x, "splitface.servers.recognition.jobs:gallery_chunk")
         r0, r1 = cluster.run("splitface.servers.recognition.jobs:train_run", {
             "dim": args.dim, "labels": y.tolist(), "classes": args.identities,
             "epochs": args.epochs, "batch_size": args.batch, "learning_rate": args.lr,

@@ -201,6 +201,19 @@ def low_bits(a: np.ndarray, bits: int) -> np.ndarray:
     return a[0] & np.uint64((1 << bits) - 1)
 
 
+def _parts32(a: np.ndarray) -> list[np.ndarray]:
+    """The four 32-bit parts of each element, as uint64 (room to sum 2^32 of them)."""
+    return [a[0] & _M32, a[0] >> _S32, a[1] & _M32, a[1] >> _S32]
+
+
+def _from_parts32(s: list[np.ndarray]) -> np.ndarray:
+    """sum_k s[k] * 2^(32 k) mod 2^128, for accumulated 32-bit parts."""
+    out = from_uint64(s[0])
+    out = add(out, shl(from_uint64(s[1]), 32))
+    out = add(out, shl(from_uint64(s[2]), 64))
+    return add(out, shl(from_uint64(s[3]), 96))
+
+
 def sum_axis(a: np.ndarray, axis: int | None = None) -> np.ndarray:
     """Sum mod 2^128 along a logical axis (None: all), exact via 32-bit limbs in uint64."""
     if axis is None:
@@ -210,13 +223,10 @@ def sum_axis(a: np.ndarray, axis: int | None = None) -> np.ndarray:
     n = a.shape[ax]
     if n >= 1 << 31:
         raise ValueError("sum over more than 2^31 terms")
-    parts = [a[0] & _M32, a[0] >> _S32, a[1] & _M32, a[1] >> _S32]
+    parts = _parts32(a)
     s = [p.sum(axis=ax - 1, dtype=np.uint64) for p in parts]  # each < 2^63
     # recombine: value = s0 + s1*2^32 + s2*2^64 + s3*2^96 mod 2^128
-    out = from_uint64(s[0])
-    out = add(out, shl(from_uint64(s[1]), 32))
-    out = add(out, shl(from_uint64(s[2]), 64))
-    return add(out, shl(from_uint64(s[3]), 96))
+    return _from_parts32(s)
 
 
 def segment_sum(a: np.ndarray, segments: np.ndarray, count: int) -> np.ndarray:
@@ -227,27 +237,21 @@ def segment_sum(a: np.ndarray, segments: np.ndarray, count: int) -> np.ndarray:
     """
     if a.ndim < 2 or segments.shape != (a.shape[1],):
         raise ValueError("one segment id per row")
-    parts = [a[0] & _M32, a[0] >> _S32, a[1] & _M32, a[1] >> _S32]
+    parts = _parts32(a)
     sums = []
     for part in parts:
         acc = np.zeros((count, *part.shape[1:]), dtype=np.uint64)
         np.add.at(acc, segments, part)
         sums.append(acc)
-    out = from_uint64(sums[0])
-    out = add(out, shl(from_uint64(sums[1]), 32))
-    out = add(out, shl(from_uint64(sums[2]), 64))
-    return add(out, shl(from_uint64(sums[3]), 96))
+    return _from_parts32(sums)
 
 
 def masked_sum(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Sum over the last logical axis of the elements where ``mask`` is true (mod 2^128)."""
     m = mask.astype(np.uint64)
-    parts = [(a[0] & _M32) * m, (a[0] >> _S32) * m, (a[1] & _M32) * m, (a[1] >> _S32) * m]
+    parts = [p * m for p in _parts32(a)]
     s = [p.sum(axis=-1, dtype=np.uint64) for p in parts]  # < 2^32 * (last axis) each
-    out = from_uint64(s[0])
-    out = add(out, shl(from_uint64(s[1]), 32))
-    out = add(out, shl(from_uint64(s[2]), 64))
-    return add(out, shl(from_uint64(s[3]), 96))
+    return _from_parts32(s)
 
 
 def concat(arrays: Sequence[np.ndarray], axis: int = 0) -> np.ndarray:

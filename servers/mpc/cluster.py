@@ -9,12 +9,14 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Any
 
+import numpy as np
 import zmq
 
 from splitface.servers.dealer.service import DealerService
 from splitface.servers.mpc.prep.dealer import DealerCore
 from splitface.servers.mpc.threads import limit_blas_threads
 from splitface.servers.mpc.worker import worker_main
+from splitface.shared.client_protocol import ClientRequest
 from splitface.shared.transport.zap import start_authenticator
 
 __all__ = ["JobError", "LoopbackCluster", "dealer_main"]
@@ -100,6 +102,22 @@ class LoopbackCluster:
             if r[0] == "error":
                 raise JobError(r[1])
         return out[0][1], out[1][1]
+
+    def client_job(self, job: str, values: np.ndarray, n_out: int, **kw: Any
+                   ) -> tuple[ClientRequest, Any, Any]:
+        """Play the edge: input ``values`` (reals) by the client protocol, then run ``job``
+        with the masked vector; returns the request (for unmasking) and both results."""
+        req = ClientRequest(values, n_out)
+        o0, o1 = self.run("splitface.servers.mpc.client_jobs:offer", {"n": req.n_total})
+        r0, r1 = self.run(job, {"masked": req.masked(o0, o1), **kw})
+        return req, r0, r1
+
+    def input_chunks(self, values: np.ndarray, job: str, chunk: int = 1 << 18) -> None:
+        """Input a large vector chunk by chunk with ``job`` (which keeps each chunk)."""
+        flat = np.asarray(values, dtype=np.float64).ravel()
+        for s in range(0, flat.size, chunk):
+            part = flat[s:s + chunk]
+            self.client_job(job, part, 0, n=part.size)
 
     def stats(self) -> tuple[dict, dict]:
         return self.run("stats")

@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 
 from splitface.servers.mpc.cluster import LoopbackCluster
-from splitface.shared.client_protocol import ClientRequest
 
 
 def run_job(cluster: LoopbackCluster, job: str, inputs: list[np.ndarray], n_out: int,
@@ -15,10 +14,7 @@ def run_job(cluster: LoopbackCluster, job: str, inputs: list[np.ndarray], n_out:
     """Send ``inputs`` (reals) through the client protocol and run ``job`` on both servers."""
     flat = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in inputs]) \
         if inputs else np.zeros(0)
-    req = ClientRequest(flat, n_out)
-    o0, o1 = cluster.run("splitface.servers.mpc.client_jobs:offer", {"n": req.n_total})
-    masked = req.masked(o0, o1)
-    r0, r1 = cluster.run(job, {"masked": masked, **kwargs})
+    req, r0, r1 = cluster.client_job(job, flat, n_out, **kwargs)
     if r0 is None:
         return None
     (v0, frac), (v1, _) = r0, r1
