@@ -93,30 +93,42 @@ def _wraps(fn: Callable) -> Callable:
     return inner
 
 
+def _out(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """An uninitialised ring array of the broadcast logical shape of a and b."""
+    return np.empty((2, *np.broadcast_shapes(a.shape[1:], b.shape[1:])), dtype=np.uint64)
+
+
 @_wraps
 def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a + b mod 2^128 (broadcasting over the logical shape)."""
-    lo = a[0] + b[0]
-    hi = a[1] + b[1] + (lo < a[0]).astype(np.uint64)
-    lo, hi = np.broadcast_arrays(lo, hi)
-    return np.stack([lo, hi])
+    out = _out(a, b)
+    np.add(a[0], b[0], out=out[0, ...])
+    carry = out[0] < a[0]
+    np.add(a[1], b[1], out=out[1, ...])
+    out[1] += carry
+    return out
 
 
 @_wraps
 def neg(a: np.ndarray) -> np.ndarray:
     """-a mod 2^128 (two's complement)."""
-    lo = ~a[0] + np.uint64(1)
-    hi = ~a[1] + (a[0] == 0).astype(np.uint64)
-    return np.stack([lo, hi])
+    out = np.empty_like(a)
+    np.invert(a[0], out=out[0, ...])
+    out[0] += np.uint64(1)
+    np.invert(a[1], out=out[1, ...])
+    out[1] += a[0] == 0
+    return out
 
 
 @_wraps
 def sub(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a - b mod 2^128."""
-    lo = a[0] - b[0]
-    hi = a[1] - b[1] - (a[0] < b[0]).astype(np.uint64)
-    lo, hi = np.broadcast_arrays(lo, hi)
-    return np.stack([lo, hi])
+    out = _out(a, b)
+    borrow = a[0] < b[0]
+    np.subtract(a[0], b[0], out=out[0, ...])
+    np.subtract(a[1], b[1], out=out[1, ...])
+    out[1] -= borrow
+    return out
 
 
 def iadd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -152,20 +164,23 @@ def _mulhi64(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @_wraps
 def mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Elementwise a * b mod 2^128 (broadcasting)."""
-    lo = a[0] * b[0]
-    hi = _mulhi64(a[0], b[0]) + a[0] * b[1] + a[1] * b[0]
-    lo, hi = np.broadcast_arrays(lo, hi)
-    return np.stack([lo, hi])
+    out = _out(a, b)
+    np.multiply(a[0], b[0], out=out[0, ...])
+    out[1] = _mulhi64(a[0], b[0])
+    out[1] += a[0] * b[1]
+    out[1] += a[1] * b[0]
+    return out
 
 
 @_wraps
 def mul_u64(a: np.ndarray, c: np.ndarray | int) -> np.ndarray:
     """a * c mod 2^128 for a non-negative 64-bit multiplier (public scalars, MAC key shares)."""
     c = np.asarray(c, dtype=np.uint64)
-    lo = a[0] * c
-    hi = _mulhi64(a[0], c) + a[1] * c
-    lo, hi = np.broadcast_arrays(lo, hi)
-    return np.stack([lo, hi])
+    out = np.empty((2, *np.broadcast_shapes(a.shape[1:], c.shape)), dtype=np.uint64)
+    np.multiply(a[0], c, out=out[0, ...])
+    out[1] = _mulhi64(a[0], c)
+    out[1] += a[1] * c
+    return out
 
 
 def shl(a: np.ndarray, n: int) -> np.ndarray:
@@ -174,10 +189,16 @@ def shl(a: np.ndarray, n: int) -> np.ndarray:
         return a.copy()
     if n >= 128:
         return np.zeros_like(a)
+    out = np.empty_like(a)
     if n >= 64:
-        return np.stack([np.zeros_like(a[0]), a[0] << np.uint64(n - 64)])
+        out[0] = 0
+        np.left_shift(a[0], np.uint64(n - 64), out=out[1, ...])
+        return out
     s, r = np.uint64(n), np.uint64(64 - n)
-    return np.stack([a[0] << s, (a[1] << s) | (a[0] >> r)])
+    np.left_shift(a[0], s, out=out[0, ...])
+    np.left_shift(a[1], s, out=out[1, ...])
+    out[1] |= a[0] >> r
+    return out
 
 
 def shr_low(a: np.ndarray, bits: int, n: int) -> np.ndarray:
@@ -246,12 +267,49 @@ def segment_sum(a: np.ndarray, segments: np.ndarray, count: int) -> np.ndarray:
     return _from_parts32(sums)
 
 
-def masked_sum(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Sum over the last logical axis of the elements where ``mask`` is true (mod 2^128)."""
-    m = mask.astype(np.uint64)
-    parts = [p * m for p in _parts32(a)]
-    s = [p.sum(axis=-1, dtype=np.uint64) for p in parts]  # < 2^32 * (last axis) each
-    return _from_parts32(s)
+def parts32_f64(*arrays: np.ndarray) -> np.ndarray:
+    """The 32-bit parts of several same-shape ring arrays as one float64 array.
+
+    Shape (*logical, 4 * len(arrays)), parts ordered as in ``_parts32``. Small-integer
+    weighted sums of these parts are exact in float64 (below 2^53), so they can go
+    through BLAS; see ``weighted_sums``.
+    """
+    both = np.stack(arrays)  # (count, 2, *logical)
+    limbs = np.moveaxis(both.reshape(2 * len(arrays), -1), 0, -1)  # (elements, 2 count)
+    u32 = np.ascontiguousarray(limbs).view(np.uint32)  # little-endian: low half first
+    return u32.astype(np.float64).reshape(*arrays[0].shape[1:], 4 * len(arrays))
+
+
+def weighted_sums(coefs: np.ndarray, parts: np.ndarray, count: int) -> list[np.ndarray]:
+    """sum_v coefs[..., k, v] * a[..., v] mod 2^128 for each of ``count`` ring arrays a.
+
+    ``parts`` is ``parts32_f64(a_1, ..., a_count)`` of shape (..., V, 4 * count), and
+    ``coefs`` small integers of shape (..., Kc, V) with sum |coef| * 2^32 < 2^53, so the
+    batched float64 product is exact. Returns ``count`` ring arrays of shape (..., Kc).
+    Why: the comparison's chunk lookups are exactly such sums, and one BLAS call per chunk
+    replaces a masked uint64 reduction per coefficient set.
+    """
+    if np.abs(coefs).sum(axis=-1).max(initial=0) >= 1 << 20:
+        raise ValueError("coefficients too large for exact float64 sums")
+    s = np.matmul(coefs.astype(np.float64), parts).astype(np.int64)
+    return [from_signed_parts32(s[..., 4 * i:4 * i + 4]) for i in range(count)]
+
+
+@_wraps
+def from_signed_parts32(s: np.ndarray) -> np.ndarray:
+    """sum_k s[..., k] * 2^(32 k) mod 2^128 for signed int64 part sums (last axis 4).
+
+    s1 * 2^32 = (s1 >> 32) * 2^64 + (s1 mod 2^32) * 2^32 with an arithmetic shift, so the
+    low word is s0 + (s1 << 32) with one carry and everything else lands in the high word.
+    """
+    s0, s1, s2, s3 = (s[..., k] for k in range(4))
+    out = np.empty((2, *s.shape[:-1]), dtype=np.uint64)
+    low0 = s0.view(np.uint64)
+    np.add(low0, (s1 << 32).view(np.uint64), out=out[0, ...])
+    # carry out of the low word, counting s0's sign extension (-1 for negative s0)
+    carry = (out[0] < low0).astype(np.int64) - (s0 < 0)
+    out[1] = ((s1 >> 32) + s2 + (s3 << 32) + carry).view(np.uint64)
+    return out
 
 
 def concat(arrays: Sequence[np.ndarray], axis: int = 0) -> np.ndarray:

@@ -257,8 +257,20 @@ class FixedRows:
             raise ShapeError("row indices out of range")
         return self.E[:, idx], self._Uv[:, idx], self._Um[:, idx]
 
-    def matmul(self, idx: np.ndarray, w: AuthShare) -> AuthShare:
-        """[X[idx] @ w] for a shared w (d x p)."""
+    @staticmethod
+    def _combine(e: np.ndarray, wv: np.ndarray, wm: np.ndarray, uv: np.ndarray,
+                 um: np.ndarray, f: np.ndarray, c: tuple[np.ndarray, np.ndarray]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """(e @ wv + uv @ f + c0, e @ wm + um @ f + c1) in two ring products, not four."""
+        p, m = wv.shape[2], e.shape[1]
+        ew = ring.matmul(e, ring.concat([wv, wm], axis=1))
+        uf = ring.matmul(ring.concat([uv, um], axis=0), f)
+        return (ring.add(ring.add(ew[:, :, :p], uf[:, :m]), c[0]),
+                ring.add(ring.add(ew[:, :, p:], uf[:, m:]), c[1]))
+
+    def matmul(self, idx: np.ndarray, w: AuthShare, *, rescale_result: bool = True
+               ) -> AuthShare:
+        """[X[idx] @ w] for a shared w (d x p); unscaled if ``rescale_result`` is False."""
         if w.ndim != 2 or w.shape[0] != self.d:
             raise ShapeError(f"rows of width {self.d} times {w.shape}")
         e, uv, um = self._rows(idx)
@@ -266,9 +278,9 @@ class FixedRows:
         with party.op("rows_matmul"):
             v, c = party.prep.rows_triples(self.key, idx, w.shape[1], False, self.d)
             (f,) = party.open((ring.sub(w.val, v[0]), ring.sub(w.mac, v[1])))
-        val = ring.add(ring.add(ring.matmul(e, w.val), ring.matmul(uv, f)), c[0])
-        mac = ring.add(ring.add(ring.matmul(e, w.mac), ring.matmul(um, f)), c[1])
-        return rescale(AuthShare(party, val, mac, self.frac + w.frac))
+        val, mac = self._combine(e, w.val, w.mac, uv, um, f, c)
+        out = AuthShare(party, val, mac, self.frac + w.frac)
+        return rescale(out) if rescale_result else out
 
     def t_matmul(self, idx: np.ndarray, g: AuthShare, *, rescale_result: bool = True
                  ) -> AuthShare:
@@ -281,8 +293,7 @@ class FixedRows:
         with party.op("rows_matmul"):
             v, c = party.prep.rows_triples(self.key, idx, g.shape[1], True, self.d)
             (h,) = party.open((ring.sub(g.val, v[0]), ring.sub(g.mac, v[1])))
-        et, uvt, umt = ring.transpose(e), ring.transpose(uv), ring.transpose(um)
-        val = ring.add(ring.add(ring.matmul(et, g.val), ring.matmul(uvt, h)), c[0])
-        mac = ring.add(ring.add(ring.matmul(et, g.mac), ring.matmul(umt, h)), c[1])
+        val, mac = self._combine(ring.transpose(e), g.val, g.mac, ring.transpose(uv),
+                                 ring.transpose(um), h, c)
         out = AuthShare(party, val, mac, self.frac + g.frac)
         return rescale(out) if rescale_result else out

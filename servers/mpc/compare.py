@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from splitface.servers.mpc import truncation
 from splitface.servers.mpc.beaver import mul_many
 from splitface.servers.mpc.errors import ShapeError
 from splitface.servers.mpc.prep.material import cmp_chunks
 from splitface.servers.mpc.share import AuthShare, concat
 from splitface.shared import ring
+from splitface.shared.fixedpoint import K
 
 DEFAULT_BITS = 36  # |x| < 2^35 in ring units: |value| < 2^19 at F = 16 fractional bits
 CHUNK = 5  # bits per one-hot chunk; see docs/PROTOCOL.md for the measured trade-off
@@ -33,20 +35,6 @@ def _open_masked(x: AuthShare, bits: int) -> tuple[np.ndarray, list[AuthShare]]:
     (c,) = party.open((ring.add(x.val, m.r[0]), ring.add(x.mac, m.r[1])))
     onehots = [AuthShare(party, v, mac) for v, mac in m.onehots]
     return ring.low_bits(c, bits), onehots
-
-
-def _weighted(onehot: AuthShare, coef: np.ndarray) -> AuthShare:
-    """sum_v coef[..., v] * onehot[..., v] for coefficients in {-1, 0, 1} (local).
-
-    Selecting with 0/1 masks avoids full 128-bit products: one masked limb sum each
-    for the +1 and the -1 entries.
-    """
-    val = ring.masked_sum(onehot.val, coef == 1)
-    mac = ring.masked_sum(onehot.mac, coef == 1)
-    if np.any(coef == -1):
-        val = ring.sub(val, ring.masked_sum(onehot.val, coef == -1))
-        mac = ring.sub(mac, ring.masked_sum(onehot.mac, coef == -1))
-    return AuthShare(onehot.party, val, mac)
 
 
 def _pick(onehot: AuthShare, idx: np.ndarray) -> AuthShare:
@@ -84,31 +72,58 @@ def chunk_for(bits: int) -> int:
     return 4 if bits <= 16 else CHUNK
 
 
-def _chunk_pairs(cl: np.ndarray, onehots: list[AuthShare], bits: int
+def _chunk_coefs(cj: np.ndarray, w: int, top: bool, first: bool) -> list[np.ndarray]:
+    """Coefficients over one chunk's one-hot entries for its (lt[, eq]) terms, given the
+    public chunk value cj; entries are in {-1, 0, 1}."""
+    v = np.arange(1 << w, dtype=np.int64)
+    c = cj[..., None]
+    if not top:
+        lt = (v > c).astype(np.int64)
+        return [lt] if first else [lt, (v == c).astype(np.int64)]
+    wt = w - 1
+    t, h = v & ((1 << wt) - 1), v >> wt
+    c_top, c_hi = c & ((1 << wt) - 1), c >> wt
+    eq_t = (t == c_top).astype(np.int64)
+    lt_t = (t > c_top).astype(np.int64)
+    xh = c_hi ^ h
+    return [(1 - eq_t) * (xh ^ lt_t) + eq_t * xh, eq_t * (1 - 2 * xh)]
+
+
+def _chunk_pairs(cls: list[np.ndarray], onehots: list[AuthShare], bits: int
                  ) -> list[tuple[AuthShare, AuthShare | None]]:
-    """(lt, eq) per chunk, most significant first, for the public opened value c mod 2^bits."""
+    """(lt, eq) per chunk, most significant first, for public opened values c mod 2^bits.
+
+    ``cls`` holds one opened vector (n,) per shift; every term is a {-1,0,1}-weighted sum
+    of the chunk's one-hot entries, computed for all shifts in one exact BLAS product.
+    The terms of all shifts are concatenated shift-major.
+    """
+    party = onehots[0].party
     pairs: list[tuple[AuthShare, AuthShare | None]] = []
     offset = 0
     widths = cmp_chunks(bits, chunk_for(bits))
     for j, w in enumerate(widths):
-        cj = ((cl >> np.uint64(offset)) & np.uint64((1 << w) - 1)).astype(np.int64)
-        v = np.arange(1 << w, dtype=np.int64)
-        if j < len(widths) - 1:
-            lt = _weighted(onehots[j], (v > cj[..., None]).astype(np.int64))
-            pairs.append((lt, _pick(onehots[j], cj) if j > 0 else None))
-        else:
-            wt = w - 1
-            t, h = v & ((1 << wt) - 1), v >> wt
-            c_top, c_hi = cj & ((1 << wt) - 1), cj >> wt
-            eq_t = (t == c_top[..., None]).astype(np.int64)
-            lt_t = (t > c_top[..., None]).astype(np.int64)
-            xh = c_hi[..., None] ^ h
-            f_a = (1 - eq_t) * (xh ^ lt_t) + eq_t * xh
-            f_b = eq_t * (1 - 2 * xh)
-            pairs.append((_weighted(onehots[j], f_a), _weighted(onehots[j], f_b)))
+        top, first = j == len(widths) - 1, j == 0
+        per_shift = [_chunk_coefs(((cl >> np.uint64(offset)) & np.uint64((1 << w) - 1))
+                                  .astype(np.int64), w, top, first) for cl in cls]
+        terms = len(per_shift[0])
+        coefs = np.stack([c[t] for t in range(terms) for c in per_shift], axis=-2)
+        oh = onehots[j]
+        val, mac = ring.weighted_sums(coefs, ring.parts32_f64(oh.val, oh.mac), 2)
+        shifts = len(cls)
+
+        def term(t: int, val=val, mac=mac, shifts=shifts) -> AuthShare:
+            sl = slice(t * shifts, (t + 1) * shifts)
+            return AuthShare(party, _shift_major(val[..., sl]), _shift_major(mac[..., sl]))
+
+        pairs.append((term(0), term(1) if terms > 1 else None))
         offset += w
     pairs.reverse()
     return pairs
+
+
+def _shift_major(a: np.ndarray) -> np.ndarray:
+    """(2, n, shifts) -> (2, shifts * n), shift-major."""
+    return np.ascontiguousarray(np.swapaxes(a, 1, 2)).reshape(2, -1)
 
 
 def ltz_shifted(x: AuthShare, shifts: list[int], bits: int | None = None) -> list[AuthShare]:
@@ -123,14 +138,41 @@ def ltz_shifted(x: AuthShare, shifts: list[int], bits: int | None = None) -> lis
     with party.op("compare"):
         xp = x.add_ring(ring.from_pyint(1 << (bits - 1)))
         c, onehots = _open_masked(xp.reshape(-1), bits)
-        per_shift = [_chunk_pairs((c + np.uint64(t % (1 << 64))) & _low_mask(bits), onehots,
-                                  bits) for t in shifts]
-        merged = [(concat([p[j][0] for p in per_shift]),
-                   None if per_shift[0][j][1] is None else concat([p[j][1] for p in per_shift]))
-                  for j in range(len(per_shift[0]))]
+        merged = _chunk_pairs([(c + np.uint64(t % (1 << 64))) & _low_mask(bits)
+                               for t in shifts], onehots, bits)
         top_bit = _combine(merged)
     out = 1 - top_bit
     return [out[k * n:(k + 1) * n].reshape(x.shape) for k in range(len(shifts))]
+
+
+def truncate_and_test(x: AuthShare, m: int, shifts: list[int], skip: int, bits: int
+                      ) -> tuple[AuthShare, list[AuthShare]]:
+    """[x >> m] and coarse sign tests [x + t < 0] for public shifts t, from ONE opening.
+
+    The truncation's opened c = x + 2^(K-2) + r also masks x + t + 2^(skip+bits-1) after a
+    public adjustment, and the dealer adds one-hot chunks of (r >> skip) mod 2^bits, so the
+    bits-bit comparison runs on (c >> skip). Ignoring the carry out of the low ``skip`` bits
+    makes a test answer [x + t < -2^skip] instead of [x + t < 0] in some cases: it can differ
+    from the exact test only for x + t in [-2^skip, 0). Needs |x| < 2^(K-2) for the
+    truncation and |x + t| < 2^(skip+bits-1) - 2^skip for every t.
+    """
+    truncation.check_shift(m)
+    if skip < 0 or bits < 2 or skip + bits > K:
+        raise ValueError(f"coarse test window skip={skip} bits={bits} out of range")
+    party, n = x.party, x.size
+    flat = x.reshape(-1)
+    with party.op("trunc_cmp"):
+        mask = party.prep.trunc_compare_masks(flat.shape, m, skip, bits, chunk_for(bits))
+        c = truncation.open_offset(flat, mask.trunc)
+        onehots = [AuthShare(party, v, mac) for v, mac in mask.onehots]
+        base = (1 << (skip + bits - 1)) - truncation.TRUNC_OFFSET
+        window = _low_mask(bits)
+        merged = _chunk_pairs([((c[0] + np.uint64((base + t) % (1 << 64))) >> np.uint64(skip))
+                               & window for t in shifts], onehots, bits)
+        top_bit = _combine(merged)
+    out = 1 - top_bit
+    tests = [out[k * n:(k + 1) * n].reshape(x.shape) for k in range(len(shifts))]
+    return truncation.finish(flat, c, mask.trunc, m).reshape(x.shape), tests
 
 
 def _low_mask(bits: int) -> np.uint64:

@@ -20,12 +20,13 @@ from __future__ import annotations
 from splitface.servers.mpc import compare
 from splitface.servers.mpc.beaver import mul_many
 from splitface.servers.mpc.share import AuthShare
+from splitface.shared.fixedpoint import F
 
 EXP_ITERATIONS = 8
 RECIPROCAL_ITERATIONS = 10
 INV_SQRT_ITERATIONS = 6
 SIGMOID_CMP_BITS = 14
-SIGMOID_CMP_SHIFT = 10  # keep 6 fractional bits of x for the clip decisions
+SIGMOID_TEST_FRAC = 6  # the clip decisions see x with 6 fractional bits
 
 
 def exp(x: AuthShare) -> AuthShare:
@@ -56,20 +57,29 @@ def inv_sqrt(x: AuthShare) -> AuthShare:
 
 
 def hard_sigmoid(x: AuthShare) -> AuthShare:
-    """clip(1/2 + x/4, 0, 1): one truncation, one masked opening for both clip tests, one product.
+    """clip(1/2 + x/4, 0, 1) with one masked opening for both clip tests and one product.
 
-    x/4 is exact (the scale gains two fractional bits), so the only truncation is the
-    coarse copy for the comparisons. below = [x/4 + 1/2 < 0] and above = [x/4 - 1/2 >= 0]
-    come from one comparison mask (compare.ltz_shifted); at x/4 = 1/2 both give 1. The
-    result keeps x's scale plus two bits.
+    below = [x/4 + 1/2 < 0] and above = [x/4 - 1/2 >= 0] share one comparison mask; at
+    x/4 = 1/2 both give 1. For x at F fractional bits, x/4 is exact (the scale gains two
+    bits) and the tests run on a coarse copy truncated to 6 fractional bits. For an
+    unscaled product (x.frac > F) the rescaling truncation and the tests come from the
+    same opening (compare.truncate_and_test), which saves two rounds. The result has
+    F + 2 fractional bits.
     """
     with x.party.op("sigmoid"):
-        quarter = AuthShare(x.party, x.val, x.mac, x.frac + 2)
+        if x.frac > F:
+            two = 2 << x.frac
+            skip = x.frac - SIGMOID_TEST_FRAC
+            xf, (below, not_above) = compare.truncate_and_test(
+                x, x.frac - F, [two, -two], skip, SIGMOID_CMP_BITS)
+            quarter = AuthShare(x.party, xf.val, xf.mac, F + 2)
+        else:
+            quarter = AuthShare(x.party, x.val, x.mac, x.frac + 2)
+            shift = quarter.frac - (SIGMOID_TEST_FRAC + 2)
+            coarse = quarter.truncate(shift) if shift > 0 else quarter
+            half = 1 << (coarse.frac - 1)
+            below, not_above = compare.ltz_shifted(coarse, [half, -half], SIGMOID_CMP_BITS)
         s = quarter + 0.5
-        shift = quarter.frac - (SIGMOID_CMP_SHIFT - 2)
-        coarse = quarter.truncate(shift) if shift > 0 else quarter
-        half = 1 << (coarse.frac - 1)
-        below, not_above = compare.ltz_shifted(coarse, [half, -half], SIGMOID_CMP_BITS)
         above = 1 - not_above
         (cut,) = mul_many([(below + above, s)])
         return s - cut + above

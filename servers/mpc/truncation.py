@@ -15,24 +15,42 @@ from __future__ import annotations
 
 import numpy as np
 
+from splitface.servers.mpc.prep.base import TruncPair
 from splitface.servers.mpc.share import AuthShare
 from splitface.shared import ring
 from splitface.shared.fixedpoint import K
 
 TRUNC_MAX_ABS = 1 << (K - 2)
+TRUNC_OFFSET = 1 << (K - 2)  # x' = x + 2^(K-2) has top bit 0 for |x| < 2^(K-2)
 
 
 def truncate(x: AuthShare, m: int) -> AuthShare:
     """[floor(x / 2^m) + e], e in {0, 1}; ``frac`` drops by m (not below 0)."""
     if m == 0:
         return x
-    if not 0 < m < K - 2:
-        raise ValueError(f"truncation by {m} bits is out of range")
+    check_shift(m)
     party = x.party
     with party.op("trunc"):
         t = party.prep.trunc_pairs(x.shape, m)
-        xp = x.add_ring(ring.from_pyint(1 << (K - 2)))
-        (c,) = party.open((ring.add(xp.val, t.r[0]), ring.add(xp.mac, t.r[1])))
+        c = open_offset(x, t)
+    return finish(x, c, t, m)
+
+
+def check_shift(m: int) -> None:
+    if not 0 < m < K - 2:
+        raise ValueError(f"truncation by {m} bits is out of range")
+
+
+def open_offset(x: AuthShare, t: TruncPair) -> np.ndarray:
+    """Open c = x + 2^(K-2) + r (step 2); returns the public 128-bit c."""
+    xp = x.add_ring(ring.from_pyint(TRUNC_OFFSET))
+    (c,) = x.party.open((ring.add(xp.val, t.r[0]), ring.add(xp.mac, t.r[1])))
+    return c
+
+
+def finish(x: AuthShare, c: np.ndarray, t: TruncPair, m: int) -> AuthShare:
+    """Steps 3-4: [x >> m] from the opened c and the pair's [r' >> m] and [r_{K-1}] (local)."""
+    party = x.party
     c64 = c[0]
     c_msb = c64 >> np.uint64(K - 1)
     c_low = c64 & np.uint64((1 << (K - 1)) - 1)

@@ -118,7 +118,8 @@ def train_logistic(x: AuthShare, labels: np.ndarray, classes: int, opts: SgdOpti
                         next_queued = True
                     if len(idx) not in plans:
                         party.prep.record()  # a batch of a new size teaches its pattern
-                z = fixed_x.matmul(idx, w) + b
+                # unscaled z: the sigmoid folds the rescaling into its comparison opening
+                z = fixed_x.matmul(idx, w, rescale_result=False) + b
                 g = nonlinear.hard_sigmoid(z) - y[idx]  # scale F + 2
                 w, b = _sgd_update(fixed_x, idx, w, b, g, opts.learning_rate / len(idx))
                 if prefetch is not None:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from splitface.servers.mpc import client_jobs, compare
-from splitface.servers.mpc.beaver import FixedOperand
+from splitface.servers.mpc import client_jobs, compare, nonlinear
+from splitface.servers.mpc.beaver import FixedOperand, mul_many
 from splitface.servers.mpc.errors import ProtocolError
 from splitface.servers.mpc.party import Party
 from splitface.servers.mpc.prep.base import Preprocessing
@@ -80,7 +80,7 @@ class Case:
     index: int
 
 
-OPS = ["mul", "matmul", "compare", "argmax", "trunc", "fixed", "eqz"]
+OPS = ["mul", "matmul", "compare", "argmax", "trunc", "fixed", "eqz", "sigmoid"]
 
 
 def compute(party: Party, state, op: str, masked: np.ndarray, tamper_share: str | None):
@@ -104,6 +104,8 @@ def compute(party: Party, state, op: str, masked: np.ndarray, tamper_share: str 
         y = concat([m.reshape(1), (i * 1.0).reshape(1), a[:4]])
     elif op == "trunc":
         y = ((a + b) * 3.0).truncate(5)
+    elif op == "sigmoid":  # unscaled product: truncation and both clip tests share one opening
+        y = nonlinear.hard_sigmoid(mul_many([(a, b)])[0])
     else:
         fo = FixedOperand(b.reshape(6, 1) @ b.reshape(1, 6) * 0.5, "W")
         y = fo.left_matmul(a)
@@ -203,13 +205,16 @@ def plaintext(op: str, x: np.ndarray) -> np.ndarray:
         return np.concatenate([[d.max(), np.argmax(d)], a[:4]])
     if op == "trunc":
         return (a + b) * 3.0
+    if op == "sigmoid":
+        return np.clip(0.5 + a * b / 4, 0, 1)
     return a @ (np.outer(b, b) * 0.5)
 
 
 def correct(op: str, x: np.ndarray, out: np.ndarray) -> bool:
     x = np.rint(x * 2**16) / 2**16
-    scale = {"compare": 1, "eqz": 1, "trunc": 2**11}.get(op, 2**16)
-    return bool(np.allclose(out / scale, plaintext(op, x), atol=2e-3))
+    scale = {"compare": 1, "eqz": 1, "trunc": 2**11, "sigmoid": 2**18}.get(op, 2**16)
+    atol = 5e-3 if op == "sigmoid" else 2e-3  # clip decisions are exact to 2^-6 / 4
+    return bool(np.allclose(out / scale, plaintext(op, x), atol=atol))
 
 
 def test_honest_runs_succeed():

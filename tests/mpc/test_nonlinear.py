@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 
 from splitface.servers.mpc import nonlinear
+from splitface.servers.mpc.beaver import mul_many
+from splitface.servers.mpc.compare import party_constant
 from splitface.servers.mpc.local_runtime import run_pair
+from splitface.shared.fixedpoint import F
 from tests.mpc.harness import as_share, share_floats
 
 
@@ -43,3 +46,26 @@ def test_hard_sigmoid(parties, core, scale):
     near_kink = np.minimum(np.abs(x - 2), np.abs(x + 2)) < 2 ** -4
     assert np.all(np.abs(got - ref)[~near_kink] < 1e-4)
     assert np.all(np.abs(got - ref)[near_kink] < 2 ** -5)
+
+
+@pytest.mark.parametrize("scale", [1.0, 10.0, 100.0])
+def test_hard_sigmoid_of_unscaled_product(parties, core, scale):
+    """An unscaled product (2F fractional bits) takes the merged truncate-and-test path."""
+    x = np.linspace(-1.2, 1.2, 61) * scale
+    x = np.concatenate([x, [-2.0, 2.0, -2.01, 2.01, -1.99, 1.99]])
+
+    def fn(s):
+        (prod,) = mul_many([(s, as_one(s))])
+        assert prod.frac == 2 * F
+        return nonlinear.hard_sigmoid(prod)
+
+    got = evaluate(parties, core, fn, x)
+    ref = np.clip(0.5 + x / 4, 0, 1)
+    near_kink = np.minimum(np.abs(x - 2), np.abs(x + 2)) < 2 ** -4
+    assert np.all(np.abs(got - ref)[~near_kink] < 1e-4)
+    assert np.all(np.abs(got - ref)[near_kink] < 2 ** -5)
+
+
+def as_one(s):
+    """A shared 1.0 at F fractional bits (a public constant, not a product)."""
+    return party_constant(s.party, np.ones(s.shape, dtype=np.int64), F)

@@ -228,3 +228,43 @@ def test_ltz_shifted_shares_one_mask(parties, core, data, n, bits):
         np.testing.assert_array_equal(got, (xs + t) < 0)
     # one masked opening of n values, then only Beaver openings (2 per product)
     assert (opened - n) % 2 == 0
+
+
+@given(data=st.data(), n=st.integers(1, 30), m=st.integers(1, 40),
+       skip=st.integers(0, 30), bits=st.sampled_from([4, 8, 14, 20]))
+@SETTINGS
+def test_truncate_and_test_from_one_opening(parties, core, data, n, m, skip, bits):
+    """One opening gives x >> m (error {0, +1}) and sign tests exact outside [-2^skip, 0)."""
+    lim = (1 << (skip + bits - 2)) - 1
+    xs = np.array(data.draw(st.lists(st.integers(-lim, lim), min_size=n, max_size=n)))
+    shifts = data.draw(st.lists(st.integers(-lim // 2, lim // 2),
+                                min_size=1, max_size=3))
+
+    def fn(party, t):
+        x = as_share(party, t)
+        before = party.pending_checks
+        xt, tests = compare.truncate_and_test(x, m, shifts, skip, bits)
+        opened = party.pending_checks - before
+        return xt.reveal_float(), [s.reveal_float() for s in tests], opened
+
+    (xt, tests, opened), _ = run_pair(fn, parties, share_ints(core, xs))
+    exact = np.floor_divide(xs, 1 << m)
+    assert np.all((xt == exact) | (xt == exact + 1))
+    for t, got in zip(shifts, tests):
+        v = xs + t
+        sure = (v >= 0) | (v < -(1 << skip))
+        np.testing.assert_array_equal(got[sure], (v < 0)[sure])
+        assert np.all((got == 1) | (got == 0))
+    assert (opened - n) % 2 == 0  # one masked opening, then Beaver openings only
+
+
+def test_truncate_and_test_rejects_bad_windows(parties, core):
+    def fn(party, t):
+        x = as_share(party, t)
+        with pytest.raises(ValueError):
+            compare.truncate_and_test(x, 3, [0], 60, 14)
+        with pytest.raises(ValueError):
+            compare.truncate_and_test(x, 0, [0], 10, 14)
+        return True
+
+    run_pair(fn, parties, share_ints(core, np.zeros(3, dtype=np.int64)))

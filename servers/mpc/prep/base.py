@@ -45,6 +45,15 @@ class CompareMask:
     onehots: list[AuthPair]
 
 
+@dataclass
+class TruncCompareMask:
+    """A truncation pair whose r also comes with one-hot chunks of (r >> skip) mod 2^bits,
+    so one opening serves a truncation and coarse sign tests (compare.truncate_and_test)."""
+
+    trunc: TruncPair
+    onehots: list[AuthPair]
+
+
 class Preprocessing(ABC):
     """Source of one party's authenticated correlated randomness."""
 
@@ -75,6 +84,12 @@ class Preprocessing(ABC):
 
     def trunc_pairs(self, shape: Sequence[int], shift: int) -> TruncPair:
         return TruncPair(*self.fetch(Request("trunc", (tuple(shape), shift))))
+
+    def trunc_compare_masks(self, shape: Sequence[int], shift: int, skip: int, bits: int,
+                            chunk: int) -> TruncCompareMask:
+        r, r_sh, r_msb, *onehots = self.fetch(
+            Request("trunc_cmp", (tuple(shape), shift, skip, bits, chunk)))
+        return TruncCompareMask(TruncPair(r, r_sh, r_msb), onehots)
 
     def compare_masks(self, shape: Sequence[int], bits: int, chunk: int) -> CompareMask:
         r, *onehots = self.fetch(Request("cmp", (tuple(shape), bits, chunk)))

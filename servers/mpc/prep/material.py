@@ -21,8 +21,8 @@ from splitface.shared import ring
 from splitface.shared.fixedpoint import K
 from splitface.shared.prg import Prg
 
-KINDS = ("triple", "mtriple", "trunc", "cmp", "fixed_mask", "fixed_triple", "client_triple",
-         "rows_triple")
+KINDS = ("triple", "mtriple", "trunc", "trunc_cmp", "cmp", "fixed_mask", "fixed_triple",
+         "client_triple", "rows_triple")
 MAX_ELEMENTS = 1 << 26
 
 
@@ -84,6 +84,14 @@ def layout(req: Request) -> list[tuple[int, ...]]:
             if not 0 < shift < K - 2:
                 raise ProtocolError(f"truncation shift {shift} out of range")
             out = [s, s, s]
+        elif k == "trunc_cmp":
+            s, shift, skip, bits, chunk = _shape(p[0]), int(p[1]), int(p[2]), int(p[3]), int(p[4])
+            if not 0 < shift < K - 2:
+                raise ProtocolError(f"truncation shift {shift} out of range")
+            if skip < 0 or bits < 2 or skip + bits > K or not 1 <= chunk <= 8:
+                raise ProtocolError(f"comparison skip={skip} bits={bits} chunk={chunk} "
+                                    "out of range")
+            out = [s, s, s] + [(*s, 1 << w) for w in cmp_chunks(bits, chunk)]
         elif k == "cmp":
             s, bits, chunk = _shape(p[0]), int(p[1]), int(p[2])
             if not 2 <= bits <= K - 1 or not 1 <= chunk <= 8:
@@ -154,25 +162,20 @@ def generate(req: Request, rng: Prg, fixed: FixedMasks) -> list[np.ndarray]:
     if k == "mtriple":
         a, b = rng.ring(shapes[0]), rng.ring(shapes[1])
         return [a, b, ring.matmul(a, b)]
-    if k == "trunc":
+    if k in ("trunc", "trunc_cmp"):
         shift = int(req.params[1])
         r = rng.ring(shapes[0])
         low = r[0] & np.uint64((1 << (K - 1)) - 1)
         r_sh = ring.from_uint64(low >> np.uint64(shift))
         r_msb = ring.from_uint64(ring.bit(r, K - 1))
-        return [r, r_sh, r_msb]
+        if k == "trunc":
+            return [r, r_sh, r_msb]
+        skip, bits, chunk = int(req.params[2]), int(req.params[3]), int(req.params[4])
+        return [r, r_sh, r_msb, *_onehot_chunks(r[0] >> np.uint64(skip), bits, chunk)]
     if k == "cmp":
         s, bits, chunk = req.params[0], int(req.params[1]), int(req.params[2])
         r = rng.ring(s)
-        rl = ring.low_bits(r, bits)
-        out = [r]
-        offset = 0
-        for w in cmp_chunks(bits, chunk):
-            v = (rl >> np.uint64(offset)) & np.uint64((1 << w) - 1)
-            onehot = (v[..., None] == np.arange(1 << w, dtype=np.uint64)).astype(np.uint64)
-            out.append(ring.from_uint64(onehot))
-            offset += w
-        return out
+        return [r, *_onehot_chunks(r[0], bits, chunk)]
     if k == "fixed_mask":
         b = rng.ring(shapes[0])
         fixed.put(str(req.params[0]), b)
@@ -191,6 +194,18 @@ def generate(req: Request, rng: Prg, fixed: FixedMasks) -> list[np.ndarray]:
             raise ProtocolError("rows triple shape does not match the stored mask")
         return [v, c]
     raise ProtocolError(f"unknown kind {k!r}")
+
+
+def _onehot_chunks(r64: np.ndarray, bits: int, chunk: int) -> list[np.ndarray]:
+    """One-hot encodings (as ring arrays) of the chunks of r64 mod 2^bits, LSB chunk first."""
+    rl = r64 & np.uint64((1 << bits) - 1) if bits < 64 else r64
+    out, offset = [], 0
+    for w in cmp_chunks(bits, chunk):
+        v = (rl >> np.uint64(offset)) & np.uint64((1 << w) - 1)
+        out.append(ring.from_uint64(
+            (v[..., None] == np.arange(1 << w, dtype=np.uint64)).astype(np.uint64)))
+        offset += w
+    return out
 
 
 def expand_p0(req: Request, seed: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
