@@ -11,6 +11,7 @@ Ring parameters: values mod 2^K (K=64) inside shares mod 2^128; alpha < 2^64 (S=
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +71,19 @@ def _shape(p: Any) -> tuple[int, ...]:
 
 def layout(req: Request) -> list[tuple[int, ...]]:
     """Shapes of the authenticated values of a request (validates its parameters)."""
+    try:
+        return list(_layout_cached(req))
+    except TypeError:  # unhashable parameters from a malformed request: validate uncached
+        return _layout(req)
+
+
+@functools.lru_cache(maxsize=1024)
+def _layout_cached(req: Request) -> tuple[tuple[int, ...], ...]:
+    """Training asks for the same few layouts thousands of times (a cache, not state)."""
+    return tuple(_layout(req))
+
+
+def _layout(req: Request) -> list[tuple[int, ...]]:
     k, p = req.kind, req.params
     try:
         if k in ("triple", "client_triple"):
@@ -220,7 +234,7 @@ def split_for_p1(values: list[np.ndarray], p0: list[tuple[np.ndarray, np.ndarray
     out = []
     for v, (s0, t0) in zip(values, p0, strict=True):
         out.append(ring.sub(v, s0))
-        out.append(ring.sub(ring.mul(alpha.reshape((2,) + (1,) * (v.ndim - 1)), v), t0))
+        out.append(ring.sub(ring.mul_u64(v, alpha[0]), t0))  # alpha < 2^64 (S = 64)
     return out
 
 
