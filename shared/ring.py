@@ -362,21 +362,34 @@ def _from_limb_sums(cs: np.ndarray) -> np.ndarray:
     return np.stack([lo, hi])
 
 
-def _band(limbs: np.ndarray, left: bool) -> np.ndarray:
-    """Limb-diagonal band matrix, so that one GEMM yields every limb diagonal C_s.
+def _diagonals_left(a_limbs: np.ndarray, b_stack: np.ndarray) -> np.ndarray:
+    """Limb diagonals C_s = sum_j A_(s-j) B_j, shape (8, m, p), in 8 GEMMs.
 
-    left:  (8m, 8n) with block (s, i) = A_{s-i}, used as band @ [B_0; ...; B_7];
-    right: (8n, 8p) with block (i, s) = B_{s-i}, used as [A_0 | ... | A_7] @ band.
+    Only the 36 limb pairs with i + j < 8 matter mod 2^128, so GEMM j multiplies the
+    stacked [A_0; ...; A_(7-j)] (a contiguous row slice) by B_j: 36/64 of a full band's
+    flops and no band matrix to build.
     """
-    _, r, c = limbs.shape
-    band = np.zeros((_LIMBS, r, _LIMBS, c), dtype=np.float64)
-    for s in range(_LIMBS):
-        for i in range(s + 1):
-            if left:
-                band[s, :, i, :] = limbs[s - i]
-            else:
-                band[i, :, s, :] = limbs[s - i]
-    return band.reshape(_LIMBS * r, _LIMBS * c)
+    _, m, n = a_limbs.shape
+    p = b_stack.shape[1]
+    a_rows = a_limbs.reshape(_LIMBS * m, n)
+    out = np.zeros((_LIMBS, m, p))
+    for j in range(_LIMBS):
+        k = _LIMBS - j
+        out[j:] += (a_rows[:k * m] @ b_stack[j * n:(j + 1) * n]).reshape(k, m, p)
+    return out
+
+
+def _diagonals_right(a_limbs: np.ndarray, b_limbs: np.ndarray) -> np.ndarray:
+    """The same diagonals for a tall left operand: GEMM i multiplies A_i by the column
+    slice [B_0 | ... | B_(7-i)]; returns shape (m, 8, p) (C_s at [:, s])."""
+    _, m, n = a_limbs.shape
+    p = b_limbs.shape[2]
+    b_cols = np.ascontiguousarray(b_limbs.transpose(1, 0, 2)).reshape(n, _LIMBS * p)
+    out = np.zeros((m, _LIMBS, p))
+    for i in range(_LIMBS):
+        k = _LIMBS - i
+        out[:, i:] += (a_limbs[i] @ b_cols[:, :k * p]).reshape(m, k, p)
+    return out
 
 
 def matmul_limbs(a: np.ndarray, b_stack: np.ndarray) -> np.ndarray:
@@ -389,8 +402,7 @@ def matmul_limbs(a: np.ndarray, b_stack: np.ndarray) -> np.ndarray:
                          f"{b_stack.shape[1]})")
     if n * _LIMBS >= _MAX_INNER:
         raise ValueError(f"inner dimension {n} too large for an exact float64 limb product")
-    c = _band(to_limbs(a), left=True) @ b_stack  # (8m, p)
-    return _from_limb_sums(c.reshape(_LIMBS, m, -1))
+    return _from_limb_sums(_diagonals_left(to_limbs(a), b_stack))
 
 
 def stack_limbs(b: np.ndarray) -> np.ndarray:
@@ -401,8 +413,8 @@ def stack_limbs(b: np.ndarray) -> np.ndarray:
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Exact matrix product mod 2^128 of ring matrices (2, m, n) @ (2, n, p).
 
-    The band (the operand replicated per limb diagonal) is built from whichever side is
-    smaller; both orientations do the same number of flops.
+    The GEMMs iterate over the limbs of whichever side is smaller (fewer, larger GEMMs);
+    both orientations do the same number of flops.
     """
     if a.ndim != 3 or b.ndim != 3 or a.shape[2] != b.shape[1]:
         raise ValueError(f"matmul shape mismatch: {shape_of(a)} @ {shape_of(b)}")
@@ -416,6 +428,4 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return out
     if m <= p:
         return matmul_limbs(a, stack_limbs(b))
-    a_h = to_limbs(a).transpose(1, 0, 2).reshape(m, _LIMBS * n)  # [A_0 | A_1 | ... | A_7]
-    c = a_h @ _band(to_limbs(b), left=False)  # (m, 8p): [C_0 | ... | C_7]
-    return _from_limb_sums(c.reshape(m, _LIMBS, p).transpose(1, 0, 2))
+    return _from_limb_sums(_diagonals_right(to_limbs(a), to_limbs(b)).transpose(1, 0, 2))
