@@ -268,3 +268,26 @@ def test_truncate_and_test_rejects_bad_windows(parties, core):
         return True
 
     run_pair(fn, parties, share_ints(core, np.zeros(3, dtype=np.int64)))
+
+
+@given(data=st.data(), n=st.integers(1, 30))
+@SETTINGS
+def test_shifts_sharing_low_chunks_fold_them_once(parties, core, data, n):
+    """Shifts 2^8 apart agree on the two low 4-bit chunks of a 14-bit test: the low fold
+    runs once, so fewer values are opened, and every answer is still exact."""
+    lim = (1 << 12) - 1
+    xs = np.array(data.draw(st.lists(st.integers(-lim, lim), min_size=n, max_size=n)))
+    shifts = [1 << 7, -(1 << 7)]
+
+    def fn(party, t):
+        x = as_share(party, t)
+        before = party.pending_checks
+        outs = compare.ltz_shifted(x, shifts, 14)
+        opened = party.pending_checks - before
+        return [o.reveal_float() for o in outs], opened
+
+    (outs, opened), _ = run_pair(fn, parties, share_ints(core, xs))
+    for t, got in zip(shifts, outs):
+        np.testing.assert_array_equal(got, (xs + t) < 0)
+    # mask opening n, then per element 2 openings for each of 7 products (not 8)
+    assert opened == n + 2 * 7 * n
