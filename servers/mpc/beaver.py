@@ -39,41 +39,119 @@ def _squeeze_shape(m: int, p: int, left_vector: bool, right_vector: bool) -> tup
 
 
 def mul_many(pairs: Sequence[tuple[AuthShare, AuthShare]]) -> list[AuthShare]:
-    """Several elementwise products in one round and one triple request."""
+    """Several elementwise products in one round and one triple request.
+
+    Products that share their left operand (the same AuthShare object, e.g. a comparison
+    bit that selects both a value and an index) share one triple factor a, so x - a is
+    opened once for all of them (``fan_triples``).
+    """
     if not pairs:
         return []
     party = pairs[0][0].party
-    xs, ys, shapes = [], [], []
-    for x, y in pairs:
+    groups: dict[int, list[int]] = {}
+    for i, (x, y) in enumerate(pairs):
         if x.party is not party or y.party is not party:
             raise ShapeError("operands belong to different parties")
-        shape = np.broadcast_shapes(x.shape, y.shape)
-        xs.append(x.broadcast_to(shape).reshape(-1))
-        ys.append(y.broadcast_to(shape).reshape(-1))
-        shapes.append(shape)
-    n = sum(x.size for x in xs)
-    xv = ring.concat([x.val for x in xs]) if len(xs) > 1 else xs[0].val
-    xm = ring.concat([x.mac for x in xs]) if len(xs) > 1 else xs[0].mac
-    yv = ring.concat([y.val for y in ys]) if len(ys) > 1 else ys[0].val
-    ym = ring.concat([y.mac for y in ys]) if len(ys) > 1 else ys[0].mac
-    with party.op("mul"):
-        t = party.prep.triples((n,))
-        d, e = party.open((ring.sub(xv, t.a[0]), ring.sub(xm, t.a[1])),
-                          (ring.sub(yv, t.b[0]), ring.sub(ym, t.b[1])))
+        groups.setdefault(id(x), []).append(i)
+    if len(groups) == len(pairs):
+        return _mul_plain(pairs, party)
+    return _mul_fan(pairs, list(groups.values()), party)
+
+
+def _flatten(shares: Sequence[AuthShare]) -> tuple[np.ndarray, np.ndarray]:
+    vals = [s.val.reshape(2, -1) for s in shares]
+    macs = [s.mac.reshape(2, -1) for s in shares]
+    return (ring.concat(vals) if len(vals) > 1 else vals[0],
+            ring.concat(macs) if len(macs) > 1 else macs[0])
+
+
+def _beaver(party, d: np.ndarray, e: np.ndarray, t_a: tuple[np.ndarray, np.ndarray],
+            t_b: tuple[np.ndarray, np.ndarray], t_c: tuple[np.ndarray, np.ndarray]
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """[c] + d[b] + e[a] + de, values and MACs (d, [a] already aligned with e, [b])."""
     de = ring.mul(d, e)
-    val = ring.add(ring.add(t.c[0], ring.mul(d, t.b[0])), ring.mul(e, t.a[0]))
+    val = ring.add(ring.add(t_c[0], ring.mul(d, t_b[0])), ring.mul(e, t_a[0]))
     if party.id == 0:
         val = ring.add(val, de)
-    mac = ring.add(ring.add(ring.add(t.c[1], ring.mul(d, t.b[1])), ring.mul(e, t.a[1])),
+    mac = ring.add(ring.add(ring.add(t_c[1], ring.mul(d, t_b[1])), ring.mul(e, t_a[1])),
                    party.alpha_times(de))
-    out, start = [], 0
-    for (x, y), shape in zip(pairs, shapes, strict=True):
+    return val, mac
+
+
+def _split(pairs: Sequence[tuple[AuthShare, AuthShare]], order: Sequence[int],
+           val: np.ndarray, mac: np.ndarray) -> list[AuthShare]:
+    """Cut the flat products (laid out in ``order``) back into one share per pair."""
+    party = pairs[0][0].party
+    out: list[AuthShare | None] = [None] * len(pairs)
+    start = 0
+    for i in order:
+        x, y = pairs[i]
+        shape = np.broadcast_shapes(x.shape, y.shape)
         k = int(np.prod(shape, dtype=np.int64))
-        z = AuthShare(party, val[:, start:start + k].reshape((2, *shape)),
-                      mac[:, start:start + k].reshape((2, *shape)), x.frac + y.frac)
-        out.append(z)
+        out[i] = AuthShare(party, val[:, start:start + k].reshape((2, *shape)),
+                           mac[:, start:start + k].reshape((2, *shape)), x.frac + y.frac)
         start += k
-    return out
+    return out  # type: ignore[return-value]
+
+
+def _mul_plain(pairs: Sequence[tuple[AuthShare, AuthShare]], party) -> list[AuthShare]:
+    xs, ys = [], []
+    for x, y in pairs:
+        shape = np.broadcast_shapes(x.shape, y.shape)
+        xs.append(x.broadcast_to(shape))
+        ys.append(y.broadcast_to(shape))
+    xv, xm = _flatten(xs)
+    yv, ym = _flatten(ys)
+    with party.op("mul"):
+        t = party.prep.triples((xv.shape[1],))
+        d, e = party.open((ring.sub(xv, t.a[0]), ring.sub(xm, t.a[1])),
+                          (ring.sub(yv, t.b[0]), ring.sub(ym, t.b[1])))
+    val, mac = _beaver(party, d, e, t.a, t.b, t.c)
+    return _split(pairs, range(len(pairs)), val, mac)
+
+
+def _mul_fan(pairs: Sequence[tuple[AuthShare, AuthShare]], groups: list[list[int]],
+             party) -> list[AuthShare]:
+    """Products grouped by shared left operand: open each left operand's x - a once."""
+    lefts, rights, spec, order = [], [], [], []
+    for members in groups:
+        x = pairs[members[0]][0]
+        shape = x.shape
+        for i in members:
+            if np.broadcast_shapes(shape, pairs[i][1].shape) != shape:
+                shape = None
+                break
+        if shape is None:  # a right operand broadcasts the left one: no sharing here
+            for i in members:
+                xi, yi = pairs[i]
+                sh = np.broadcast_shapes(xi.shape, yi.shape)
+                lefts.append(xi.broadcast_to(sh))
+                rights.append(yi.broadcast_to(sh))
+                spec.append((int(np.prod(sh, dtype=np.int64)), 1))
+                order.append(i)
+            continue
+        lefts.append(x)
+        rights.extend(pairs[i][1].broadcast_to(shape) for i in members)
+        spec.append((int(np.prod(shape, dtype=np.int64)), len(members)))
+        order.extend(members)
+    if any(size == 0 for size, _ in spec):
+        return _mul_plain(pairs, party)
+    xv, xm = _flatten(lefts)
+    yv, ym = _flatten(rights)
+    with party.op("mul"):
+        t = party.prep.fan_triples(spec)
+        d, e = party.open((ring.sub(xv, t.a[0]), ring.sub(xm, t.a[1])),
+                          (ring.sub(yv, t.b[0]), ring.sub(ym, t.b[1])))
+    idx = _fan_index(spec)
+    a_wide = (t.a[0][:, idx], t.a[1][:, idx])
+    val, mac = _beaver(party, d[:, idx], e, a_wide, t.b, t.c)
+    return _split(pairs, order, val, mac)
+
+
+def _fan_index(spec: list[tuple[int, int]]) -> np.ndarray:
+    from splitface.servers.mpc.prep.material import fan_index
+
+    return fan_index(tuple(spec))
 
 
 def mul(x: AuthShare, y: AuthShare) -> AuthShare:

@@ -6,6 +6,8 @@ test_ops_net.py runs the same operations over real sockets and processes.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -40,6 +42,22 @@ def run(parties, core, fn, *xs, ints=False):
                       parties, *shared)
     np.testing.assert_array_equal(r0, r1)
     return r0
+
+
+@contextlib.contextmanager
+def recorded_requests(party):
+    """The kinds of the preprocessing requests a block makes, in order."""
+    kinds, fetch = [], party.prep.fetch
+
+    def recording(req):
+        kinds.append(req.kind)
+        return fetch(req)
+
+    party.prep.fetch = recording
+    try:
+        yield kinds
+    finally:
+        del party.prep.fetch
 
 
 def enc(x):
@@ -218,16 +236,15 @@ def test_ltz_shifted_shares_one_mask(parties, core, data, n, bits):
 
     def fn(party, t):
         x = as_share(party, t)
-        before = party.pending_checks
-        outs = compare.ltz_shifted(x, shifts, bits)
-        opened = party.pending_checks - before
-        return [o.reveal_float() for o in outs], opened
+        with recorded_requests(party) as kinds:
+            outs = compare.ltz_shifted(x, shifts, bits)
+        return [o.reveal_float() for o in outs], kinds
 
-    (outs, opened), _ = run_pair(fn, parties, share_ints(core, xs))
+    (outs, kinds), _ = run_pair(fn, parties, share_ints(core, xs))
     for t, got in zip(shifts, outs):
         np.testing.assert_array_equal(got, (xs + t) < 0)
-    # one masked opening of n values, then only Beaver openings (2 per product)
-    assert (opened - n) % 2 == 0
+    # one comparison mask for every shift, then only Beaver triples
+    assert kinds.count("cmp") == 1 and set(kinds) <= {"cmp", "triple", "fan_triple"}
 
 
 @given(data=st.data(), n=st.integers(1, 30), m=st.integers(1, 40),
@@ -242,12 +259,11 @@ def test_truncate_and_test_from_one_opening(parties, core, data, n, m, skip, bit
 
     def fn(party, t):
         x = as_share(party, t)
-        before = party.pending_checks
-        xt, tests = compare.truncate_and_test(x, m, shifts, skip, bits)
-        opened = party.pending_checks - before
-        return xt.reveal_float(), [s.reveal_float() for s in tests], opened
+        with recorded_requests(party) as kinds:
+            xt, tests = compare.truncate_and_test(x, m, shifts, skip, bits)
+        return xt.reveal_float(), [s.reveal_float() for s in tests], kinds
 
-    (xt, tests, opened), _ = run_pair(fn, parties, share_ints(core, xs))
+    (xt, tests, kinds), _ = run_pair(fn, parties, share_ints(core, xs))
     exact = np.floor_divide(xs, 1 << m)
     assert np.all((xt == exact) | (xt == exact + 1))
     for t, got in zip(shifts, tests):
@@ -255,7 +271,8 @@ def test_truncate_and_test_from_one_opening(parties, core, data, n, m, skip, bit
         sure = (v >= 0) | (v < -(1 << skip))
         np.testing.assert_array_equal(got[sure], (v < 0)[sure])
         assert np.all((got == 1) | (got == 0))
-    assert (opened - n) % 2 == 0  # one masked opening, then Beaver openings only
+    # one truncation-and-comparison mask, then only Beaver triples
+    assert kinds.count("trunc_cmp") == 1 and set(kinds) <= {"trunc_cmp", "triple", "fan_triple"}
 
 
 def test_truncate_and_test_rejects_bad_windows(parties, core):
@@ -289,5 +306,40 @@ def test_shifts_sharing_low_chunks_fold_them_once(parties, core, data, n):
     (outs, opened), _ = run_pair(fn, parties, share_ints(core, xs))
     for t, got in zip(shifts, outs):
         np.testing.assert_array_equal(got, (xs + t) < 0)
-    # mask opening n, then per element 2 openings for each of 7 products (not 8)
-    assert opened == n + 2 * 7 * n
+    # per element: the mask opening, then the high chunks' fold for both shifts (one
+    # shared top eq and 2 x 2 right operands), the low fold once (2), the join (2 x 2)
+    assert opened == n + (2 + 4 + 2) * n + 4 * n
+
+
+@given(data=st.data(), n=st.integers(1, 12), fan=st.integers(1, 4))
+@SETTINGS
+def test_products_sharing_a_left_operand(parties, core, data, n, fan):
+    """mul_many opens a shared left operand once (fan triples) and still multiplies
+    exactly, also next to ordinary products and a right operand that broadcasts it."""
+    from splitface.servers.mpc.beaver import mul_many
+
+    x = np.array(data.draw(st.lists(st.integers(-1000, 1000), min_size=n, max_size=n)))
+    ys = np.array(data.draw(st.lists(st.integers(-1000, 1000), min_size=(fan + 1) * n,
+                                     max_size=(fan + 1) * n))).reshape(fan + 1, n)
+    wide = np.array(data.draw(st.lists(st.integers(-9, 9), min_size=2 * n, max_size=2 * n)))
+
+    def fn(party, xt, yt, wt):
+        xs, y, w = as_share(party, xt), as_share(party, yt), as_share(party, wt)
+        scalar = x_first = xs[0]  # a 0-d left operand that the wide right one broadcasts
+        with recorded_requests(party) as kinds:
+            before = party.pending_checks
+            outs = mul_many([(xs, y[k]) for k in range(fan)]
+                            + [(y[fan], y[0]), (scalar, w.reshape(2, n)), (x_first, y[1][0])])
+            opened = party.pending_checks - before
+        return [o.reveal_float() for o in outs], kinds, opened
+
+    (outs, kinds, opened), _ = run_pair(fn, parties, share_ints(core, x), share_ints(core, ys),
+                                        share_ints(core, wide))
+    for k in range(fan):
+        np.testing.assert_array_equal(outs[k], x * ys[k])
+    np.testing.assert_array_equal(outs[fan], ys[fan] * ys[0])
+    np.testing.assert_array_equal(outs[fan + 1], x[0] * wide.reshape(2, n))
+    np.testing.assert_array_equal(outs[fan + 2], x[0] * ys[1][0])
+    assert kinds == ["fan_triple"]
+    if fan > 1:  # x - a once for all fan products, not once per product
+        assert opened < 2 * (fan * n + n + 2 * n + 1)

@@ -79,6 +79,12 @@ class Preprocessing(ABC):
     def triples(self, shape: Sequence[int]) -> Triple:
         return Triple(*self.fetch(Request("triple", (tuple(shape),))))
 
+    def fan_triples(self, groups: Sequence[tuple[int, int]]) -> Triple:
+        """Triples whose left factor a is shared by several products: group g has
+        a_g (size_g) and b_g1..b_gk, c_gj = a_g * b_gj, all flattened in order."""
+        return Triple(*self.fetch(Request("fan_triple", (tuple((int(s), int(k))
+                                                               for s, k in groups),))))
+
     def matrix_triples(self, m: int, n: int, p: int) -> Triple:
         return Triple(*self.fetch(Request("mtriple", (m, n, p))))
 

@@ -22,8 +22,8 @@ from splitface.shared import ring
 from splitface.shared.fixedpoint import K
 from splitface.shared.prg import Prg
 
-KINDS = ("triple", "mtriple", "trunc", "trunc_cmp", "cmp", "fixed_mask", "fixed_triple",
-         "client_triple", "rows_triple")
+KINDS = ("triple", "fan_triple", "mtriple", "trunc", "trunc_cmp", "cmp", "fixed_mask",
+         "fixed_triple", "client_triple", "rows_triple")
 MAX_ELEMENTS = 1 << 26
 
 
@@ -42,10 +42,15 @@ class Request:
         if (not isinstance(obj, list) or len(obj) != 2 or obj[0] not in KINDS
                 or not isinstance(obj[1], list)):
             raise ProtocolError("malformed preprocessing request")
-        params = tuple(tuple(p) if isinstance(p, list) else p for p in obj[1])
+        params = tuple(_freeze(p) for p in obj[1])
         req = cls(obj[0], params)
         layout(req)  # validates parameters
         return req
+
+
+def _freeze(p: Any) -> Any:
+    """Nested lists from msgpack as nested tuples (hashable, comparable to local requests)."""
+    return tuple(_freeze(v) for v in p) if isinstance(p, list) else p
 
 
 def cmp_chunks(bits: int, chunk: int) -> list[int]:
@@ -61,6 +66,33 @@ def cmp_chunks(bits: int, chunk: int) -> list[int]:
         done += w
     widths[-1] += 1
     return widths
+
+
+def fan_groups(p: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(sizes, fan-outs) of a fan triple's groups: group g has one left vector of
+    sizes[g] elements multiplied by fans[g] right vectors."""
+    if not isinstance(p, tuple) or not p or len(p) > 4096:
+        raise ProtocolError("fan triple needs 1 to 4096 groups")
+    try:
+        sizes = np.array([int(g[0]) for g in p], dtype=np.int64)
+        fans = np.array([int(g[1]) for g in p], dtype=np.int64)
+    except (TypeError, ValueError, IndexError):
+        raise ProtocolError("fan triple groups must be (size, fan-out) pairs") from None
+    if sizes.min() < 1 or fans.min() < 1 or fans.max() > 64 or sizes.max() > MAX_ELEMENTS:
+        raise ProtocolError("fan triple group out of range")
+    return sizes, fans
+
+
+@functools.lru_cache(maxsize=256)
+def fan_index(p: Any) -> np.ndarray:
+    """For every right-operand element of a fan triple, the index of its left element
+    (cached: a protocol asks for the same few group structures over and over)."""
+    sizes, fans = fan_groups(p)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    idx = np.concatenate([np.tile(np.arange(st, st + sz), f)
+                          for st, sz, f in zip(starts, sizes, fans, strict=True)])
+    idx.setflags(write=False)
+    return idx
 
 
 def _shape(p: Any) -> tuple[int, ...]:
@@ -89,6 +121,9 @@ def _layout(req: Request) -> list[tuple[int, ...]]:
         if k in ("triple", "client_triple"):
             s = _shape(p[0])
             out = [s, s, s]
+        elif k == "fan_triple":
+            sizes, fans = fan_groups(p[0])
+            out = [(sum(sizes),), (int(np.dot(sizes, fans)),), (int(np.dot(sizes, fans)),)]
         elif k == "mtriple":
             m, n, q = (int(v) for v in p)
             out = [(m, n), (n, q), (m, q)]
@@ -173,6 +208,9 @@ def generate(req: Request, rng: Prg, fixed: FixedMasks) -> list[np.ndarray]:
     if k in ("triple", "client_triple"):
         a, b = rng.ring(shapes[0]), rng.ring(shapes[1])
         return [a, b, ring.mul(a, b)]
+    if k == "fan_triple":
+        a, b = rng.ring(shapes[0]), rng.ring(shapes[1])
+        return [a, b, ring.mul(a[:, fan_index(req.params[0])], b)]
     if k == "mtriple":
         a, b = rng.ring(shapes[0]), rng.ring(shapes[1])
         return [a, b, ring.matmul(a, b)]
