@@ -297,8 +297,9 @@ class FixedOperand:
             db[:, :, s:e], db[:, :, p + s:p + e] = blk[:, :, :e - s], blk[:, :, e - s:]
         return xe, db
 
-    def left_matmul(self, x: AuthShare) -> AuthShare:
-        """[x @ W] for x of shape (m, n) or (n,), opening only x - A."""
+    def left_matmul(self, x: AuthShare, *, rescale_result: bool = True) -> AuthShare:
+        """[x @ W] for x of shape (m, n) or (n,), opening only x - A; unscaled (x.frac +
+        W.frac fractional bits) if ``rescale_result`` is False."""
         x2, squeeze = _as_matrix(x)
         if x2.shape[1] != self.n:
             raise ShapeError(f"query has {x2.shape[1]} features, model expects {self.n}")
@@ -310,7 +311,8 @@ class FixedOperand:
         val = ring.add(ring.add(xe[:, :m], db[:, :, :self.p]), c[0])
         mac = ring.add(ring.add(xe[:, m:], db[:, :, self.p:]), c[1])
         z = AuthShare(party, val, mac, x.frac + self.frac)
-        return rescale(z.reshape(self.p) if squeeze else z)
+        z = z.reshape(self.p) if squeeze else z
+        return rescale(z) if rescale_result else z
 
 
 class FixedRows:

@@ -29,12 +29,14 @@ DEFAULT_BITS = 36  # |x| < 2^35 in ring units: |value| < 2^19 at F = 16 fraction
 CHUNK = 5  # bits per one-hot chunk; see docs/PROTOCOL.md for the measured trade-off
 
 
-def _open_masked(x: AuthShare, bits: int) -> tuple[np.ndarray, list[AuthShare]]:
+def _open_masked(x: AuthShare, bits: int, skip: int = 0
+                 ) -> tuple[np.ndarray, list[AuthShare]]:
+    """Open c = x + r; returns the low 64 bits of c and the one-hots of (r >> skip)."""
     party = x.party
-    m = party.prep.compare_masks(x.shape, bits, chunk_for(bits))
+    m = party.prep.compare_masks(x.shape, bits, chunk_for(bits), skip)
     (c,) = party.open((ring.add(x.val, m.r[0]), ring.add(x.mac, m.r[1])))
     onehots = [AuthShare(party, v, mac) for v, mac in m.onehots]
-    return ring.low_bits(c, bits), onehots
+    return c[0], onehots
 
 
 def _pick(onehot: AuthShare, idx: np.ndarray) -> AuthShare:
@@ -174,20 +176,25 @@ def _shift_major(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.swapaxes(a, 1, 2)).reshape(2, -1)
 
 
-def ltz_shifted(x: AuthShare, shifts: list[int], bits: int | None = None) -> list[AuthShare]:
+def ltz_shifted(x: AuthShare, shifts: list[int], bits: int | None = None, skip: int = 0
+                ) -> list[AuthShare]:
     """[x + t < 0] for several public shifts t (ring units) from ONE masked opening.
 
     (x + t)' + r = c + t, so every shift reuses the opened c and the same one-hot masks;
-    the combining products of all shifts run in one batched tree. Needs |x + t| < 2^(bits-1)
-    for every t.
+    the combining products of all shifts run in one batched tree. Needs
+    |x + t| < 2^(skip+bits-1) - 2^skip for every t. With ``skip`` > 0 the test is coarse:
+    the carry out of the low skip bits is ignored, so it answers [x + t < -2^skip] in
+    some cases and can differ from the exact test only for x + t in [-2^skip, 0).
     """
     bits = bits or DEFAULT_BITS
+    if skip < 0 or skip + bits > K:
+        raise ValueError(f"comparison window skip={skip} bits={bits} out of range")
     party, n = x.party, x.size
     with party.op("compare"):
-        xp = x.add_ring(ring.from_pyint(1 << (bits - 1)))
-        c, onehots = _open_masked(xp.reshape(-1), bits)
-        top_bit = _top_bits([(c + np.uint64(t % (1 << 64))) & _low_mask(bits)
-                             for t in shifts], onehots, bits)
+        xp = x.add_ring(ring.from_pyint(1 << (skip + bits - 1)))
+        c, onehots = _open_masked(xp.reshape(-1), bits, skip)
+        top_bit = _top_bits([((c + np.uint64(t % (1 << 64))) >> np.uint64(skip))
+                             & _low_mask(bits) for t in shifts], onehots, bits)
     out = 1 - top_bit
     return [out[k * n:(k + 1) * n].reshape(x.shape) for k in range(len(shifts))]
 
@@ -225,9 +232,10 @@ def _low_mask(bits: int) -> np.uint64:
     return np.uint64((1 << bits) - 1) if bits < 64 else np.uint64(2**64 - 1)
 
 
-def ltz(x: AuthShare, bits: int | None = None) -> AuthShare:
-    """[x < 0] as a shared bit, for |x| < 2^(bits-1) in ring units."""
-    return ltz_shifted(x, [0], bits)[0]
+def ltz(x: AuthShare, bits: int | None = None, skip: int = 0) -> AuthShare:
+    """[x < 0] as a shared bit, for |x| < 2^(skip+bits-1) - 2^skip in ring units
+    (coarse within 2^skip below zero when skip > 0, see ltz_shifted)."""
+    return ltz_shifted(x, [0], bits, skip)[0]
 
 
 def eqz(x: AuthShare, bits: int | None = None) -> AuthShare:
@@ -235,7 +243,8 @@ def eqz(x: AuthShare, bits: int | None = None) -> AuthShare:
     bits = bits or DEFAULT_BITS
     party = x.party
     with party.op("compare"):
-        cl, onehots = _open_masked(x, bits)
+        c, onehots = _open_masked(x, bits)
+        cl = c & _low_mask(bits)
         eqs, offset = [], 0
         for w, oh in zip(cmp_chunks(bits, chunk_for(bits)), onehots, strict=True):
             cj = ((cl >> np.uint64(offset)) & np.uint64((1 << w) - 1)).astype(np.int64)
@@ -253,11 +262,14 @@ def select(bit: AuthShare, if_one: AuthShare, if_zero: AuthShare) -> AuthShare:
     return if_zero + d
 
 
-def argmax(x: AuthShare, bits: int | None = None) -> tuple[AuthShare, AuthShare]:
+def argmax(x: AuthShare, bits: int | None = None, skip: int = 0
+           ) -> tuple[AuthShare, AuthShare]:
     """(max, index of the first maximum) of a shared vector, by a tournament.
 
     ceil(log2 N) levels; each compares adjacent survivors and selects value and index
-    with one batched product. ``bits`` bounds the pairwise differences (|a-b| < 2^(bits-1)).
+    with one batched product. ``bits`` bounds the pairwise differences
+    (|a-b| < 2^(skip+bits-1) - 2^skip); ``skip`` > 0 makes the comparisons coarse (a
+    difference in [-2^skip, 0) may count as a tie, which keeps the first).
     """
     if x.ndim != 1 or x.shape[0] == 0:
         raise ShapeError(f"argmax needs a non-empty vector, got shape {x.shape}")
@@ -269,7 +281,7 @@ def argmax(x: AuthShare, bits: int | None = None) -> tuple[AuthShare, AuthShare]
             n, h = vals.shape[0], vals.shape[0] // 2
             a, b = vals[0:2 * h:2], vals[1:2 * h:2]
             ia, ib = idx[0:2 * h:2], idx[1:2 * h:2]
-            b_wins = (a - b).ltz(bits)
+            b_wins = ltz(a - b, bits, skip)
             dv, di = mul_many([(b_wins, b - a), (b_wins, ib - ia)])
             nv, ni = a + dv, ia + di
             if n % 2:

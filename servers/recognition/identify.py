@@ -1,9 +1,11 @@
 """Open-set identification (1:N) and verification (1:1) on authenticated shares.
 
 Scores are cosine similarities of L2-normalised embeddings with L2-normalised templates,
-so |score| <= 1 and a difference of two scores is below 2 in absolute value: comparisons
-run at SCORE_BITS = F + 4 bits. Nothing but the final (index, accept) pair is ever
-opened, and only towards the edge (through its output masks).
+so |score| <= 1 and a difference of two scores is below 2 in absolute value. Scores stay
+unscaled (2F fractional bits: no truncation round) and comparisons look at the window of
+SCORE_BITS = F + 4 bits above the low F bits, so they resolve score differences down to
+2^-F, the precision a truncated score would have had. Nothing but the final
+(index, accept) pair is ever opened, and only towards the edge (through its output masks).
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ class Gallery:
         self.operand = FixedOperand(templates, key, consume=consume)
 
     def scores(self, probe: AuthShare) -> AuthShare:
-        """[probe . w_j] for every identity j."""
-        return self.operand.left_matmul(probe)
+        """[probe . w_j] for every identity j, unscaled (2F fractional bits)."""
+        return self.operand.left_matmul(probe, rescale_result=False)
 
 
 def identify(gallery: Gallery, probe: AuthShare, threshold: float) -> AuthShare:
@@ -44,8 +46,9 @@ def identify(gallery: Gallery, probe: AuthShare, threshold: float) -> AuthShare:
     party = probe.party
     with party.op("identify"):
         scores = gallery.scores(probe)
-        best, idx = compare.argmax(scores, bits=SCORE_BITS)
-        accept = 1 - (best - threshold).ltz(SCORE_BITS)
+        skip = scores.frac - F  # compare at F fractional bits without truncating
+        best, idx = compare.argmax(scores, bits=SCORE_BITS, skip=skip)
+        accept = 1 - compare.ltz(best - threshold, SCORE_BITS, skip)
         (gated,) = mul_many([(accept, idx + 1)])
     return stack([gated - 1, accept])
 

@@ -343,3 +343,25 @@ def test_products_sharing_a_left_operand(parties, core, data, n, fan):
     assert kinds == ["fan_triple"]
     if fan > 1:  # x - a once for all fan products, not once per product
         assert opened < 2 * (fan * n + n + 2 * n + 1)
+
+
+@given(data=st.data(), n=st.integers(2, 20), skip=st.integers(1, 24),
+       bits=st.sampled_from([8, 20]))
+@SETTINGS
+def test_coarse_comparison_and_argmax_skip_low_bits(parties, core, data, n, skip, bits):
+    """With ``skip`` the comparison reads only the window above the low skip bits: exact
+    outside [-2^skip, 0), and argmax's pick is within 2^skip of the true maximum."""
+    lim = (1 << (skip + bits - 3)) - 1
+    xs = np.array(data.draw(st.lists(st.integers(-lim, lim), min_size=n, max_size=n)))
+
+    def fn(party, t):
+        x = as_share(party, t)
+        bit = compare.ltz(x, bits, skip)
+        best, idx = compare.argmax(x, bits, skip)
+        return bit.reveal_float(), best.reveal_float(), idx.reveal_float()
+
+    (bit, best, idx), _ = run_pair(fn, parties, share_ints(core, xs))
+    sure = (xs >= 0) | (xs < -(1 << skip))
+    np.testing.assert_array_equal(bit[sure], (xs < 0)[sure])
+    assert xs[int(idx)] == best
+    assert best >= xs.max() - (1 << skip) * np.ceil(np.log2(n))

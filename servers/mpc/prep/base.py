@@ -39,7 +39,8 @@ class TruncPair:
 
 @dataclass
 class CompareMask:
-    """Authenticated r and one-hot encodings of the chunks of r mod 2^bits (LSB chunk first)."""
+    """Authenticated r and one-hot encodings of the chunks of (r >> skip) mod 2^bits (LSB
+    chunk first; skip is 0 unless asked for)."""
 
     r: AuthPair
     onehots: list[AuthPair]
@@ -97,8 +98,11 @@ class Preprocessing(ABC):
             Request("trunc_cmp", (tuple(shape), shift, skip, bits, chunk)))
         return TruncCompareMask(TruncPair(r, r_sh, r_msb), onehots)
 
-    def compare_masks(self, shape: Sequence[int], bits: int, chunk: int) -> CompareMask:
-        r, *onehots = self.fetch(Request("cmp", (tuple(shape), bits, chunk)))
+    def compare_masks(self, shape: Sequence[int], bits: int, chunk: int, skip: int = 0
+                      ) -> CompareMask:
+        """r and one-hot chunks of (r >> skip) mod 2^bits."""
+        params = (tuple(shape), bits, chunk) + ((skip,) if skip else ())
+        r, *onehots = self.fetch(Request("cmp", params))
         return CompareMask(r, onehots)
 
     def fixed_mask(self, key: str, n: int, p: int) -> AuthPair:

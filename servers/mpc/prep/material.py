@@ -143,8 +143,10 @@ def _layout(req: Request) -> list[tuple[int, ...]]:
             out = [s, s, s] + [(*s, 1 << w) for w in cmp_chunks(bits, chunk)]
         elif k == "cmp":
             s, bits, chunk = _shape(p[0]), int(p[1]), int(p[2])
-            if not 2 <= bits <= K - 1 or not 1 <= chunk <= 8:
-                raise ProtocolError(f"comparison bits={bits} chunk={chunk} out of range")
+            skip = int(p[3]) if len(p) > 3 else 0
+            if not 2 <= bits <= K - 1 or not 1 <= chunk <= 8 or skip < 0 or skip + bits > K:
+                raise ProtocolError(f"comparison bits={bits} chunk={chunk} skip={skip} "
+                                    "out of range")
             out = [s] + [(*s, 1 << w) for w in cmp_chunks(bits, chunk)]
         elif k == "fixed_mask":
             out = [(int(p[1]), int(p[2]))]
@@ -226,8 +228,9 @@ def generate(req: Request, rng: Prg, fixed: FixedMasks) -> list[np.ndarray]:
         return [r, r_sh, r_msb, *_onehot_chunks(r[0] >> np.uint64(skip), bits, chunk)]
     if k == "cmp":
         s, bits, chunk = req.params[0], int(req.params[1]), int(req.params[2])
+        skip = int(req.params[3]) if len(req.params) > 3 else 0
         r = rng.ring(s)
-        return [r, *_onehot_chunks(r[0], bits, chunk)]
+        return [r, *_onehot_chunks(r[0] >> np.uint64(skip), bits, chunk)]
     if k == "fixed_mask":
         b = rng.ring(shapes[0])
         fixed.put(str(req.params[0]), b)
