@@ -1,11 +1,14 @@
 """Open-set identification (1:N) and verification (1:1) on authenticated shares.
 
 Scores are cosine similarities of L2-normalised embeddings with L2-normalised templates,
-so |score| <= 1 and a difference of two scores is below 2 in absolute value. Scores stay
-unscaled (2F fractional bits: no truncation round) and comparisons look at the window of
-SCORE_BITS = F + 4 bits above the low F bits, so they resolve score differences down to
-2^-F, the precision a truncated score would have had. Nothing but the final
-(index, accept) pair is ever opened, and only towards the edge (through its output masks).
+so |score| <= 1 and a difference of two scores is below 2 in absolute value. Decisions
+resolve scores to SCORE_FRAC = 12 fractional bits: 2^-12 = 0.00024, a hundred times finer
+than the int8 embedder's own deviation from float (cosine 0.97 on average,
+docs/MODELS.md). Comparisons read the SCORE_BITS-bit window above the lower fractional
+bits of the unscaled scores (no truncation round), so a difference below 2^-12 may count
+as a tie. A 15-bit window needs 56 one-hot entries of dealer material per comparison,
+where 20 bits at 16 fractional bits needed 128. Nothing but the final (index, accept)
+pair is ever opened, and only towards the edge (through its output masks).
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ from splitface.servers.mpc import compare
 from splitface.servers.mpc.beaver import FixedOperand, mul_many
 from splitface.servers.mpc.errors import ShapeError
 from splitface.servers.mpc.share import AuthShare, stack
-from splitface.shared.fixedpoint import F
 
-SCORE_BITS = F + 4
+SCORE_FRAC = 12  # fractional bits the decisions resolve
+SCORE_BITS = SCORE_FRAC + 3  # sign, |difference| < 2, and the fraction
 
 
 class Gallery:
@@ -46,7 +49,7 @@ def identify(gallery: Gallery, probe: AuthShare, threshold: float) -> AuthShare:
     party = probe.party
     with party.op("identify"):
         scores = gallery.scores(probe)
-        skip = scores.frac - F  # compare at F fractional bits without truncating
+        skip = scores.frac - SCORE_FRAC  # compare at SCORE_FRAC bits without truncating
         best, idx = compare.argmax(scores, bits=SCORE_BITS, skip=skip)
         accept = 1 - compare.ltz(best - threshold, SCORE_BITS, skip)
         (gated,) = mul_many([(accept, idx + 1)])
@@ -59,7 +62,8 @@ def verify(template: AuthShare, probe: AuthShare, threshold: float) -> AuthShare
         raise ShapeError(f"probe {probe.shape} and template {template.shape} differ")
     with probe.party.op("verify"):
         score = probe @ template
-        return (1 - (score - threshold).ltz(SCORE_BITS)).reshape(1)
+        skip = score.frac - SCORE_FRAC
+        return (1 - compare.ltz(score - threshold, SCORE_BITS, skip)).reshape(1)
 
 
 def plaintext_identify(templates: np.ndarray, probe: np.ndarray, threshold: float
