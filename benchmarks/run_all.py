@@ -21,7 +21,7 @@ PLAN = [
     ("identify", ["bench_identify.py", "--gallery", "100", "--queries", "20"]),
     ("identify", ["bench_identify.py", "--gallery", "1000", "--queries", "20"]),
     ("identify", ["bench_identify.py", "--gallery", "10000", "--queries", "10"]),
-    ("identify", ["bench_identify.py", "--gallery", "100000", "--queries", "3"]),
+    ("identify", ["bench_identify.py", "--gallery", "100000", "--queries", "5"]),
     ("train", ["bench_train.py", "--identities", "10", "--per-identity", "100", "--epochs", "5"]),
     ("edge", ["bench_edge.py"]),
     ("card", ["bench_card.py"]),

@@ -9,6 +9,7 @@ import numpy as np
 
 from splitface.servers.mpc import client_jobs
 from splitface.servers.mpc.party import Party
+from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
 from splitface.servers.mpc.share import AuthShare, concat
 from splitface.servers.recognition.identify import Gallery, identify
 from splitface.shared.fixedpoint import F
@@ -46,15 +47,31 @@ def gallery_prepare(party: Party, state: dict[str, Any], dim: int, key: str) -> 
 
 
 def identify_query(party: Party, state: dict[str, Any], masked: np.ndarray, dim: int,
-                   threshold: float) -> dict[str, Any]:
-    """One identification: probe in, (index or -1, accept) out to the client, with costs."""
+                   threshold: float, pipeline: bool = False) -> dict[str, Any]:
+    """One identification: probe in, (index or -1, accept) out to the client, with costs.
+
+    ``pipeline``: at the start of the query, queue every preprocessing request it will
+    make (recorded on the first query: they depend on public sizes only), so the dealer
+    generates this query's material level by level while the parties compute.
+    """
     t0, prep0 = time.perf_counter(), party.prep.seconds
     b0, r0 = party.channel.stats.bytes_sent, party.channel.stats.rounds
+    prep = party.prep
+    misses0 = getattr(prep, "misses", 0)
+    plan = state.get("identify_plan") if pipeline else None
+    if pipeline and isinstance(prep, PrefetchingPreprocessing):
+        if plan is None:
+            prep.record()
+        else:
+            prep.expect(plan)
     probe, masks = client_jobs.take_input(party, state, masked, dim)
     out = identify(state["gallery"], probe, threshold)
     opened = client_jobs.deliver(party, out, masks)
+    if pipeline and plan is None and isinstance(prep, PrefetchingPreprocessing):
+        state["identify_plan"] = prep.stop_recording()
     return {"opened": opened, "frac": out.frac, "seconds": time.perf_counter() - t0,
             "prep_seconds": party.prep.seconds - prep0,
+            "prep_misses": getattr(prep, "misses", 0) - misses0,
             "bytes": party.channel.stats.bytes_sent - b0,
             "rounds": party.channel.stats.rounds - r0}
 
