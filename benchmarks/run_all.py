@@ -53,6 +53,31 @@ def machine() -> dict[str, str]:
             "numpy": np.__version__, "platform": platform.platform()}
 
 
+def calibrate() -> float:
+    """Milliseconds for a fixed single-threaded numpy workload (GEMM and uint64 passes).
+
+    Run before and after the benchmarks: on a shared host it says how loaded the machine
+    was, so runs on different days can be compared by ratio.
+    """
+    import time
+
+    import numpy as np
+
+    from splitface.servers.mpc.threads import limit_blas_threads
+
+    limit_blas_threads(1)
+    a = np.arange(512 * 512, dtype=np.float64).reshape(512, 512) / 7.0
+    u = np.arange(1 << 20, dtype=np.uint64)
+    times = []
+    for _ in range(7):
+        t0 = time.perf_counter()
+        for _ in range(4):
+            a @ a
+            (u * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(7)
+        times.append(time.perf_counter() - t0)
+    return round(1e3 * float(np.median(times)), 1)
+
+
 def run(args: list[str], timeout: int) -> dict | str:
     cmd = [sys.executable, str(HERE / args[0]), *args[1:], "--json"]
     try:
@@ -73,6 +98,7 @@ def main() -> int:
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
     results = []
+    load = [calibrate()]
     for name, cmd in PLAN:
         if only and name not in only:
             continue
@@ -82,7 +108,8 @@ def main() -> int:
         out = run(cmd, args.timeout)
         print(f"  -> {json.dumps(out)[:300]}", flush=True)
         results.append((name, cmd, out))
-    write_results(results)
+    load.append(calibrate())
+    write_results(results, load)
     return 0
 
 
@@ -119,7 +146,8 @@ def targets(results: list[tuple[str, list[str], dict | str]]) -> list[str]:
     return [*out, ""]
 
 
-def write_results(results: list[tuple[str, list[str], dict | str]]) -> None:
+def write_results(results: list[tuple[str, list[str], dict | str]], load: list[float]
+                  ) -> None:
     m = machine()
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = ["# Benchmark results", "",
@@ -127,7 +155,9 @@ def write_results(results: list[tuple[str, list[str], dict | str]]) -> None:
              f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, "
              f"numpy {m['numpy']}; {m['platform']}.", "",
              "The machine is shared and noisy: compare ratios within one run, not across runs.",
-             ""]
+             f"Host-load calibration (a fixed numpy workload, `run_all.calibrate`): "
+             f"{load[0]} ms before, {load[-1]} ms after (lower: a quieter host). "
+             "Earlier runs and what changed between them: `benchmarks/HISTORY.md`.", ""]
     ident = [r for n, _, r in results if n == "identify" and isinstance(r, dict)]
     if ident:
         lines += ["## Private identification (1:N), malicious security", "",
@@ -139,7 +169,10 @@ def write_results(results: list[tuple[str, list[str], dict | str]]) -> None:
                          f"{r['total_ms_p50']:.1f} | {r['plaintext_ms_p50']:.2f} | "
                          f"{r['bytes_per_query']:,} | {r['rounds_per_query']} | "
                          f"{r['agreement']:.3f} | {r['peak_rss_mb']:.0f} |")
-        lines.append("")
+        lines += ["", "Each query's preprocessing is generated during that query. Online: "
+                  "preprocessing fetched on demand, minus the time spent waiting for it. "
+                  "Total: the query's wall time with its preprocessing pipelined (queued "
+                  "when the query starts). Both modes' numbers are in the raw results.", ""]
     lines += targets(results)
     lines += REFERENCE
     lines += ["## Raw results", ""]
