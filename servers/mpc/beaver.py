@@ -25,7 +25,7 @@ from splitface.shared.fixedpoint import F
 # Fixed operands up to this many elements keep their float64 limb split in memory
 # (64 bytes per element per matrix); larger ones are split per column block per query.
 PRESPLIT_MAX_ELEMENTS = 4 << 20
-STREAM_BLOCK = 4096
+STREAM_BLOCK = 2048
 
 
 def rescale(z: AuthShare) -> AuthShare:
@@ -266,7 +266,8 @@ class FixedOperand:
     """A shared matrix W (n x p) that stays fixed across many left products x @ W.
 
     W - B is opened once (and MAC-checked with the next check); B's shares and the
-    public E = W - B are kept, split into float64 limbs when small enough.
+    public E = W - B are kept as float64 limbs when small enough, else as limb-major
+    16-bit limbs (no more memory than the raw arrays) converted per column block.
     """
 
     def __init__(self, w: AuthShare, key: str, *, consume: bool = False) -> None:
@@ -276,12 +277,22 @@ class FixedOperand:
             raise ShapeError(f"fixed operand must be a matrix, got {w.shape}")
         self.party, self.key, self.frac = w.party, key, w.frac
         self.n, self.p = w.shape
-        self.E, (b_val, b_mac) = open_fixed(w, key, consume=consume)
-        self._Bv, self._Bm = b_val, b_mac  # kept apart: no extra copy of the largest arrays
+        e, (b_val, b_mac) = open_fixed(w, key, consume=consume)
         self._presplit = self.n * self.p <= PRESPLIT_MAX_ELEMENTS
         if self._presplit:
-            self._E_stack = ring.stack_limbs(self.E)
+            self._E_stack = ring.stack_limbs(e)
             self._B_stack = ring.stack_limbs(ring.concat([b_val, b_mac], axis=1))
+        else:  # limb-major uint16, the raw arrays' memory; float64 per column block per query
+            # check W - B now: the party then drops its copies of the opened value and MAC
+            # (two gallery-sized arrays) before the conversion needs room (2 GiB at N=10^5)
+            self.party.check()
+            self._E16 = ring.limbs16(e)
+            del e
+            self._Bv16 = ring.limbs16(b_val)
+            del b_val
+            self._Bm16 = ring.limbs16(b_mac)
+            del b_mac
+            self._scratch = np.empty(8 * self.n * 2 * STREAM_BLOCK)
 
     def _products(self, xv: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(xv @ E, d @ [B | mB]), presplit or streamed by column blocks."""
@@ -292,8 +303,9 @@ class FixedOperand:
         db = np.empty((2, d.shape[1], 2 * p), dtype=np.uint64)
         for s in range(0, p, STREAM_BLOCK):
             e = min(s + STREAM_BLOCK, p)
-            xe[:, :, s:e] = ring.matmul(xv, self.E[:, :, s:e])
-            blk = ring.matmul(d, ring.concat([self._Bv[:, :, s:e], self._Bm[:, :, s:e]], axis=1))
+            xe[:, :, s:e] = ring.matmul_limbs16(xv, self._E16[:, :, s:e], self._scratch)
+            both = np.concatenate([self._Bv16[:, :, s:e], self._Bm16[:, :, s:e]], axis=2)
+            blk = ring.matmul_limbs16(d, both, self._scratch)
             db[:, :, s:e], db[:, :, p + s:p + e] = blk[:, :, :e - s], blk[:, :, e - s:]
         return xe, db
 
