@@ -30,6 +30,9 @@ from splitface.shared.wire import Message, WireError
 _SEED = 16
 
 
+_CHECK_BLOCK = 1 << 20  # elements per step of the MAC check's linear combination
+
+
 def _commit(tag: bytes, *parts: bytes) -> bytes:
     h = hashlib.sha256(b"splitface-commit-v1|" + tag)
     for p in parts:
@@ -155,8 +158,13 @@ class Party:
                 else self._open_macs[0]
             self._open_vals, self._open_macs = [], []
             chi = Prg(self._coin()).uint64(vals.shape[1])
-            y = ring.sum_axis(ring.mul_u64(vals, chi), 0)
-            sigma = ring.sub(ring.sum_axis(ring.mul_u64(macs, chi), 0), ring.mul(self.alpha, y))
+            y, chi_m = ring.zeros(()), ring.zeros(())
+            for s in range(0, vals.shape[1], _CHECK_BLOCK):  # bounded temporaries
+                c = chi[s:s + _CHECK_BLOCK]
+                y = ring.add(y, ring.sum_axis(ring.mul_u64(vals[:, s:s + _CHECK_BLOCK], c), 0))
+                chi_m = ring.add(chi_m, ring.sum_axis(ring.mul_u64(macs[:, s:s + _CHECK_BLOCK], c),
+                                                      0))
+            sigma = ring.sub(chi_m, ring.mul(self.alpha, y))
             sigma_bytes = sigma.tobytes()
             nonce = os.urandom(16)
             msg = self._exchange("sigmacommit", [], {"c": _commit(b"sigma", sigma_bytes, nonce)})
