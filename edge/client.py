@@ -22,6 +22,7 @@ import zmq
 from splitface.shared import api, wire
 from splitface.shared.card_binding import CardAuthRequest, RequestKind
 from splitface.shared.client_protocol import ClientRequest, InputOfferError, OutputMismatchError
+from splitface.shared.closing import Closing
 from splitface.shared.wire import Message, WireError
 
 log = logging.getLogger("splitface.edge.client")
@@ -80,7 +81,7 @@ def new_request_id() -> str:
     return secrets.token_hex(12)
 
 
-class SplitfaceClient:
+class SplitfaceClient(Closing):
     """Request/response with both servers; use as a context manager."""
 
     def __init__(self, options: ClientOptions, context: zmq.Context | None = None) -> None:
@@ -92,12 +93,6 @@ class SplitfaceClient:
     @classmethod
     def from_options(cls, options: ClientOptions) -> SplitfaceClient:
         return cls(options)
-
-    def __enter__(self) -> SplitfaceClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         for i, s in enumerate(self._socks):

@@ -10,9 +10,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-from types import TracebackType
 
 from smartcard import scard
+
+from splitface.shared.closing import Closing
 
 from .errors import NoCardError, NoReaderError, ReaderUnavailableError, UnresponsiveCardError
 from .pcsc import PNP_READER, PcscContext, pcsc_error
@@ -53,7 +54,7 @@ class _ReaderState:
     atr: bytes = field(default=b"")
 
 
-class ReaderMonitor:
+class ReaderMonitor(Closing):
     """Tracks readers and cards; ``events()`` yields changes until a deadline."""
 
     def __init__(
@@ -74,17 +75,6 @@ class ReaderMonitor:
     def cancel(self) -> None:
         """Wake a blocked ``events()`` from another thread."""
         self._ctx.cancel()
-
-    def __enter__(self) -> ReaderMonitor:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def readers(self) -> list[str]:
         return self._filter(self._ctx.readers())

@@ -15,9 +15,10 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from types import TracebackType
 
 from smartcard import scard
+
+from splitface.shared.closing import Closing
 
 from .errors import (
     CardBusyError,
@@ -76,7 +77,7 @@ def _check(hresult: int, what: str) -> None:
         raise pcsc_error(hresult, what)
 
 
-class PcscContext:
+class PcscContext(Closing):
     """One SCardEstablishContext; released on close / ``with`` exit."""
 
     def __init__(self) -> None:
@@ -112,17 +113,6 @@ class PcscContext:
         """Forget the context without releasing it: a call stuck on a mute card holds it."""
         self._closed = True
 
-    def __enter__(self) -> PcscContext:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 @dataclass(frozen=True)
 class ConnectionOptions:
@@ -133,7 +123,7 @@ class ConnectionOptions:
     reset_on_close: bool = True  # drop the card's PIN state when the session ends
 
 
-class PcscConnection:
+class PcscConnection(Closing):
     """An SCardConnect handle with a per-APDU deadline; owns its own PcscContext."""
 
     def __init__(self, reader: str, options: ConnectionOptions | None = None) -> None:
@@ -255,14 +245,3 @@ class PcscConnection:
                 self._abandoned = True
                 return
         self._release()
-
-    def __enter__(self) -> PcscConnection:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from types import TracebackType
 
 from splitface.shared.card_binding import (
     CardAuthRequest,
@@ -23,6 +22,7 @@ from splitface.shared.card_binding import (
     RequestKind,
     verify_card_signature,
 )
+from splitface.shared.closing import Closing
 
 from .channel import ApduChannel
 from .client import AppletOptions, CardAppClient, CardIdentity, PinProvider
@@ -43,7 +43,7 @@ class TerminalOptions:
     applet: AppletOptions = field(default_factory=AppletOptions)
 
 
-class CardSession:
+class CardSession(Closing):
     """One tapped card, connected exclusively, application selected, identity read."""
 
     def __init__(
@@ -125,19 +125,8 @@ class CardSession:
     def close(self) -> None:
         self._conn.close()
 
-    def __enter__(self) -> CardSession:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class CardTerminal:
+class CardTerminal(Closing):
     """A reader (or set of readers) that people tap cards on."""
 
     def __init__(
@@ -176,14 +165,3 @@ class CardTerminal:
 
     def close(self) -> None:
         self._monitor.close()
-
-    def __enter__(self) -> CardTerminal:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

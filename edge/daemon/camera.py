@@ -20,6 +20,7 @@ import numpy as np
 
 from splitface.edge.pipeline.capture import CaptureOptions, Frame, FrameSource, SourceOpenError
 from splitface.edge.pipeline.errors import CorruptInputError, PipelineError
+from splitface.shared.closing import Closing
 
 
 class CameraUnavailable(PipelineError):
@@ -69,7 +70,7 @@ def source_kind(source: int | str) -> str:
     return "video"
 
 
-class Camera:
+class Camera(Closing):
     """One open source; ``read()`` returns a :class:`Frame` or raises :class:`CameraLost`."""
 
     def __init__(self, options: CameraOptions) -> None:
@@ -161,9 +162,3 @@ class Camera:
             self._source.close()
             self._source = None
         self._files = None
-
-    def __enter__(self) -> Camera:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 import zmq
 
+from splitface.shared.closing import Closing
 from splitface.shared.config_schema import parse_endpoint
 
 log = logging.getLogger("splitface.edge.daemon.events")
@@ -66,7 +67,7 @@ class EventBindError(OSError):
     """The PUB endpoint could not be bound (address in use, missing folder, permission)."""
 
 
-class EventPublisher:
+class EventPublisher(Closing):
     """Binds the PUB socket once; ``publish`` never raises on a slow or absent subscriber."""
 
     def __init__(self, options: EventsOptions, context: zmq.Context | None = None,
@@ -136,9 +137,3 @@ class EventPublisher:
             self._sock = None
         if self._own_ctx:
             self.ctx.term()
-
-    def __enter__(self) -> EventPublisher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

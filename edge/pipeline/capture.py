@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from splitface.edge.pipeline.errors import CorruptInputError, PipelineError
+from splitface.shared.closing import Closing
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm")
@@ -77,7 +78,7 @@ def as_bgr_frame(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
-class FrameSource:
+class FrameSource(Closing):
     """Iterate frames from a camera, a video or an image folder; use as a context manager."""
 
     def __init__(self, options: CaptureOptions) -> None:
@@ -150,9 +151,3 @@ class FrameSource:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
-
-    def __enter__(self) -> FrameSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

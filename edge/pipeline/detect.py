@@ -13,9 +13,10 @@ import numpy as np
 from splitface.edge.pipeline.detect_base import Detector, DetectorOptions
 from splitface.edge.pipeline.errors import ModelMissingError, RuntimeUnavailableError
 from splitface.edge.pipeline.types import Detection, Detections
+from splitface.shared.closing import Closing
 
 
-class MediaPipeFaceDetector:
+class MediaPipeFaceDetector(Closing):
     """MediaPipe Tasks FaceDetector in IMAGE mode; results converted to :class:`Detections`."""
 
     def __init__(self, options: DetectorOptions) -> None:
@@ -58,12 +59,6 @@ class MediaPipeFaceDetector:
         if self._task is not None:
             self._task.close()
             self._task = None
-
-    def __enter__(self) -> MediaPipeFaceDetector:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _mp_image_factory():

@@ -16,6 +16,7 @@ import numpy as np
 from splitface.edge.pipeline.detect_base import DetectorOptions
 from splitface.edge.pipeline.runtime import load_interpreter
 from splitface.edge.pipeline.types import Detection, Detections
+from splitface.shared.closing import Closing
 
 INPUT_SIZE = 128
 NUM_KEYPOINTS = 6
@@ -99,7 +100,7 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, kps: np.ndarray, iou_thr
     return out
 
 
-class LiteRTFaceDetector:
+class LiteRTFaceDetector(Closing):
     """BlazeFace short-range on LiteRT with its own anchor decoder (no mediapipe needed)."""
 
     def __init__(self, options: DetectorOptions) -> None:
@@ -148,9 +149,3 @@ class LiteRTFaceDetector:
 
     def close(self) -> None:
         self._interp = None
-
-    def __enter__(self) -> LiteRTFaceDetector:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -18,6 +18,7 @@ from splitface.edge.models.paths import VarLayout
 from splitface.edge.pipeline.errors import ModelMissingError, RuntimeUnavailableError
 from splitface.edge.pipeline.runtime import load_interpreter
 from splitface.edge.pipeline.types import Detection
+from splitface.shared.closing import Closing
 
 EMBEDDER_KINDS = ("mobilefacenet-int8", "mobilefacenet-float", "dlib-resnet")
 # MobileFaceNet's training normalisation (from the npm package's Kotlin code): RGB, (x-127.5)/128.
@@ -74,7 +75,7 @@ def _param(detail: dict) -> QuantParams | None:
     return QuantParams(float(scale), int(zp), np.dtype(detail["dtype"]).name)
 
 
-class MobileFaceNetEmbedder:
+class MobileFaceNetEmbedder(Closing):
     """MobileFaceNet (192-d) on LiteRT; handles float and integer input/output tensors."""
 
     def __init__(self, options: EmbedderOptions) -> None:
@@ -120,14 +121,8 @@ class MobileFaceNetEmbedder:
     def close(self) -> None:
         self._interp = None
 
-    def __enter__(self) -> MobileFaceNetEmbedder:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class DlibResNetEmbedder:
+class DlibResNetEmbedder(Closing):
     """dlib's 128-d ResNet (CC0 weights from ``face-recognition-models``), licence-clean choice.
 
     dlib aligns with its own 5-point predictor to a 150x150 chip, seeded with the BlazeFace box,
@@ -173,12 +168,6 @@ class DlibResNetEmbedder:
     def close(self) -> None:
         self._rec = None
         self._pose = None
-
-    def __enter__(self) -> DlibResNetEmbedder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def create_embedder(options: EmbedderOptions) -> Embedder:

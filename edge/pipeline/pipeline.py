@@ -21,6 +21,7 @@ from splitface.edge.pipeline.detect_base import DetectorOptions
 from splitface.edge.pipeline.embed import EmbedderOptions, create_embedder
 from splitface.edge.pipeline.errors import BlankFrameError, ManyFacesError, PipelineError
 from splitface.edge.pipeline.types import Detection, Detections
+from splitface.shared.closing import Closing
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class FrameOutcome:
         return "ok" if self.result is not None else (self.error.status if self.error else "error")
 
 
-class FacePipeline:
+class FacePipeline(Closing):
     """Detector + aligner + embedder, loaded once; ``close()`` (or ``with``) frees the models."""
 
     def __init__(self, options: PipelineOptions) -> None:
@@ -142,9 +143,3 @@ class FacePipeline:
     def close(self) -> None:
         self.embedder.close()
         self.detector.close()
-
-    def __enter__(self) -> FacePipeline:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

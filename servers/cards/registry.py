@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from types import TracebackType
 
 from splitface.shared.card_binding import (
     MAX_CARD_ID_LEN,
@@ -22,6 +21,7 @@ from splitface.shared.card_binding import (
     card_key_fingerprint,
     load_card_public_key,
 )
+from splitface.shared.closing import Closing
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS card_bindings (
@@ -87,7 +87,7 @@ def _check_card_id(card_id: bytes) -> bytes:
     return card_id
 
 
-class CardRegistry:
+class CardRegistry(Closing):
     """SQLite-backed map card id / public key -> identity id; thread-safe."""
 
     def __init__(self, db_path: str | Path, clock: Callable[[], float] = time.time) -> None:
@@ -105,17 +105,6 @@ class CardRegistry:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-    def __enter__(self) -> CardRegistry:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @staticmethod
     def _row(row: tuple | None, card_id: bytes = b"") -> CardBinding:

@@ -17,6 +17,7 @@ from splitface.servers.mpc.prep.dealer import DealerCore
 from splitface.servers.mpc.threads import limit_blas_threads
 from splitface.servers.mpc.worker import worker_main
 from splitface.shared.client_protocol import ClientRequest
+from splitface.shared.closing import Closing
 from splitface.shared.transport.zap import start_authenticator
 
 __all__ = ["JobError", "LoopbackCluster", "dealer_main"]
@@ -52,7 +53,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class LoopbackCluster:
+class LoopbackCluster(Closing):
     """Dealer (thread or process) + P0 + P1 as separate processes, all over CurveZMQ.
 
     ``run(job, kwargs0, kwargs1)`` runs a job on both servers concurrently and returns
@@ -130,9 +131,3 @@ class LoopbackCluster:
             p.join(10)
             if p.is_alive():
                 p.kill()
-
-    def __enter__(self) -> LoopbackCluster:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

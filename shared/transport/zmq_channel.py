@@ -5,11 +5,12 @@ from __future__ import annotations
 import zmq
 
 from splitface.shared import wire
+from splitface.shared.closing import Closing
 from splitface.shared.transport.base import ChannelStats, TransportError, TransportTimeout
 from splitface.shared.wire import Message
 
 
-class ZmqChannel:
+class ZmqChannel(Closing):
     """Encrypted, authenticated, ordered link to the peer server over a zmq PAIR socket.
 
     The binding side is the CURVE server and must run a ZAP authenticator (see ``zap.py``)
@@ -85,9 +86,3 @@ class ZmqChannel:
 
     def close(self) -> None:
         self._sock.close(linger=0)
-
-    def __enter__(self) -> ZmqChannel:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
