@@ -228,11 +228,8 @@ def _parts32(a: np.ndarray) -> list[np.ndarray]:
 
 
 def _from_parts32(s: list[np.ndarray]) -> np.ndarray:
-    """sum_k s[k] * 2^(32 k) mod 2^128, for accumulated 32-bit parts."""
-    out = from_uint64(s[0])
-    out = add(out, shl(from_uint64(s[1]), 32))
-    out = add(out, shl(from_uint64(s[2]), 64))
-    return add(out, shl(from_uint64(s[3]), 96))
+    """sum_k s[k] * 2^(32 k) mod 2^128, for accumulated 32-bit parts (each < 2^63)."""
+    return from_signed_parts32(np.stack(s, axis=-1).view(np.int64))
 
 
 def sum_axis(a: np.ndarray, axis: int | None = None) -> np.ndarray:

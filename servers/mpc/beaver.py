@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from splitface.servers.mpc.errors import ShapeError
+from splitface.servers.mpc.prep.material import fan_index
 from splitface.servers.mpc.share import AuthShare
 from splitface.shared import fixedpoint, ring
 from splitface.shared.fixedpoint import F
@@ -142,16 +143,11 @@ def _mul_fan(pairs: Sequence[tuple[AuthShare, AuthShare]], groups: list[list[int
         t = party.prep.fan_triples(spec)
         d, e = party.open((ring.sub(xv, t.a[0]), ring.sub(xm, t.a[1])),
                           (ring.sub(yv, t.b[0]), ring.sub(ym, t.b[1])))
-    idx = _fan_index(spec)
+    idx = fan_index(tuple(spec))
     a_wide = (t.a[0][:, idx], t.a[1][:, idx])
     val, mac = _beaver(party, d[:, idx], e, a_wide, t.b, t.c)
     return _split(pairs, order, val, mac)
 
-
-def _fan_index(spec: list[tuple[int, int]]) -> np.ndarray:
-    from splitface.servers.mpc.prep.material import fan_index
-
-    return fan_index(tuple(spec))
 
 
 def mul(x: AuthShare, y: AuthShare) -> AuthShare:

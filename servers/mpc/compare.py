@@ -187,16 +187,11 @@ def ltz_shifted(x: AuthShare, shifts: list[int], bits: int | None = None, skip: 
     some cases and can differ from the exact test only for x + t in [-2^skip, 0).
     """
     bits = bits or DEFAULT_BITS
-    if skip < 0 or skip + bits > K:
-        raise ValueError(f"comparison window skip={skip} bits={bits} out of range")
-    party, n = x.party, x.size
-    with party.op("compare"):
-        xp = x.add_ring(ring.from_pyint(1 << (skip + bits - 1)))
-        c, onehots = _open_masked(xp.reshape(-1), bits, skip)
-        top_bit = _top_bits([((c + np.uint64(t % (1 << 64))) >> np.uint64(skip))
-                             & _low_mask(bits) for t in shifts], onehots, bits)
-    out = 1 - top_bit
-    return [out[k * n:(k + 1) * n].reshape(x.shape) for k in range(len(shifts))]
+    _check_window(skip, bits)
+    offset = 1 << (skip + bits - 1)
+    with x.party.op("compare"):
+        c, onehots = _open_masked(x.add_ring(ring.from_pyint(offset)).reshape(-1), bits, skip)
+        return _sign_tests(c, offset, shifts, skip, bits, onehots, x.shape)
 
 
 def truncate_and_test(x: AuthShare, m: int, shifts: list[int], skip: int, bits: int
@@ -211,21 +206,33 @@ def truncate_and_test(x: AuthShare, m: int, shifts: list[int], skip: int, bits: 
     truncation and |x + t| < 2^(skip+bits-1) - 2^skip for every t.
     """
     truncation.check_shift(m)
-    if skip < 0 or bits < 2 or skip + bits > K:
-        raise ValueError(f"coarse test window skip={skip} bits={bits} out of range")
-    party, n = x.party, x.size
+    _check_window(skip, bits)
+    party = x.party
     flat = x.reshape(-1)
     with party.op("trunc_cmp"):
         mask = party.prep.trunc_compare_masks(flat.shape, m, skip, bits, chunk_for(bits))
         c = truncation.open_offset(flat, mask.trunc)
         onehots = [AuthShare(party, v, mac) for v, mac in mask.onehots]
-        base = (1 << (skip + bits - 1)) - truncation.TRUNC_OFFSET
-        window = _low_mask(bits)
-        top_bit = _top_bits([((c[0] + np.uint64((base + t) % (1 << 64))) >> np.uint64(skip))
-                             & window for t in shifts], onehots, bits)
-    out = 1 - top_bit
-    tests = [out[k * n:(k + 1) * n].reshape(x.shape) for k in range(len(shifts))]
+        tests = _sign_tests(c[0], truncation.TRUNC_OFFSET, shifts, skip, bits, onehots,
+                            x.shape)
     return truncation.finish(flat, c, mask.trunc, m).reshape(x.shape), tests
+
+
+def _check_window(skip: int, bits: int) -> None:
+    if skip < 0 or bits < 2 or skip + bits > K:
+        raise ValueError(f"comparison window skip={skip} bits={bits} out of range")
+
+
+def _sign_tests(c: np.ndarray, offset: int, shifts: list[int], skip: int, bits: int,
+                onehots: list[AuthShare], shape: tuple[int, ...]) -> list[AuthShare]:
+    """[x + t < 0] per shift, from the opened low word c = x + offset + r (mod 2^64) and
+    the one-hot chunks of (r >> skip) mod 2^bits: the comparison reads the bits-bit window
+    above the low skip bits of c + t + 2^(skip+bits-1) - offset."""
+    base = (1 << (skip + bits - 1)) - offset
+    top_bit = _top_bits([((c + np.uint64((base + t) % (1 << 64))) >> np.uint64(skip))
+                         & _low_mask(bits) for t in shifts], onehots, bits)
+    out, n = 1 - top_bit, c.size
+    return [out[k * n:(k + 1) * n].reshape(shape) for k in range(len(shifts))]
 
 
 def _low_mask(bits: int) -> np.uint64:

@@ -58,8 +58,9 @@ def identify_query(party: Party, state: dict[str, Any], masked: np.ndarray, dim:
     b0, r0 = party.channel.stats.bytes_sent, party.channel.stats.rounds
     prep = party.prep
     misses0 = getattr(prep, "misses", 0)
+    pipeline = pipeline and isinstance(prep, PrefetchingPreprocessing)
     plan = state.get("identify_plan") if pipeline else None
-    if pipeline and isinstance(prep, PrefetchingPreprocessing):
+    if pipeline:
         if plan is None:
             prep.record()
         else:
@@ -67,7 +68,7 @@ def identify_query(party: Party, state: dict[str, Any], masked: np.ndarray, dim:
     probe, masks = client_jobs.take_input(party, state, masked, dim)
     out = identify(state["gallery"], probe, threshold)
     opened = client_jobs.deliver(party, out, masks)
-    if pipeline and plan is None and isinstance(prep, PrefetchingPreprocessing):
+    if pipeline and plan is None:
         state["identify_plan"] = prep.stop_recording()
     return {"opened": opened, "frac": out.frac, "seconds": time.perf_counter() - t0,
             "prep_seconds": party.prep.seconds - prep0,
