@@ -302,10 +302,11 @@ class TapFlow:
                          tap_timeout_s: float | None = None) -> TapResult:
         """Personalise a tapped card for ``identity`` and enrol the face frames.
 
-        The holder EF is written first (restored if the servers refuse); the first frame
-        with a face is enrolled card-bound (both servers bind card id + key to
-        ``identity`` once the record commits), the rest plainly. Frames without a face
-        are skipped. The servers need an admin ``train`` before the card verifies.
+        The holder EF is written first (restored if the servers refuse); every frame with
+        a face is enrolled card-bound (the card signs each request; both servers bind card
+        id + key to ``identity`` once the first record commits, and refuse card-less
+        samples for a card-bound identity). Frames without a face are skipped. The
+        servers need an admin ``train`` before the card verifies.
         """
         identity = api.check_identity(identity)
         clock = _Clock()
@@ -338,12 +339,9 @@ class TapFlow:
             enrolled = 0
             t = time.perf_counter()
             try:
-                for i, emb in enumerate(embeddings):
-                    if i == 0:
-                        self.client.enroll(identity, emb, card_id=session.identity.card_id,
-                                           signer=self._signer(session, clock))
-                    else:
-                        self.client.enroll(identity, emb)
+                for emb in embeddings:  # a card-bound identity gains samples only with its card
+                    self.client.enroll(identity, emb, card_id=session.identity.card_id,
+                                       signer=self._signer(session, clock))
                     enrolled += 1
             except (CardError, *_SERVER_ERRORS) as exc:
                 clock.lap("enroll_ms", t)

@@ -4,6 +4,13 @@ Every write is one transaction, so a crash leaves either the old or the new stat
 never a torn record. Enrolment is idempotent by request id. Shares are stored as raw
 little-endian uint64 blobs with their shape and fixed-point scale; nothing in here is
 meaningful without the other server's store.
+
+Every stored MAC is valid under the alpha of one *key epoch* (``key_epoch``). After a
+failed MAC check that epoch is marked retired here before anything else happens, and
+the shares are re-authenticated under a new epoch (servers/service/rekey.py): the new
+shares are first *staged*, and switched to in one transaction only once the other server
+has staged its own, so a crash at any point leaves both stores recoverable.
+The database files are created private (mode 0600).
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from splitface.shared.private_files import make_private
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS enrolments (
@@ -49,7 +58,15 @@ CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS rekey_staged (
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    val  BLOB NOT NULL,
+    mac  BLOB NOT NULL,
+    PRIMARY KEY (kind, name)
+);
 """
+ENROLMENT, MODEL = "enrolment", "model"
 
 
 class StoreError(RuntimeError):
@@ -91,6 +108,7 @@ class ShareStore:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private(self.path)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                    timeout=30)
         self._lock = threading.RLock()
@@ -100,6 +118,8 @@ class ShareStore:
         self._db.executescript(SCHEMA)
         if self._db.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
             raise StoreError(f"{self.path} failed SQLite's integrity check")
+        for suffix in ("-wal", "-shm"):
+            make_private(self.path.with_name(self.path.name + suffix), create=False)
 
     def close(self) -> None:
         with self._lock:
@@ -126,6 +146,90 @@ class ShareStore:
         with self._tx() as db:
             db.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE "
                        "SET value=excluded.value", (key, value))
+
+    # ------------------------------------------------------------ key epochs
+    def key_epoch(self) -> int:
+        """The epoch whose alpha every stored MAC is valid under (0: nothing stored yet)."""
+        return int(self.get_meta("key_epoch") or 0)
+
+    def adopt_key_epoch(self, epoch: int) -> None:
+        """Start using ``epoch`` for an empty store (nothing to re-authenticate)."""
+        if self.tensor_count():
+            raise StoreError("the store holds shares: change its key epoch by re-keying")
+        self.set_meta("key_epoch", str(epoch))
+
+    def retired_epoch(self) -> int:
+        """The newest key epoch known to be retired (a failed MAC check), 0 if none."""
+        return int(self.get_meta("retired_epoch") or 0)
+
+    def retire_epoch(self, epoch: int) -> None:
+        """Record durably that ``epoch`` must never serve MPC again (before anything else)."""
+        if epoch > self.retired_epoch():
+            self.set_meta("retired_epoch", str(epoch))
+
+    def tensor_count(self) -> int:
+        with self._lock:
+            n = self._db.execute("SELECT COUNT(*) FROM enrolments").fetchone()[0]
+            return n + self._db.execute("SELECT COUNT(*) FROM models").fetchone()[0]
+
+    def tensors(self) -> list[tuple[str, str, StoredShare]]:
+        """Every stored share as (kind, name, share), in a canonical order both servers share
+        (enrolments by request id, then models by name)."""
+        with self._lock:
+            enr = self._db.execute("SELECT request_id, dim, frac, val, mac FROM enrolments "
+                                   "ORDER BY request_id").fetchall()
+            mod = self._db.execute("SELECT name, shape, frac, val, mac FROM models "
+                                   "ORDER BY name").fetchall()
+        out = [(ENROLMENT, r, StoredShare(_array(v, (d,)), _array(m, (d,)), f))
+               for r, d, f, v, m in enr]
+        for n, shp, f, v, m in mod:
+            shape = tuple(json.loads(shp))
+            out.append((MODEL, n, StoredShare(_array(v, shape), _array(m, shape), f)))
+        return out
+
+    def staged_epoch(self) -> int:
+        """The key epoch of staged re-keyed shares, 0 if none are staged."""
+        return int(self.get_meta("rekey_target") or 0)
+
+    def stage_rekey(self, target: int, items: list[tuple[str, str, StoredShare]]) -> None:
+        """Durably keep re-keyed shares beside the current ones (phase one of the switch)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM rekey_staged")
+            db.executemany("INSERT INTO rekey_staged VALUES(?, ?, ?, ?)",
+                           [(k, n, _blob(s.val), _blob(s.mac)) for k, n, s in items])
+            db.execute("INSERT OR REPLACE INTO meta VALUES('rekey_target', ?)", (str(target),))
+
+    def commit_rekey(self, target: int) -> int:
+        """Switch to the staged shares in one transaction (phase two); shares that were not
+        re-keyed (the other server lacks them) are dropped. Returns the records dropped."""
+        with self._tx() as db:
+            if self.get_meta_locked(db, "rekey_target") != str(target):
+                raise StoreError(f"no re-keyed shares staged for key epoch {target}")
+            staged = {(k, n) for k, n in db.execute("SELECT kind, name FROM rekey_staged")}
+            for kind, table, col in ((ENROLMENT, "enrolments", "request_id"),
+                                     (MODEL, "models", "name")):
+                db.execute(f"UPDATE {table} SET (val, mac) = (SELECT s.val, s.mac FROM "
+                           f"rekey_staged s WHERE s.kind = ? AND s.name = {table}.{col}) "
+                           f"WHERE {col} IN (SELECT name FROM rekey_staged WHERE kind = ?)",
+                           (kind, kind))
+            dropped = 0
+            for rid, in db.execute("SELECT request_id FROM enrolments").fetchall():
+                if (ENROLMENT, rid) not in staged:
+                    db.execute("DELETE FROM enrolments WHERE request_id=?", (rid,))
+                    dropped += 1
+            for name, in db.execute("SELECT name FROM models").fetchall():
+                if (MODEL, name) not in staged:  # a partial model is useless: drop them all
+                    db.execute("DELETE FROM models")
+                    break
+            db.execute("DELETE FROM rekey_staged")
+            db.execute("DELETE FROM meta WHERE key='rekey_target'")
+            db.execute("INSERT OR REPLACE INTO meta VALUES('key_epoch', ?)", (str(target),))
+        return dropped
+
+    def discard_staged(self) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM rekey_staged")
+            db.execute("DELETE FROM meta WHERE key='rekey_target'")
 
     # ------------------------------------------------------------ enrolments
     def has_enrolment(self, request_id: str) -> bool:

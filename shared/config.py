@@ -172,7 +172,8 @@ class DealerConfig:
     allowed_server_keys: tuple[Path, ...] = setting(
         "Public key files of the servers allowed to connect (P0 and P1): the ZAP allow-list.",
         file_check=_public_key_file)
-    state_dir: Path = setting("Folder for the dealer's state (seeds, issued-batch log).")
+    state_dir: Path = setting("Folder for the dealer's state: its MAC key ring (keyring.json, "
+                              "mode 0600); back it up, stored shares depend on it.")
     max_message_bytes: int = setting(
         "Largest accepted ZeroMQ message; preprocessing batches are large.", 64 * MiB,
         check=_MESSAGE_LIMITS)

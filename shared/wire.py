@@ -9,6 +9,7 @@ are rejected with :class:`WireError` before any array is built.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,14 +88,17 @@ def decode(frames: Sequence[bytes | memoryview], *, expect: str | Sequence[str] 
         raise WireError(f"header lists {len(specs)} arrays but {len(frames) - 1} frames arrived")
     arrays = []
     for i, (spec, frame) in enumerate(zip(specs, frames[1:], strict=True)):
-        if (not isinstance(spec, list) or len(spec) != 2 or spec[0] not in _DTYPES
-                or not isinstance(spec[1], list)
-                or not all(isinstance(d, int) and 0 <= d < 1 << 31 for d in spec[1])):
+        if (not isinstance(spec, list) or len(spec) != 2 or not isinstance(spec[0], str)
+                or spec[0] not in _DTYPES or not isinstance(spec[1], list) or len(spec[1]) > 8
+                or not all(type(d) is int and 0 <= d < 1 << 31 for d in spec[1])):
             raise WireError(f"array {i}: bad dtype/shape spec")
         dtype = np.dtype(_DTYPES[spec[0]])
         shape = tuple(spec[1])
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow to 0
         if expected != len(frame):
             raise WireError(f"array {i}: shape {shape} needs {expected} bytes, got {len(frame)}")
-        arrays.append(np.frombuffer(frame, dtype=dtype).reshape(shape))
+        try:
+            arrays.append(np.frombuffer(frame, dtype=dtype).reshape(shape))
+        except (ValueError, TypeError) as exc:  # belt and braces: never an uncaught error
+            raise WireError(f"array {i}: {exc}") from None
     return Message(kind, meta, arrays)

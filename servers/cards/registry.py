@@ -22,6 +22,7 @@ from splitface.shared.card_binding import (
     load_card_public_key,
 )
 from splitface.shared.closing import Closing
+from splitface.shared.private_files import make_private
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS card_bindings (
@@ -92,6 +93,7 @@ class CardRegistry(Closing):
 
     def __init__(self, db_path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self._path = Path(db_path)
+        make_private(self._path)
         self._clock = clock
         self._lock = threading.Lock()
         self._db = sqlite3.connect(
@@ -101,6 +103,8 @@ class CardRegistry(Closing):
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(_SCHEMA)
+        for suffix in ("-wal", "-shm"):
+            make_private(self._path.with_name(self._path.name + suffix), create=False)
 
     def close(self) -> None:
         with self._lock:

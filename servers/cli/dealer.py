@@ -10,7 +10,7 @@ import time
 import zmq
 
 from splitface.servers.cli.common import config_error_exit, setup_logging, stop_event
-from splitface.servers.dealer.service import DealerService, load_or_create_alpha
+from splitface.servers.dealer.service import DealerService, load_keyring
 from splitface.servers.mpc.prep.dealer import DealerCore
 from splitface.servers.mpc.threads import limit_blas_threads
 from splitface.shared import keys, sdnotify
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         party_keys = {i: keys.load_public_key(p) for i, p in enumerate(cfg.allowed_server_keys)}
         if len(party_keys) != 2:
             raise ValueError("allowed_server_keys must list P0's and then P1's public key")
-        alpha = load_or_create_alpha(cfg.state_dir)
+        keyring = load_keyring(cfg.state_dir)
     except (ConfigError, OSError, ValueError) as exc:
         return config_error_exit(exc)
     setup_logging(cfg.log_level)
@@ -39,13 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     stop = stop_event()
     ctx = zmq.Context()
     auth = start_authenticator(ctx, list(party_keys.values()))
-    service = DealerService(DealerCore(alpha), ctx, cfg.listen, public_key=public,
+    service = DealerService(DealerCore(keyring), ctx, cfg.listen, public_key=public,
                             secret_key=secret, party_keys=party_keys,
                             max_bytes=cfg.max_message_bytes)
     watchdog = sdnotify.Watchdog.from_env()
     thread = threading.Thread(target=service.serve, args=(stop,), daemon=True)
     thread.start()
-    log.info("dealer listening on %s", service.endpoint)
+    log.info("dealer listening on %s (MAC key epoch %d)", service.endpoint, keyring.current)
     sdnotify.ready()
     while not stop.is_set() and thread.is_alive():
         watchdog.heartbeat()

@@ -11,10 +11,11 @@ from splitface.servers.cards.nonces import NonceStore
 from splitface.servers.cards.registry import CardRegistry
 from splitface.servers.cli.common import config_error_exit, setup_logging, stop_event
 from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
-from splitface.servers.mpc.prep.remote import RemotePreprocessing
+from splitface.servers.mpc.prep.remote import DealerClient, RemotePreprocessing
 from splitface.servers.mpc.threads import limit_blas_threads
+from splitface.servers.service.coordinator import Coordinator, terminal_names
 from splitface.servers.service.gateway import EdgeGateway
-from splitface.servers.service.node import NodeOptions, ServerNode, terminal_names
+from splitface.servers.service.handlers import NodeOptions
 from splitface.servers.store import ShareStore
 from splitface.shared import keys, sdnotify
 from splitface.shared.config import load_server_config
@@ -55,10 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     gateway = EdgeGateway(ctx, cfg.listen_edge, public_key=public, secret_key=secret,
                           terminal_names=terminal_names(edges), max_bytes=cfg.max_message_bytes)
 
-    def prep_factory(session: str) -> PrefetchingPreprocessing:
-        return PrefetchingPreprocessing(RemotePreprocessing(
-            ctx, cfg.dealer_endpoint, party=cfg.party, session=session, public_key=public,
-            secret_key=secret, dealer_key=dealer_key, timeout_s=timeout))
+    def dealer_client() -> DealerClient:
+        return DealerClient(ctx, cfg.dealer_endpoint, party=cfg.party, public_key=public,
+                            secret_key=secret, dealer_key=dealer_key, timeout_s=timeout)
+
+    def prep_factory(session: str, epoch: int) -> PrefetchingPreprocessing:
+        return PrefetchingPreprocessing(RemotePreprocessing(dealer_client(), session=session,
+                                                            epoch=epoch))
 
     store = ShareStore(cfg.state_dir / "shares.db")
     cards = CardRegistry(cfg.state_dir / "cards.db")
@@ -70,8 +74,10 @@ def main(argv: list[str] | None = None) -> int:
                        train_learning_rate=cfg.train.learning_rate,
                        admin_terminals=frozenset(getattr(cfg, "admin_terminals", ())))
     watchdog = sdnotify.Watchdog.from_env()
-    node = ServerNode(cfg.party, gateway, channel, prep_factory, store, cards, NonceStore(), opts,
-                      heartbeat=watchdog.heartbeat)
+    dealer = dealer_client()
+    dealer.timeout_s = min(timeout, 5.0)  # epoch queries: a dead dealer must not stall the loop
+    node = Coordinator(cfg.party, gateway, channel, prep_factory, dealer, store, cards,
+                       NonceStore(), opts, heartbeat=watchdog.heartbeat)
     log.info("P%d: terminals on %s, %d terminal keys allowed", cfg.party, gateway.endpoint,
              len(edges))
     if cfg.party == 0:
@@ -86,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("P%d: stopping after %s", cfg.party, dict(node.served))
         gateway.close()
         channel.close()
-        if node.party is not None:
-            node.party.prep.close()
+        node.close()
+        dealer.close()
         store.close()
         cards.close()
         auth.stop()

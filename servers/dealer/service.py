@@ -1,48 +1,39 @@
 """The dealer as a network service: a CurveZMQ ROUTER that serves preprocessing requests.
 
-Each server authenticates with its CURVE key; the key decides which party it is (a
-server can never collect the other party's part). Requests are paired by (session,
-sequence number) in :class:`DealerCore`. The MAC key alpha lives only here and in the
-servers' additive shares of it.
+Each server authenticates with its CURVE key (ZAP allow-list); the key decides which party
+it is, and a request claiming another party id is refused. The session rules that keep a
+malicious server from collecting the other's part live in :class:`DealerCore`. Every
+malformed message or refused request gets an ``error`` reply; nothing a server sends can
+stop the service. The MAC keys live only in the dealer's key ring (``state_dir``) and in
+the servers' additive shares of them.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zmq
 
 from splitface.servers.mpc.errors import ProtocolError
 from splitface.servers.mpc.prep.dealer import DealerCore
+from splitface.servers.mpc.prep.keyring import KeyRing
 from splitface.servers.mpc.prep.material import Request
 from splitface.shared import wire
 from splitface.shared.wire import Message, WireError
 
 log = logging.getLogger("splitface.dealer")
 
+KINDS = ("epoch", "key", "open", "get", "forget", "rotate", "confirm", "stats")
 
-def load_or_create_alpha(state_dir: Path) -> int:
-    """The long-term MAC key, created once with mode 0600 (stored shares depend on it)."""
+
+def load_keyring(state_dir: Path) -> KeyRing:
+    """The dealer's persistent key ring (``state_dir/keyring.json``, mode 0600)."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / "mac_key.bin"
-    if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(os.urandom(8))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    data = path.read_bytes()
-    if len(data) != 8:
-        raise ValueError(f"{path} is corrupt (expected 8 bytes)")
-    if path.stat().st_mode & 0o077:
-        raise PermissionError(f"{path} is readable by others; run chmod 600 {path}")
-    return int.from_bytes(data, "little")
+    return KeyRing(state_dir / "keyring.json")
 
 
 class DealerService:
@@ -62,36 +53,54 @@ class DealerService:
         self._sock.bind(endpoint)
         self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.served = 0
+        self.refused = 0
 
     def _reply(self, ident: bytes, msg: Message) -> None:
-        self._sock.send_multipart([ident, b"", *wire.encode(msg)], copy=False)
+        try:
+            self._sock.send_multipart([ident, b"", *wire.encode(msg)], copy=False,
+                                      flags=zmq.NOBLOCK)
+        except zmq.ZMQError as exc:  # the server went away; it will retry
+            log.info("could not reply to a server (%s)", exc.strerror)
 
-    def handle(self, frames: list[zmq.Frame]) -> Message:
-        """Answer one request (already authenticated by ZAP)."""
-        user = frames[-1].get("User-Id").encode()
+    def handle(self, user: bytes, msg: Message) -> Message:
+        """Answer one decoded request from the CURVE key ``user`` (authenticated by ZAP)."""
         party = self._parties.get(user)
         if party is None:
             raise ProtocolError("request from a key that is not one of the two servers")
-        msg = wire.decode([f.buffer for f in frames[2:]], expect=("hello", "get", "forget"),
-                          max_bytes=self._max)
         if msg.meta.get("party") != party:
             raise ProtocolError(f"key of party {party} claims to be party {msg.meta.get('party')}")
-        if msg.kind == "hello":
-            return Message("alpha", {}, [self.core.mac_key_share(party)])
-        session = msg.meta.get("session")
-        if not isinstance(session, str) or not 0 < len(session) <= 64:
+        meta = msg.meta
+        if msg.kind == "epoch":
+            return Message("epoch", {"current": self.core.epoch})
+        if msg.kind == "key":
+            epoch = _int(meta, "epoch")
+            return Message("key", {"epoch": epoch}, [self.core.mac_key_share(party, epoch)])
+        if msg.kind == "rotate":
+            epoch = _int(meta, "epoch")
+            current = self.core.rotate(epoch)
+            log.warning("MAC key epoch %d ended at P%d's request; current epoch %d", epoch,
+                        party, current)
+            return Message("epoch", {"current": current})
+        if msg.kind == "confirm":
+            self.core.keys.confirm(party, _int(meta, "epoch"))
+            return Message("ok")
+        if msg.kind == "stats":
+            return Message("stats", {"stats": self.core.stats()})
+        session = meta.get("session")
+        if not isinstance(session, str) or not 8 <= len(session) <= 64:
             raise ProtocolError("bad session id")
         if msg.kind == "forget":
             self.core.forget_session(session)
             return Message("ok")
-        seq = msg.meta.get("seq")
-        if not isinstance(seq, int) or seq < 0:
-            raise ProtocolError("bad sequence number")
-        part = self.core.serve(session, party, seq, Request.from_wire(msg.meta.get("req")))
+        if msg.kind == "open":
+            ready = self.core.register(session, party, _int(meta, "epoch"))
+            return Message("session", {"ready": ready})
+        seq = _int(meta, "seq")
+        part = self.core.serve(session, party, seq, Request.from_wire(meta.get("req")))
         self.served += 1
         if part.seed is not None:
-            return Message("part", {"seed": part.seed})
-        return Message("part", {}, [np.ascontiguousarray(a) for a in part.arrays])
+            return Message("part", {"seq": seq, "seed": part.seed})
+        return Message("part", {"seq": seq}, [np.ascontiguousarray(a) for a in part.arrays])
 
     def serve(self, stop: threading.Event, poll_ms: int = 200) -> None:
         """Serve until ``stop`` is set; a bad request gets an error reply, never a crash."""
@@ -99,15 +108,37 @@ class DealerService:
             if not self._sock.poll(poll_ms):
                 continue
             frames = self._sock.recv_multipart(copy=False)
-            if len(frames) < 3:
-                continue
+            if len(frames) < 3 or frames[1].bytes != b"":
+                continue  # not a REQ envelope: nothing sensible to answer
             ident = frames[0].bytes
+            nonce = None
             try:
-                reply = self.handle(frames)
-            except (ProtocolError, WireError) as exc:
-                log.warning("rejected dealer request: %s", exc)
-                reply = Message("error", {"reason": str(exc)})
+                msg = wire.decode([f.buffer for f in frames[2:]], expect=KINDS,
+                                  max_bytes=self._max)
+                n = msg.meta.get("nonce")
+                nonce = n if isinstance(n, int) and not isinstance(n, bool) else None
+                reply = self.handle(frames[-1].get("User-Id").encode(), msg)
+            except (ProtocolError, WireError, ValueError, TypeError, OverflowError) as exc:
+                self.refused += 1
+                log.warning("refused a dealer request: %s", exc)
+                reply = Message("error", {"reason": str(exc)[:300]})
+            except MemoryError:
+                self.refused += 1
+                log.error("out of memory serving a request; refused")
+                reply = Message("error", {"reason": "the dealer is out of memory"})
+            except Exception as exc:  # a bug must cost one request, never the service
+                self.refused += 1
+                log.exception("internal error serving a dealer request")
+                reply = Message("error", {"reason": f"internal error: {type(exc).__name__}"})
+            reply.meta["nonce"] = nonce
             self._reply(ident, reply)
 
     def close(self) -> None:
         self._sock.close(linger=0)
+
+
+def _int(meta: dict[str, Any], key: str) -> int:
+    v = meta.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 1 << 62:
+        raise ProtocolError(f"{key} must be a non-negative integer")
+    return v

@@ -12,7 +12,7 @@ from typing import Any
 
 from splitface.servers.mpc.party import Party
 from splitface.servers.mpc.prep.dealer import DealerCore
-from splitface.servers.mpc.prep.local import LocalPreprocessing
+from splitface.servers.mpc.prep.local import local_pair as local_prep_pair
 from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
 from splitface.servers.mpc.threads import limit_blas_threads
 from splitface.shared.transport.local import local_pair
@@ -24,7 +24,7 @@ def make_parties(core: DealerCore | None = None, *, prefetch: bool = False
     limit_blas_threads(1)
     core = core or DealerCore()
     c0, c1 = local_pair()
-    preps = [LocalPreprocessing(core, 0), LocalPreprocessing(core, 1)]
+    preps = list(local_prep_pair(core))
     if prefetch:
         preps = [PrefetchingPreprocessing(p) for p in preps]
     return Party(0, c0, preps[0]), Party(1, c1, preps[1])

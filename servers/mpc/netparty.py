@@ -1,4 +1,4 @@
-"""Build a Party on real sockets: CurveZMQ peer link plus the dealer service."""
+"""Build a Party on real sockets: CurveZMQ peer link plus the dealer service (tests, benchmarks)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import zmq
 
 from splitface.servers.mpc.errors import ProtocolError
 from splitface.servers.mpc.party import Party
+from splitface.servers.mpc.prep.base import NONCE_BYTES, session_id
 from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
-from splitface.servers.mpc.prep.remote import RemotePreprocessing
+from splitface.servers.mpc.prep.remote import DealerClient, RemotePreprocessing
 from splitface.shared.transport.base import TransportError
 from splitface.shared.transport.zmq_channel import ZmqChannel
 from splitface.shared.wire import Message
@@ -22,29 +23,36 @@ def connect_party(party: int, context: zmq.Context, *, peer_endpoint: str,
                   timeout_s: float = 60.0) -> Party:
     """P0 binds the peer link (its context must run a ZAP allow-list with P1's key), P1 connects.
 
-    P0 chooses a fresh session id for the dealer and tells P1 over the encrypted link.
+    The dealer session id is derived from a fresh nonce of each server; both register it
+    with the dealer under its current key epoch before anything is served.
     """
+    nonce = os.urandom(NONCE_BYTES)
     if party == 0:
         chan = ZmqChannel.bind(context, peer_endpoint, public_key=public_key,
                                secret_key=secret_key, default_timeout=timeout_s)
-        session = os.urandom(12).hex()
         deadline = time.monotonic() + timeout_s
         while True:  # the peer may still be starting: PAIR refuses to queue before it connects
             try:
-                chan.send(Message("session", {"id": session}))
+                chan.send(Message("hello", {"n": nonce}))
                 break
             except TransportError:
                 if time.monotonic() > deadline:
                     raise
+        peer = chan.recv("hello").meta.get("n")
     else:
         chan = ZmqChannel.connect(context, peer_endpoint, public_key=public_key,
                                   secret_key=secret_key, server_key=peer_public_key,
                                   default_timeout=timeout_s)
-        session = chan.recv("session").meta.get("id")
-        if not isinstance(session, str) or len(session) != 24:
-            raise ProtocolError("peer sent a malformed session id")
+        peer = chan.recv("hello").meta.get("n")
+        chan.send(Message("hello", {"n": nonce}))
+    if not isinstance(peer, bytes) or len(peer) != NONCE_BYTES:
+        raise ProtocolError("peer sent a malformed session nonce")
+    session = session_id(*((nonce, peer) if party == 0 else (peer, nonce)))
     chan.stats.rounds = 0
-    prep = PrefetchingPreprocessing(RemotePreprocessing(
-        context, dealer_endpoint, party=party, session=session, public_key=public_key,
-        secret_key=secret_key, dealer_key=dealer_public_key, timeout_s=timeout_s))
+    client = DealerClient(context, dealer_endpoint, party=party, public_key=public_key,
+                          secret_key=secret_key, dealer_key=dealer_public_key,
+                          timeout_s=timeout_s)
+    prep = PrefetchingPreprocessing(RemotePreprocessing(client, session=session,
+                                                        epoch=client.current_epoch()))
+    prep.open()
     return Party(party, chan, prep)

@@ -7,7 +7,8 @@ sums; every opened value is masked by a uniform 128-bit mask, so nothing leaks t
 the upper bits. Before anything leaves the servers, :meth:`Party.check` verifies all
 values opened so far with a random linear combination (SPDZ2k MAC check): a party that
 altered an opened value by delta != 0 mod 2^64 passes with probability at most about
-2^-(S - log2 S) = 2^-58.
+2^-(S - log2(S+1)) = 2^-57.8. The check is designed against a rushing, adaptive peer: its
+coin binds party, session and check number, and a failed check does not reveal alpha.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ class Party:
     """Protocol state of one server: its channel to the peer, its preprocessing, its MAC key share.
 
     Not thread-safe; one computation at a time. ``pending_checks`` counts opened values
-    whose MACs have not been checked yet.
+    whose MACs have not been checked yet. Every peer message carries the dealer session id
+    and a per-session counter, so a stale message from an aborted computation is refused.
+    ``mac_failed`` is set by a failed MAC check: the key epoch must then be retired.
     """
 
     def __init__(self, party: int, channel: Channel, prep: Preprocessing) -> None:
@@ -54,17 +57,22 @@ class Party:
         self.id = party
         self.channel = channel
         self.prep = prep
+        self.session = str(getattr(prep, "session", ""))
+        self.epoch = int(getattr(prep, "epoch", 0))
         self.alpha = ring.check(prep.mac_key_share()).reshape(2)
         self._open_vals: list[np.ndarray] = []
         self._open_macs: list[np.ndarray] = []
         self._my_seed: bytes | None = None
         self._peer_seed_commit: bytes | None = None
+        self._checks = 0  # MAC checks run in this session (bound into every commitment)
+        self._ctr = 0  # peer messages exchanged in this session
         self.aborted: str | None = None
+        self.mac_failed = False
         self._keys = itertools.count()
 
     def fresh_key(self, prefix: str) -> str:
         """A name for dealer-held fixed masks that both parties derive identically."""
-        return f"{prefix}:{getattr(self.prep, 'session', '')}:{next(self._keys)}"
+        return f"{prefix}:{next(self._keys)}"
 
     # ------------------------------------------------------------ helpers
     def alpha_times(self, c: np.ndarray) -> np.ndarray:
@@ -75,12 +83,19 @@ class Party:
         """Send our message and receive the peer's of the same kind (one round)."""
         if self.aborted:
             raise ProtocolError(f"party aborted earlier: {self.aborted}")
+        out = dict(meta or {})
+        out["sid"], out["ctr"] = self.session, self._ctr
         try:
-            self.channel.send(Message(kind, meta or {}, arrays))
-            return self.channel.recv(kind)
+            self.channel.send(Message(kind, out, arrays))
+            msg = self.channel.recv(kind)
         except WireError as exc:
             self.abort(f"malformed message from peer: {exc}")
             raise ProtocolError(f"malformed message from peer: {exc}") from exc
+        if msg.meta.get("sid") != self.session or msg.meta.get("ctr") != self._ctr:
+            self.abort("stale or out-of-order message from peer")
+            raise ProtocolError(f"peer message {kind!r} belongs to another session or step")
+        self._ctr += 1
+        return msg
 
     def abort(self, reason: str) -> None:
         """Mark this party unusable: after an abort no output may ever be produced."""
@@ -127,27 +142,52 @@ class Party:
         return sum(v.shape[1] for v in self._open_vals)
 
     # ------------------------------------------------------------ MAC check
+    def _bind(self, *parts: bytes, check: int | None = None) -> bytes:
+        """Session id and check number (default: the current one), for commitments and coins."""
+        n = self._checks if check is None else check
+        return b"|".join([self.session.encode(), str(n).encode(), *parts])
+
+    def _fail(self, reason: str) -> MacCheckError:
+        self.mac_failed = True
+        self.abort(reason)
+        return MacCheckError(reason)
+
     def _coin(self) -> bytes:
-        """Reveal our pre-committed seed and combine it with the peer's (commit-then-reveal)."""
+        """A seed for chi that neither party controls (commit, reveal, hash both).
+
+        Each commitment binds the party id, the session and the check number, so a rushing
+        peer cannot echo ours; a revealed seed equal to ours is refused; the coin is a hash
+        of both seeds, so a known seed of one party does not fix it.
+        """
         if self._my_seed is None:
             self._my_seed = os.urandom(_SEED)
-            msg = self._exchange("seedcommit", [], {"c": _commit(b"seed", self._my_seed)})
+            msg = self._exchange("seedcommit", [], {"c": self._seed_commit(self.id,
+                                                                           self._my_seed)})
             self._peer_seed_commit = _meta_bytes(msg, "c", 32)
         msg = self._exchange("seed", [], {"s": self._my_seed})
         peer_seed = _meta_bytes(msg, "s", _SEED)
-        if not hmac.compare_digest(_commit(b"seed", peer_seed), self._peer_seed_commit or b""):
-            self.abort("peer's coin-toss seed does not match its commitment")
-            raise MacCheckError("peer's coin-toss seed does not match its commitment")
-        mine = self._my_seed
+        if not hmac.compare_digest(self._seed_commit(1 - self.id, peer_seed),
+                                   self._peer_seed_commit or b""):
+            raise self._fail("peer's coin-toss seed does not match its commitment")
+        if hmac.compare_digest(peer_seed, self._my_seed):
+            raise self._fail("peer's coin-toss seed equals ours")
+        seeds = (self._my_seed, peer_seed) if self.id == 0 else (peer_seed, self._my_seed)
         self._my_seed = None
-        return bytes(a ^ b for a, b in zip(mine, peer_seed, strict=True))
+        return hashlib.sha256(b"splitface-chi-v2|" + self._bind(*seeds)).digest()[:_SEED]
+
+    def _seed_commit(self, party: int, seed: bytes, check: int | None = None) -> bytes:
+        return _commit(b"seed", str(party).encode(), self._bind(seed, check=check))
 
     def check(self) -> None:
         """Verify the MACs of every value opened since the last check, or abort.
 
-        Steps: (1) toss a coin for public chi_j in [0, 2^64); (2) y = sum chi_j x_j;
-        (3) sigma_i = sum chi_j m_ij - alpha_i * y; (4) commit to sigma_i, then open it
-        together with the commitment to the next coin seed; (5) require sigma_0 + sigma_1 = 0.
+        Steps (docs/PROTOCOL.md, "MAC check"): (1) toss a coin for public chi_j in [0, 2^64);
+        (2) y = sum chi_j x_j; (3) sigma_i = sum chi_j m_ij - alpha_i * y, so that
+        sigma_0 + sigma_1 = 0 iff the check passes; (4) test that without revealing sigma_i:
+        with a dealer triple (a, b, ab) open d = sigma - a and form z_i = c_i + d b_i, so
+        z_0 + z_1 = b * sigma for a secret uniform b; (5) commit to H(z_0) and H(-z_1), open,
+        require them equal. A failed check reveals only a hash of a value that depends on
+        the secret b, never alpha; the key epoch is still retired (``mac_failed``).
         """
         if not self._open_vals:
             return
@@ -165,26 +205,36 @@ class Party:
                 chi_m = ring.add(chi_m, ring.sum_axis(ring.mul_u64(macs[:, s:s + _CHECK_BLOCK], c),
                                                       0))
             sigma = ring.sub(chi_m, ring.mul(self.alpha, y))
-            sigma_bytes = sigma.tobytes()
+            a, b, c = (x.reshape(2) for x in self.prep.zero_check())
+            msg = self._exchange("checkmask", [ring.sub(sigma, a)])
+            if len(msg.arrays) != 1 or msg.arrays[0].dtype != np.uint64 \
+                    or msg.arrays[0].shape != (2,):
+                raise self._fail("peer's MAC-check mask is malformed")
+            d = ring.add(ring.sub(sigma, a), msg.arrays[0])
+            z = ring.add(c, ring.mul(d, b))  # z_0 + z_1 = b * (sigma_0 + sigma_1)
+            h = hashlib.sha256(b"splitface-zero-v2|" + self._bind(
+                (z if self.id == 0 else ring.neg(z)).tobytes())).digest()
             nonce = os.urandom(16)
-            msg = self._exchange("sigmacommit", [], {"c": _commit(b"sigma", sigma_bytes, nonce)})
+            msg = self._exchange("checkcommit", [], {"c": self._zero_commit(self.id, h, nonce)})
             peer_commit = _meta_bytes(msg, "c", 32)
-            self._my_seed = os.urandom(_SEED)
-            msg = self._exchange("sigma", [], {"s": sigma_bytes, "n": nonce,
-                                               "next": _commit(b"seed", self._my_seed)})
-            peer_sigma, peer_nonce = _meta_bytes(msg, "s", 16), _meta_bytes(msg, "n", 16)
+            self._my_seed = os.urandom(_SEED)  # the next check's seed, committed now
+            next_commit = self._seed_commit(self.id, self._my_seed, check=self._checks + 1)
+            msg = self._exchange("checkopen", [], {"h": h, "n": nonce, "next": next_commit})
+            peer_h, peer_nonce = _meta_bytes(msg, "h", 32), _meta_bytes(msg, "n", 16)
             self._peer_seed_commit = _meta_bytes(msg, "next", 32)
-            if not hmac.compare_digest(_commit(b"sigma", peer_sigma, peer_nonce), peer_commit):
-                self.abort("peer's MAC-check value does not match its commitment")
-                raise MacCheckError("peer's MAC-check value does not match its commitment")
-            total = ring.add(sigma, np.frombuffer(peer_sigma, dtype=np.uint64).reshape(2))
-            if total.any():
-                self.abort("MAC check failed")
-                raise MacCheckError("MAC check failed: a share or opened value was tampered with")
+            if not hmac.compare_digest(self._zero_commit(1 - self.id, peer_h, peer_nonce),
+                                       peer_commit):
+                raise self._fail("peer's MAC-check value does not match its commitment")
+            self._checks += 1
+            if not hmac.compare_digest(peer_h, h):
+                raise self._fail("MAC check failed: a share or opened value was tampered with")
+
+    def _zero_commit(self, party: int, h: bytes, nonce: bytes) -> bytes:
+        return _commit(b"zero", str(party).encode(), self._bind(h, nonce))
 
 
 def _meta_bytes(msg: Message, key: str, length: int) -> bytes:
     v = msg.meta.get(key)
     if not isinstance(v, bytes) or len(v) != length:
-        raise ProtocolError(f"peer message {msg.kind!r} lacks a {length}-byte {key!r}")
+        raise MacCheckError(f"peer message {msg.kind!r} lacks a {length}-byte {key!r}")
     return v

@@ -40,7 +40,7 @@ def gallery_prepare(party: Party, state: dict[str, Any], dim: int, key: str) -> 
         del c
     w = AuthShare(party, val.reshape(2, dim, total // dim), mac.reshape(2, dim, total // dim), F)
     del val, mac
-    state["gallery"] = Gallery(w, key, consume=True)
+    state["gallery"] = Gallery(w, party.fresh_key(key), consume=True)
     del w
     party.check()
     return time.perf_counter() - t0

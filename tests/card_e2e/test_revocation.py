@@ -44,6 +44,6 @@ def test_revoked_card_is_refused_and_can_never_be_bound_again(enrolled, insert_c
     removed(tapped, running_pcscd)
     insert_card(card)
     result = tap_flow.enroll_with_card("obama-again", photos.enrol["obama"][:1])
-    assert result.status is TapStatus.CARD_REJECTED and "revoked_card" in result.reason, result
+    assert result.status is TapStatus.CARD_REJECTED and "revoked" in result.reason, result
     assert card.holder_ef.startswith(b"\x5f\x20\x05obama\x00")  # claim restored
     assert server_state(client, deployment) == before

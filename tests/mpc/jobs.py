@@ -64,7 +64,7 @@ def fixed_prepare(party: Party, state: dict[str, Any], masked: np.ndarray, shape
                   key: str) -> None:
     """Job: input a model and open W - B once."""
     x, _ = client_jobs.take_input(party, state, masked, int(np.prod(shape)))
-    state[key] = FixedOperand(x.reshape(tuple(shape)), key)
+    state[key] = FixedOperand(x.reshape(tuple(shape)), party.fresh_key(key))
 
 
 def fixed_query(party: Party, state: dict[str, Any], masked: np.ndarray, n: int,

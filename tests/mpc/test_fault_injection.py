@@ -23,6 +23,7 @@ from splitface.servers.mpc.party import Party
 from splitface.servers.mpc.prep.base import Preprocessing
 from splitface.servers.mpc.prep.dealer import DealerCore
 from splitface.servers.mpc.prep.local import LocalPreprocessing
+from splitface.servers.mpc.prep.local import local_pair as local_prep_pair
 from splitface.servers.mpc.prep.material import Request
 from splitface.servers.mpc.share import concat
 from splitface.shared.client_protocol import ClientRequest, InputOfferError, OutputMismatchError
@@ -52,10 +53,11 @@ class TamperingPrep(Preprocessing):
     def __init__(self, inner: LocalPreprocessing, target: int, which: int,
                  alpha: bool = False) -> None:
         self.inner, self.party, self.target, self.which = inner, inner.party, target, which
+        self.session, self.epoch = inner.session, inner.epoch
         self.count, self.alpha, self.done = 0, alpha, False
 
-    def mac_key_share(self) -> np.ndarray:
-        a = self.inner.mac_key_share()
+    def mac_key_share(self, epoch: int | None = None) -> np.ndarray:
+        a = self.inner.mac_key_share(epoch)
         if self.alpha:
             self.done = True
             return poke(a.reshape(2, 1)).reshape(2)
@@ -107,7 +109,7 @@ def compute(party: Party, state, op: str, masked: np.ndarray, tamper_share: str 
     elif op == "sigmoid":  # unscaled product: truncation and both clip tests share one opening
         y = nonlinear.hard_sigmoid(mul_many([(a, b)])[0])
     else:
-        fo = FixedOperand(b.reshape(6, 1) @ b.reshape(1, 6) * 0.5, "W")
+        fo = FixedOperand(b.reshape(6, 1) @ b.reshape(1, 6) * 0.5, party.fresh_key("W"))
         y = fo.left_matmul(a)
     return client_jobs.deliver(party, y.reshape(6), masks)
 
@@ -116,7 +118,7 @@ def run_case(case: Case, x: np.ndarray):
     """Returns (p0 outcome, p1 outcome, edge outcome, whether the tamper happened)."""
     core = DealerCore()
     c0, c1 = local_pair()
-    prep1 = LocalPreprocessing(core, 1)
+    prep0, prep1 = local_prep_pair(core)
     tamper_share = None
     if case.where == "prep":
         prep1 = TamperingPrep(prep1, target=case.index % 9, which=case.index // 9)
@@ -124,12 +126,13 @@ def run_case(case: Case, x: np.ndarray):
         prep1 = TamperingPrep(prep1, target=-1, which=0, alpha=True)
     elif case.where in ("value", "mac"):
         tamper_share = case.where
-    p0, p1 = Party(0, c0, LocalPreprocessing(core, 0)), Party(1, c1, prep1)
+    p0, p1 = Party(0, c0, prep0), Party(1, c1, prep1)
     msg_state = {"n": 0, "done": False}
 
     def tamper_msg(msg: Message) -> Message:
-        kinds = {"open": "open", "sigma": "sigma", "sigmacommit": "sigmacommit",
-                 "seed": "seed", "seedcommit": "seedcommit", "inputsync": "inputsync"}
+        kinds = {"open": "open", "checkmask": "checkmask", "checkcommit": "checkcommit",
+                 "checkopen": "checkopen", "seed": "seed", "seedcommit": "seedcommit",
+                 "inputsync": "inputsync"}
         want = kinds.get(case.where)
         if want is None or msg.kind != want or msg_state["done"]:
             return msg
@@ -140,7 +143,7 @@ def run_case(case: Case, x: np.ndarray):
         if msg.arrays:
             return Message(msg.kind, msg.meta, [poke(msg.arrays[0])])
         meta = dict(msg.meta)
-        key = {"sigma": "s", "sigmacommit": "c", "seed": "s", "seedcommit": "c",
+        key = {"checkopen": "h", "checkcommit": "c", "seed": "s", "seedcommit": "c",
                "inputsync": "h"}[msg.kind]
         b = bytearray(meta[key])
         b[secrets.randbelow(len(b))] ^= 1 + secrets.randbelow(255)
@@ -185,8 +188,8 @@ def run_case(case: Case, x: np.ndarray):
         return out[0], out[1], exc, happened
 
 
-WHERE = ["open", "value", "mac", "prep", "alpha", "sigma", "sigmacommit", "seed",
-         "seedcommit", "inputsync", "offer", "result"]
+WHERE = ["open", "value", "mac", "prep", "alpha", "checkmask", "checkcommit", "checkopen",
+         "seed", "seedcommit", "inputsync", "offer", "result"]
 
 
 def plaintext(op: str, x: np.ndarray) -> np.ndarray:

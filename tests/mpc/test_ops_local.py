@@ -115,7 +115,7 @@ def test_fixed_operand(parties, core, data, n, p):
     w, xs = data.draw(reals((n, p), 1.0)), data.draw(reals((3, n), 1.0))
 
     def fn(party, wt, xt):
-        fo = FixedOperand(as_share(party, wt), "w")
+        fo = FixedOperand(as_share(party, wt), party.fresh_key("w"))
         x = as_share(party, xt)
         return [fo.left_matmul(x[i]).reveal_float() for i in range(3)] + \
             [fo.left_matmul(x).reveal_float()]
@@ -218,7 +218,7 @@ def test_fixed_operand_streamed(parties, core, monkeypatch):
     w, x = rng.normal(size=(9, 30)) / 3, rng.normal(size=9) / 3
 
     def fn(party, wt, xt):
-        fixed = FixedOperand(as_share(party, wt), "w")
+        fixed = FixedOperand(as_share(party, wt), party.fresh_key("w"))
         return fixed.left_matmul(as_share(party, xt)).reveal_float()
 
     r0, _ = run_pair(fn, parties, share_floats(core, w), share_floats(core, x))

@@ -7,6 +7,7 @@ the two servers themselves) is the implementation's business.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -17,6 +18,15 @@ import numpy as np
 from splitface.servers.mpc.prep.material import Request
 
 AuthPair = tuple[np.ndarray, np.ndarray]  # (value share, MAC share), both Z_2^128 arrays
+NONCE_BYTES = 16
+
+
+def session_id(nonce0: bytes, nonce1: bytes) -> str:
+    """A dealer session id from both servers' fresh nonces: neither can reuse an old session
+    or choose the id alone (24 hex characters)."""
+    if len(nonce0) != NONCE_BYTES or len(nonce1) != NONCE_BYTES:
+        raise ValueError("session nonces must be 16 bytes")
+    return hashlib.sha256(b"splitface-session-v1|" + nonce0 + nonce1).hexdigest()[:24]
 
 
 @dataclass
@@ -56,14 +66,20 @@ class TruncCompareMask:
 
 
 class Preprocessing(ABC):
-    """Source of one party's authenticated correlated randomness."""
+    """Source of one party's authenticated correlated randomness within one dealer session.
+
+    ``session`` names the session both servers registered; ``epoch`` is the MAC key epoch
+    it runs under (its alpha authenticates everything the session produces).
+    """
 
     party: int
+    session: str = ""
+    epoch: int = 0
     seconds: float = 0.0  # wall time spent obtaining preprocessing (for benchmarks)
 
     @abstractmethod
-    def mac_key_share(self) -> np.ndarray:
-        """This party's additive share of the global MAC key alpha (ring scalar)."""
+    def mac_key_share(self, epoch: int | None = None) -> np.ndarray:
+        """This party's additive share of alpha of ``epoch`` (default: the session's)."""
 
     @abstractmethod
     def _fetch(self, req: Request) -> list[AuthPair]:
@@ -121,6 +137,21 @@ class Preprocessing(ABC):
 
     def client_triples(self, n: int) -> Triple:
         return Triple(*self.fetch(Request("client_triple", ((n,),))))
+
+    def zero_check(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Value shares of a scalar triple (a, b, ab) for the MAC check's randomised zero
+        test (their MACs are not used)."""
+        a, b, c = self.fetch(Request("zero_check", ()))
+        return a[0], b[0], c[0]
+
+    def rekey(self, shape: Sequence[int]) -> tuple[AuthPair, AuthPair]:
+        """One random r authenticated under this session's (old) key and under the dealer's
+        current key: [r]_old, [r]_new (re-keying, docs/PROTOCOL.md)."""
+        old, new = self.fetch(Request("rekey", (tuple(shape),)))
+        return old, new
+
+    def open(self, timeout_s: float | None = None) -> None:  # noqa: B027 - optional hook
+        """Register the session with the dealer and wait until the other server has too."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most sources hold nothing
         """Release resources (connections, threads)."""

@@ -23,7 +23,7 @@ from splitface.shared.fixedpoint import K
 from splitface.shared.prg import Prg
 
 KINDS = ("triple", "fan_triple", "mtriple", "trunc", "trunc_cmp", "cmp", "fixed_mask",
-         "fixed_triple", "client_triple", "rows_triple")
+         "fixed_triple", "client_triple", "rows_triple", "zero_check", "rekey")
 MAX_ELEMENTS = 1 << 26
 
 
@@ -95,6 +95,12 @@ def fan_index(p: Any) -> np.ndarray:
     return idx
 
 
+def _key(p: Any) -> str:
+    if not isinstance(p, str) or not 1 <= len(p) <= 128:
+        raise ProtocolError("a fixed-mask key is a string of 1 to 128 characters")
+    return p
+
+
 def _shape(p: Any) -> tuple[int, ...]:
     if not isinstance(p, tuple) or not all(isinstance(d, int) and d >= 0 for d in p):
         raise ProtocolError(f"bad shape {p!r} in preprocessing request")
@@ -149,17 +155,29 @@ def _layout(req: Request) -> list[tuple[int, ...]]:
                                     "out of range")
             out = [s] + [(*s, 1 << w) for w in cmp_chunks(bits, chunk)]
         elif k == "fixed_mask":
+            _key(p[0])
             out = [(int(p[1]), int(p[2]))]
         elif k == "fixed_triple":
+            _key(p[0])
             m, n, q = int(p[1]), int(p[2]), int(p[3])
             out = [(m, n), (m, q)]
         elif k == "rows_triple":
+            _key(p[0])
             rows, q, transpose, d = p[1], int(p[2]), bool(p[3]), int(p[4])
             if not isinstance(rows, tuple) or not all(isinstance(r, int) and r >= 0
                                                       for r in rows):
                 raise ProtocolError("rows must be a list of row indices")
             b = len(rows)
             out = [(b, q), (d, q)] if transpose else [(d, q), (b, q)]
+        elif k == "zero_check":
+            if p:
+                raise ProtocolError("zero_check takes no parameters")
+            out = [(), (), ()]
+        elif k == "rekey":
+            s = _shape(p[0])
+            if len(p) != 1:
+                raise ProtocolError("rekey takes one shape")
+            out = [s, s]
         else:
             raise ProtocolError(f"unknown preprocessing kind {k!r}")
     except (IndexError, TypeError, ValueError) as exc:
@@ -169,22 +187,32 @@ def _layout(req: Request) -> list[tuple[int, ...]]:
     return out
 
 
+STACK_CACHE_ELEMENTS = 4 << 20  # masks up to this size keep their float64 limb split (64 B/el.)
+
+
 class FixedMasks:
-    """The dealer's memory of fixed-model masks B, by key, for later per-query triples."""
+    """One session's fixed-model masks B, by key, for later per-query triples (write-once)."""
 
     def __init__(self) -> None:
         self._masks: dict[str, np.ndarray] = {}
         self._stacks: dict[str, np.ndarray] = {}
 
+    def has(self, key: str) -> bool:
+        return key in self._masks
+
     def put(self, key: str, b: np.ndarray) -> None:
+        if key in self._masks:  # write-once: a second mask under a key would desynchronise
+            raise ProtocolError(f"fixed mask {key!r} exists already")  # the opened W - B
         self._masks[key] = b
-        self._stacks.pop(key, None)
 
     def product(self, key: str, a: np.ndarray) -> np.ndarray:
         if key not in self._masks:
             raise ProtocolError(f"unknown fixed mask {key!r}")
+        b = self._masks[key]
+        if b[0].size > STACK_CACHE_ELEMENTS:  # bounded memory: split per query instead
+            return ring.matmul(a, b)
         if key not in self._stacks:
-            self._stacks[key] = ring.stack_limbs(self._masks[key])
+            self._stacks[key] = ring.stack_limbs(b)
         return ring.matmul_limbs(a, self._stacks[key])
 
     def rows_product(self, key: str, rows: tuple[int, ...], v: np.ndarray,
@@ -233,7 +261,7 @@ def generate(req: Request, rng: Prg, fixed: FixedMasks) -> list[np.ndarray]:
         return [r, *_onehot_chunks(r[0] >> np.uint64(skip), bits, chunk)]
     if k == "fixed_mask":
         b = rng.ring(shapes[0])
-        fixed.put(str(req.params[0]), b)
+        fixed.put(req.params[0], b)
         return [b]
     if k == "fixed_triple":
         a = rng.ring(shapes[0])
@@ -241,6 +269,12 @@ def generate(req: Request, rng: Prg, fixed: FixedMasks) -> list[np.ndarray]:
         if ring.shape_of(c) != shapes[1]:
             raise ProtocolError("fixed triple shape does not match the stored mask")
         return [a, c]
+    if k == "zero_check":  # (a, b, ab): the MAC check's randomised zero test (party.py)
+        a, b = rng.ring(()), rng.ring(())
+        return [a, b, ring.mul(a, b)]
+    if k == "rekey":  # one r, authenticated under the old and under the new key
+        r = rng.ring(shapes[0])
+        return [r, r]
     if k == "rows_triple":
         key, rows, transpose = str(req.params[0]), req.params[1], bool(req.params[3])
         v = rng.ring(shapes[0])
@@ -269,11 +303,21 @@ def expand_p0(req: Request, seed: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(prg.ring(s), prg.ring(s)) for s in layout(req)]
 
 
+def mac_epochs(req: Request, session_epoch: int, current_epoch: int) -> list[int]:
+    """The key epoch each value of a request is MAC'd under: the session's, except the
+    second value of a ``rekey`` item, which carries the current (new) key."""
+    n = len(layout(req))
+    if req.kind == "rekey":
+        return [session_epoch, current_epoch]
+    return [session_epoch] * n
+
+
 def split_for_p1(values: list[np.ndarray], p0: list[tuple[np.ndarray, np.ndarray]],
-                 alpha: np.ndarray) -> list[np.ndarray]:
-    """Party 1's explicit shares: ``[v - s0, alpha*v - t0]`` per value, flattened."""
+                 alphas: list[np.ndarray]) -> list[np.ndarray]:
+    """Party 1's explicit shares: ``[v - s0, alpha*v - t0]`` per value, flattened, each
+    value under its own key (``alphas``, one ring scalar per value)."""
     out = []
-    for v, (s0, t0) in zip(values, p0, strict=True):
+    for v, (s0, t0), alpha in zip(values, p0, alphas, strict=True):
         out.append(ring.sub(v, s0))
         out.append(ring.sub(ring.mul_u64(v, alpha[0]), t0))  # alpha < 2^64 (S = 64)
     return out

@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
+from splitface.servers.mpc.errors import ProtocolError
 from splitface.servers.mpc.prep.base import AuthPair, Preprocessing
 from splitface.servers.mpc.prep.material import Request
 
@@ -26,21 +27,33 @@ class PrefetchingPreprocessing(Preprocessing):
 
     def __init__(self, inner: Preprocessing) -> None:
         self.inner, self.party = inner, inner.party
-        self.session = getattr(inner, "session", "")
+        self.session, self.epoch = inner.session, inner.epoch
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
         self._queue: collections.deque[tuple[Request, Future]] = collections.deque()
         self._lock = threading.Lock()
         self._recording: list[Request] | None = None
+        self._closed = False
         self.hits = self.misses = 0
 
-    def mac_key_share(self) -> np.ndarray:
-        return self._pool.submit(self.inner.mac_key_share).result()
+    def _submit(self, fn, *args) -> Future:
+        """Run on the worker; after close() a clear protocol error, never a RuntimeError."""
+        try:
+            return self._pool.submit(fn, *args)
+        except RuntimeError:  # the pool was shut down: this session is over
+            raise ProtocolError("the preprocessing session is closed") from None
+
+    def mac_key_share(self, epoch: int | None = None) -> np.ndarray:
+        return self._submit(self.inner.mac_key_share, epoch).result()
+
+    def open(self, timeout_s: float | None = None) -> None:
+        """Register the session with the dealer (on the worker thread: socket affinity)."""
+        self._submit(self.inner.open, timeout_s).result()
 
     def expect(self, requests: Iterable[Request]) -> None:
         """Queue requests the protocol will make next, in that order."""
         with self._lock:
             for r in requests:
-                self._queue.append((r, self._pool.submit(self.inner.fetch, r)))
+                self._queue.append((r, self._submit(self.inner.fetch, r)))
 
     def record(self) -> None:
         """Start recording the requests made from now on."""
@@ -68,10 +81,13 @@ class PrefetchingPreprocessing(Preprocessing):
             self.hits += 1
             return item[1].result()
         self.misses += 1
-        return self._pool.submit(self.inner.fetch, req).result()
+        return self._submit(self.inner.fetch, req).result()
 
     def close(self) -> None:
         """Stop promptly: queued fetches are cancelled, a running one is told to give up."""
+        if self._closed:
+            return
+        self._closed = True
         with self._lock:
             pending = list(self._queue)
             self._queue.clear()

@@ -1,9 +1,16 @@
-"""Preprocessing fetched from the dealer service over CurveZMQ (one server's client)."""
+"""The dealer service's client side: key epochs, session registration, preprocessing parts.
+
+One REQ socket per client (CurveZMQ, the dealer's key pinned). Every request names this
+server's party id (the dealer checks it against the CURVE key) and every reply echoes what
+it answers, so a reply can never be taken for another request's.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import zmq
@@ -13,32 +20,31 @@ from splitface.servers.mpc.prep import material
 from splitface.servers.mpc.prep.base import AuthPair, Preprocessing
 from splitface.servers.mpc.prep.material import Request
 from splitface.shared import wire
-from splitface.shared.wire import Message
+from splitface.shared.wire import Message, WireError
 
 
 class DealerUnavailable(ProtocolError):
-    """The dealer did not answer in time."""
+    """The dealer did not answer in time (or this client is shutting down)."""
 
 
-class RemotePreprocessing(Preprocessing):
-    """Fetches this party's parts from the dealer; requests are numbered per session."""
+class DealerRefused(ProtocolError):
+    """The dealer answered with an error (unknown session, key epoch, malformed request)."""
 
-    def __init__(self, context: zmq.Context, endpoint: str, *, party: int, session: str,
-                 public_key: bytes, secret_key: bytes, dealer_key: bytes,
-                 timeout_s: float = 30.0, max_bytes: int = wire.DEFAULT_MAX_BYTES << 4) -> None:
-        self.party, self.session = party, session
+
+class DealerClient:
+    """Request/reply with the dealer; ``abort()`` makes a blocked call give up within 0.2 s."""
+
+    def __init__(self, context: zmq.Context, endpoint: str, *, party: int, public_key: bytes,
+                 secret_key: bytes, dealer_key: bytes, timeout_s: float = 30.0,
+                 max_bytes: int = wire.DEFAULT_MAX_BYTES << 4) -> None:
+        self.party = party
         self._ctx, self._endpoint = context, endpoint
         self._keys = (public_key, secret_key, dealer_key)
-        self._timeout_ms = int(timeout_s * 1000)
+        self.timeout_s = timeout_s
         self._max = max_bytes
-        self._seq = 0
         self._sock = self._connect()
-        self._alpha: np.ndarray | None = None
         self._closing = threading.Event()
-
-    def abort(self) -> None:
-        """Make a fetch blocked on the dealer give up within 0.2 s (shutdown; thread-safe)."""
-        self._closing.set()
+        self._nonce = 0
 
     def _connect(self) -> zmq.Socket:
         sock = self._ctx.socket(zmq.REQ)
@@ -48,49 +54,129 @@ class RemotePreprocessing(Preprocessing):
         sock.connect(self._endpoint)
         return sock
 
-    def _wait_reply(self) -> bool:
-        """Poll in short slices so that a shutdown (``abort``) is noticed quickly."""
-        deadline = time.monotonic() + self._timeout_ms / 1000
+    def abort(self) -> None:
+        """Thread-safe: a call waiting for the dealer gives up (shutdown)."""
+        self._closing.set()
+
+    def _wait_reply(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
         while not self._closing.is_set() and time.monotonic() < deadline:
             if self._sock.poll(200):
                 return True
         return False
 
-    def _call(self, msg: Message, expect: str) -> Message:
-        msg.meta["party"] = self.party
-        self._sock.send_multipart(wire.encode(msg), copy=False)
-        if not self._wait_reply():
+    def call(self, kind: str, meta: dict[str, Any] | None = None, expect: str = "ok",
+             timeout_s: float | None = None) -> Message:
+        """One request; raises DealerUnavailable (no answer) or DealerRefused (error reply)."""
+        self._nonce += 1
+        msg = Message(kind, {**(meta or {}), "party": self.party, "nonce": self._nonce})
+        try:
+            self._sock.send_multipart(wire.encode(msg), copy=False)
+        except zmq.ZMQError as exc:
+            self._reset()
+            raise DealerUnavailable(f"the dealer could not be reached: {exc}") from None
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        if not self._wait_reply(timeout):
+            self._reset()  # a REQ socket is stuck after a lost reply
             if self._closing.is_set():
                 raise DealerUnavailable("preprocessing is shutting down")
-            self._sock.close(linger=0)  # a REQ socket is stuck after a lost reply
-            self._sock = self._connect()
-            raise DealerUnavailable(f"dealer did not answer within {self._timeout_ms} ms")
+            raise DealerUnavailable(f"the dealer did not answer within {timeout:.0f} s")
         frames = self._sock.recv_multipart(copy=False)
-        reply = wire.decode([f.buffer for f in frames], expect=(expect, "error"),
-                            max_bytes=self._max)
+        try:
+            reply = wire.decode([f.buffer for f in frames], expect=(expect, "error"),
+                                max_bytes=self._max)
+        except WireError as exc:
+            raise ProtocolError(f"malformed reply from the dealer: {exc}") from None
+        if reply.meta.get("nonce") != self._nonce:
+            self._reset()
+            raise ProtocolError("the dealer's reply answers another request")
         if reply.kind == "error":
-            raise ProtocolError(f"dealer refused: {reply.meta.get('reason')}")
+            raise DealerRefused(f"the dealer refused: {reply.meta.get('reason')}")
         return reply
 
-    def mac_key_share(self) -> np.ndarray:
-        if self._alpha is None:
-            reply = self._call(Message("hello"), "alpha")
-            if len(reply.arrays) != 1 or reply.arrays[0].shape != (2,) \
-                    or reply.arrays[0].dtype != np.uint64:
-                raise ProtocolError("dealer sent a malformed MAC key share")
-            self._alpha = reply.arrays[0].copy()
-        return self._alpha
+    def _reset(self) -> None:
+        self._sock.close(linger=0)
+        self._sock = self._connect()
+
+    # ------------------------------------------------------------ key epochs
+    def current_epoch(self) -> int:
+        reply = self.call("epoch", expect="epoch")
+        e = reply.meta.get("current")
+        if not isinstance(e, int) or e < 1:
+            raise ProtocolError("the dealer sent a malformed key epoch")
+        return e
+
+    def key_share(self, epoch: int) -> np.ndarray:
+        reply = self.call("key", {"epoch": epoch}, expect="key")
+        if reply.meta.get("epoch") != epoch or len(reply.arrays) != 1 \
+                or reply.arrays[0].shape != (2,) or reply.arrays[0].dtype != np.uint64:
+            raise ProtocolError("the dealer sent a malformed MAC key share")
+        return reply.arrays[0].copy()
+
+    def rotate(self, epoch: int) -> int:
+        """End key ``epoch`` (after a failed MAC check, or a planned rotation)."""
+        reply = self.call("rotate", {"epoch": epoch}, expect="epoch")
+        e = reply.meta.get("current")
+        if not isinstance(e, int) or e <= epoch:
+            raise ProtocolError("the dealer did not move to a new key epoch")
+        return e
+
+    def confirm(self, epoch: int) -> None:
+        """This server's stored shares are all under ``epoch`` or later."""
+        self.call("confirm", {"epoch": epoch})
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self.call("stats", expect="stats").meta.get("stats", {}))
+
+    def close(self) -> None:
+        self._sock.close(linger=0)
+
+
+class RemotePreprocessing(Preprocessing):
+    """This party's parts of one dealer session; requests are numbered per session."""
+
+    def __init__(self, client: DealerClient, *, session: str, epoch: int) -> None:
+        self.client, self.party = client, client.party
+        self.session, self.epoch = session, epoch
+        self._seq = 0
+        self._alpha: dict[int, np.ndarray] = {}
+
+    def abort(self) -> None:
+        self.client.abort()
+
+    def open(self, timeout_s: float | None = None) -> None:
+        """Register the session; returns once the other server has registered it too."""
+        deadline = time.monotonic() + (self.client.timeout_s if timeout_s is None else timeout_s)
+        while True:
+            reply = self.client.call("open", {"session": self.session, "epoch": self.epoch},
+                                     expect="session")
+            if reply.meta.get("ready") is True:
+                return
+            if time.monotonic() > deadline:
+                raise DealerUnavailable("the other server did not register the dealer session")
+            time.sleep(0.02)
+
+    def mac_key_share(self, epoch: int | None = None) -> np.ndarray:
+        e = self.epoch if epoch is None else epoch
+        if e not in self._alpha:
+            self._alpha[e] = self.client.key_share(e)
+        return self._alpha[e]
 
     def _fetch(self, req: Request) -> list[AuthPair]:
-        reply = self._call(Message("get", {"session": self.session, "seq": self._seq,
-                                           "req": req.to_wire()}), "part")
+        reply = self.client.call("get", {"session": self.session, "seq": self._seq,
+                                         "req": req.to_wire()}, expect="part")
+        if reply.meta.get("seq") != self._seq:
+            raise ProtocolError("the dealer answered another request number")
         self._seq += 1
         if self.party == 0:
             seed = reply.meta.get("seed")
             if not isinstance(seed, bytes) or len(seed) != 16:
                 raise ProtocolError("dealer sent no seed to party 0")
             return material.expand_p0(req, seed)
-        return material.unpack_p1(req, [a for a in reply.arrays])
+        return material.unpack_p1(req, list(reply.arrays))
 
     def close(self) -> None:
-        self._sock.close(linger=0)
+        """Drop the session at the dealer (best effort) and release the socket."""
+        with contextlib.suppress(ProtocolError):
+            self.client.call("forget", {"session": self.session}, timeout_s=1.0)
+        self.client.close()

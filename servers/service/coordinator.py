@@ -1,0 +1,577 @@
+"""A server daemon's transaction coordinator: P0 leads, P1 follows, one request at a time.
+
+Both servers receive every request from the terminal. P0 picks the next request and
+announces it to P1 over the encrypted peer link (``begin``); P1 waits for the same
+request from the same terminal key and acknowledges with its own view of the state
+(record present? model version?). Both then run the same deterministic protocol
+(handlers.py), so their dealer requests pair up. Any failure aborts the transaction on
+both sides, the peer link is resynchronised and a fresh dealer session starts; the
+terminal gets a clear error from each server and can retry with the same request id.
+
+Sessions and MAC keys (docs/PROTOCOL.md): a session id is derived from a fresh nonce of
+each server and both must register it with the dealer. A failed MAC check retires the
+key epoch durably before anything else; at the next session start the servers see that
+their shares are under a retired (or otherwise old) epoch and re-authenticate them under
+the dealer's current key (rekey.py) before serving anything again.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zmq
+
+from splitface.servers.cards.nonces import NonceStore
+from splitface.servers.cards.registry import CardRegistry
+from splitface.servers.mpc.errors import MacCheckError, ProtocolError
+from splitface.servers.mpc.party import Party
+from splitface.servers.mpc.prep.base import NONCE_BYTES, Preprocessing, session_id
+from splitface.servers.mpc.prep.remote import DealerClient, DealerRefused, DealerUnavailable
+from splitface.servers.recognition.identify import Gallery
+from splitface.servers.service.gateway import EdgeGateway, Inbound
+from splitface.servers.service.handlers import Handlers, NodeOptions, Txn, check_authorized
+from splitface.servers.service.rekey import rekey_store
+from splitface.servers.store import ShareStore, StoreError
+from splitface.shared import api
+from splitface.shared.api import ApiError
+from splitface.shared.transport.base import Channel, TransportError
+from splitface.shared.wire import Message, WireError
+
+log = logging.getLogger("splitface.server")
+
+PrepFactory = Callable[[str, int], Preprocessing]  # (session id, key epoch) -> preprocessing
+MAX_BLOB = 64 << 20  # largest public byte string exchanged with the peer (record lists)
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """What a server tells its peer about its stored shares' MAC key at session start."""
+
+    epoch: int  # the epoch every stored MAC is valid under
+    staged: int  # epoch of staged re-keyed shares, 0 if none
+    retired: int  # newest epoch this server saw fail a MAC check
+    count: int  # stored tensors (0: nothing to re-key)
+
+    @classmethod
+    def of(cls, store: ShareStore) -> KeyState:
+        return cls(store.key_epoch(), store.staged_epoch(), store.retired_epoch(),
+                   store.tensor_count())
+
+    @classmethod
+    def from_meta(cls, meta: Any) -> KeyState:
+        if not isinstance(meta, dict):
+            raise ProtocolError("peer sent no key state")
+        try:
+            vals = [meta[k] for k in ("epoch", "staged", "retired", "count")]
+        except KeyError:
+            raise ProtocolError("peer's key state is incomplete") from None
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 62
+                   for v in vals):
+            raise ProtocolError("peer's key state is malformed")
+        return cls(*vals)
+
+    def to_meta(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "staged": self.staged, "retired": self.retired,
+                "count": self.count}
+
+
+def _offer_digest(inbound: Inbound) -> bytes:
+    h = hashlib.sha256(inbound.key.encode())
+    h.update(repr(sorted(inbound.msg.meta.items())).encode())
+    return h.digest()
+
+
+class Coordinator:
+    """Runs one party's side of every transaction; see the module docstring."""
+
+    def __init__(self, party_id: int, gateway: EdgeGateway, channel: Channel,
+                 prep_factory: PrepFactory, dealer: DealerClient, store: ShareStore,
+                 cards: CardRegistry, nonces: NonceStore, options: NodeOptions,
+                 heartbeat: Callable[[], object] = lambda: None) -> None:
+        self.id = party_id
+        self.heartbeat = heartbeat  # systemd watchdog: long operations call it as they progress
+        self.gateway = gateway
+        self.channel = channel
+        self._prep_factory = prep_factory
+        self.dealer = dealer
+        self.store = store
+        self.cards = cards
+        self.nonces = nonces
+        self.opts = options
+        self.handlers = Handlers(self)
+        self.party: Party | None = None
+        self.session = ""
+        self.peer_ok = False
+        self._queue: collections.deque[Inbound] = collections.deque()
+        self._submits: dict[tuple[str, str], Inbound] = {}
+        self._gallery: tuple[str, int, Gallery] | None = None
+        self.served: collections.Counter[str] = collections.Counter()
+        self._last_resync = float("-inf")
+        self._resync_wanted = False
+        self._current: tuple[str, str] | None = None
+        self.last_progress = time.monotonic()
+
+    # ------------------------------------------------------------ sessions and keys
+    def _close_party(self) -> None:
+        if self.party is not None:
+            with contextlib.suppress(Exception):
+                self.party.prep.close()
+            self.party = None
+        self._gallery = None
+
+    def _open_party(self, session: str, epoch: int) -> Party:
+        self._close_party()
+        prep = self._prep_factory(session, epoch)
+        try:
+            prep.open(timeout_s=min(self.opts.peer_timeout_s, 5.0))
+            party = Party(self.id, self.channel, prep)
+            self._check_mac_key(epoch, party)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                prep.close()
+            raise
+        self.party, self.session = party, session
+        return party
+
+    def _check_mac_key(self, epoch: int, party: Party) -> None:
+        """The dealer must hand out the same alpha share for an epoch after a restart."""
+        fp = hashlib.sha256(b"alpha-share" + party.alpha.tobytes()).hexdigest()
+        key = f"alpha_fp:{epoch}"
+        known = self.store.get_meta(key)
+        if known is None:
+            self.store.set_meta(key, fp)
+        elif known != fp:
+            raise ProtocolError(f"the dealer's MAC key share for epoch {epoch} changed: stored "
+                                "shares are unusable; restore the dealer's state directory")
+
+    def retire_key(self, epoch: int, reason: str) -> None:
+        """A MAC check failed under ``epoch``: never use it again (durably, first), and have
+        the dealer move to a new key; stored shares are re-keyed at the next session."""
+        self.store.retire_epoch(epoch)
+        log.error("P%d: MAC key epoch %d RETIRED after a failed MAC check (%s); the other "
+                  "server or the dealer is misbehaving", self.id, epoch, reason)
+        try:
+            self.dealer.rotate(epoch)
+        except (DealerUnavailable, DealerRefused) as exc:
+            log.warning("P%d: dealer not told yet (%s); retried at the next session", self.id,
+                        exc)
+
+    def request_resync(self) -> None:
+        """Start a new session after the current request (e.g. after a key rotation)."""
+        self._resync_wanted = True
+
+    def resync(self, timeout_s: float = 3.0) -> bool:
+        """Bring the peer link to a clean state and start a new dealer session, re-keying
+        stored shares first when their key epoch is retired or old."""
+        self._last_resync = time.monotonic()
+        self._resync_wanted = False
+        for _ in range(3):  # a re-key is followed by a fresh session at the new epoch
+            try:
+                again = self._handshake(timeout_s)
+            except (TransportError, WireError, ProtocolError, StoreError) as exc:
+                log.warning("P%d: resync failed: %s", self.id, exc)
+                self._close_party()
+                self.peer_ok = False
+                return False
+            if again is None:
+                self._close_party()
+                self.peer_ok = False
+                return False
+            if not again:
+                self.peer_ok = True
+                log.info("P%d: new MPC session %s at key epoch %d", self.id, self.session[:8],
+                         self.party.epoch if self.party else 0)
+                return True
+        self.peer_ok = False
+        return False
+
+    def _handshake(self, timeout_s: float) -> bool | None:
+        """P0's side of one resync exchange (resync, ack, go) and what follows; None: the
+        peer did not answer, False: a normal session is open, True: shares were re-keyed,
+        resync again."""
+        deadline = time.monotonic() + timeout_s
+        nonce = os.urandom(NONCE_BYTES)
+        current = self.dealer.current_epoch()
+        mine = KeyState.of(self.store)
+        token = os.urandom(8).hex()
+        self.channel.send(Message("resync", {"token": token, "n": nonce,
+                                             "state": mine.to_meta()}))
+        while True:
+            if time.monotonic() > deadline:
+                return None
+            msg = self._recv_any(deadline)
+            if msg.kind == "resync_ack" and msg.meta.get("token") == token:
+                break
+        self.channel.send(Message("resync_go", {"token": token}))
+        return self._enter(msg, nonce, mine, current)
+
+    def _answer_resync(self, msg: Message, timeout_s: float = 3.0) -> None:
+        """P1's side: answer the newest resync, wait for P0's go, then enter the session.
+
+        Stale resyncs (P0 gave up on them while this server was frozen or busy) are skipped,
+        so a restart or a stall never leaves P1 registering sessions P0 has abandoned.
+        """
+        while True:
+            try:
+                newer = self.channel.recv(None, timeout=0.0)
+            except (TransportError, WireError):
+                break
+            if newer.kind == "resync":
+                msg = newer
+        self._last_resync = time.monotonic()
+        nonce = os.urandom(NONCE_BYTES)
+        current = self.dealer.current_epoch()
+        mine = KeyState.of(self.store)
+        token = msg.meta.get("token")
+        self.channel.send(Message("resync_ack", {"token": token, "n": nonce,
+                                                 "state": mine.to_meta()}))
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if time.monotonic() > deadline:
+                raise ProtocolError("the other server did not confirm the new session")
+            got = self._recv_any(deadline)
+            if got.kind == "resync_go" and got.meta.get("token") == token:
+                break
+            if got.kind == "resync":  # P0 started over: answer that one instead
+                return self._answer_resync(got, timeout_s)
+        self._close_party()
+        again = self._enter(msg, nonce, mine, current)
+        self.peer_ok = not again  # after a re-key P0 starts the next session
+
+    def _enter(self, msg: Message, nonce: bytes, mine: KeyState, current: int) -> bool:
+        peer_nonce = msg.meta.get("n")
+        if not isinstance(peer_nonce, bytes) or len(peer_nonce) != NONCE_BYTES:
+            raise ProtocolError("peer sent a malformed session nonce")
+        peer = KeyState.from_meta(msg.meta.get("state"))
+        session = session_id(*((nonce, peer_nonce) if self.id == 0 else (peer_nonce, nonce)))
+        # 1. finish a two-phase switch the other server completed before a crash
+        if mine.staged and peer.epoch == mine.staged and mine.epoch != mine.staged:
+            self.store.commit_rekey(mine.staged)
+            log.warning("P%d: switched to re-keyed shares (epoch %d) after a restart", self.id,
+                        mine.staged)
+            mine = KeyState.of(self.store)
+        if peer.staged and mine.epoch == peer.staged:
+            peer = KeyState(peer.staged, 0, peer.retired, peer.count)  # it switches on its side
+        # 2. the epoch the stored shares are under
+        if not mine.count and not peer.count:
+            epoch = current
+        elif not mine.count or not peer.count:
+            epoch = mine.epoch if mine.count else peer.epoch
+        elif mine.epoch != peer.epoch:
+            raise ProtocolError(f"the servers hold shares under key epochs {mine.epoch} and "
+                                f"{peer.epoch}: restore both from the same point")
+        else:
+            epoch = mine.epoch
+        if not mine.count and self.store.key_epoch() != epoch:
+            self.store.adopt_key_epoch(epoch)
+        if epoch > current:
+            raise ProtocolError(f"stored shares are under key epoch {epoch} but the dealer's "
+                                f"newest is {current}: restore the dealer's state directory")
+        retired = max(mine.retired, peer.retired)
+        if epoch <= retired and epoch == current:
+            current = self.dealer.rotate(epoch)
+        if epoch == current:
+            self._open_party(session, current)
+            return False
+        if not mine.count and not peer.count:
+            self.store.adopt_key_epoch(current)
+            self._open_party(session, current)
+            return False
+        # 3. re-key every stored share from `epoch` to `current`, then start afresh
+        party = self._open_party(session, epoch)
+        log.warning("P%d: re-keying stored shares from key epoch %d to %d", self.id, epoch,
+                    current)
+        try:
+            rekey_store(party, self.store, current, self.agree, self.agree_blob,
+                        tick=self.heartbeat)
+        finally:
+            self._close_party()
+        with contextlib.suppress(DealerUnavailable, DealerRefused):
+            self.dealer.confirm(current)
+        return True
+
+    def _recv_any(self, deadline: float) -> Message:
+        return self.channel.recv(None, timeout=max(0.01, deadline - time.monotonic()))
+
+    # ------------------------------------------------------------ peer exchange
+    def agree(self, name: str, value: Any) -> Any:
+        """Exchange a small public value with the peer (one round); returns the peer's."""
+        msg = self.party._exchange("agree", [], {"name": name, "v": value})
+        if msg.meta.get("name") != name:
+            raise ProtocolError(f"peer is at step {msg.meta.get('name')!r}, not {name!r}")
+        return msg.meta.get("v")
+
+    def agree_blob(self, name: str, data: bytes) -> bytes:
+        """Exchange a public byte string of any size up to MAX_BLOB (sent as an array
+        frame, not in the size-capped header)."""
+        if len(data) > MAX_BLOB:
+            raise ProtocolError(f"{name}: {len(data)} bytes exceed the exchange limit")
+        msg = self.party._exchange("blob", [np.frombuffer(data, dtype=np.uint8)],
+                                   {"name": name})
+        if msg.meta.get("name") != name or len(msg.arrays) != 1 \
+                or msg.arrays[0].dtype != np.uint8 or msg.arrays[0].ndim != 1 \
+                or msg.arrays[0].size > MAX_BLOB:
+            raise ProtocolError(f"peer sent a malformed {name!r}")
+        return msg.arrays[0].tobytes()
+
+    def agree_json(self, name: str, value: Any) -> Any:
+        raw = self.agree_blob(name, json.dumps(value, separators=(",", ":")).encode())
+        try:
+            return json.loads(raw.decode())
+        except (UnicodeDecodeError, ValueError):
+            raise ProtocolError(f"peer sent a malformed {name!r}") from None
+
+    def gallery(self, version: int, build: Callable[[], Gallery]) -> Gallery:
+        """The opened gallery of this session and model version (built once per session)."""
+        if self._gallery is None or self._gallery[:2] != (self.session, version):
+            self._gallery = None
+            self._gallery = (self.session, version, build())
+        return self._gallery[2]
+
+    # ------------------------------------------------------------ main loop
+    def step(self, poll_ms: int = 50) -> None:
+        """One iteration of the event loop (the daemon calls this forever)."""
+        self.last_progress = time.monotonic()
+        peer_sock = getattr(self.channel, "socket", None)
+        if self.id == 1 and peer_sock is not None:
+            # wake on either a terminal's message or P0's "begin"
+            poller = zmq.Poller()
+            poller.register(self.gateway.sock, zmq.POLLIN)
+            poller.register(peer_sock, zmq.POLLIN)
+            poller.poll(poll_ms)
+            poll_ms = 0
+        self._pump(poll_ms)
+        if self.id == 0:
+            if self._resync_wanted:
+                self.resync()
+            if not self.peer_ok:
+                if time.monotonic() - self._last_resync > 2.0:
+                    self.resync()
+                if not self.peer_ok:
+                    self._refuse_queue(api.PEER_UNAVAILABLE, "the other server is unreachable")
+                    return
+            if self._queue:
+                self._lead(self._queue.popleft())
+        else:
+            self._follow_if_asked()
+            self._expire_queue()
+
+    def _pump(self, timeout_ms: int) -> None:
+        """Receive terminal messages: status answered now, offers queued, submits kept."""
+        inbound = self.gateway.receive(timeout_ms)
+        while inbound is not None:
+            if inbound.msg.kind == "status":
+                self.gateway.reply(inbound.ident, self._status(inbound))
+            elif inbound.msg.kind == "submit":
+                key = (inbound.key, inbound.msg.meta["req"])
+                if key != self._current:
+                    self.gateway.reply(inbound.ident, api.error(
+                        key[1], api.ABORTED, "no such request in progress (timed out?)"))
+                else:
+                    self._submits[key] = inbound
+            else:
+                if len(self._queue) >= 1000:
+                    self.gateway.reply(inbound.ident, api.error(inbound.offer.request_id,
+                                                                api.BUSY, "queue full"))
+                else:
+                    self._queue.append(inbound)
+            inbound = self.gateway.receive(0)
+        if len(self._submits) > 1000:  # stale submits of abandoned requests
+            for k in list(self._submits)[:500]:
+                del self._submits[k]
+
+    def _refuse_queue(self, code: str, reason: str) -> None:
+        while self._queue:
+            ib = self._queue.popleft()
+            self.gateway.reply(ib.ident, api.error(ib.offer.request_id, code, reason))
+
+    def _status(self, inbound: Inbound) -> Message:
+        version, meta, _ = self.store.models()
+        body = {"req": inbound.msg.meta.get("req", ""), "status": "ok", "party": self.id,
+                "model_version": version, "records": len(self.store.record_ids()),
+                "digest": self.store.digest(), "peer_ok": self.peer_ok,
+                "key_epoch": self.store.key_epoch()}
+        if inbound.name in self.opts.admin_terminals:  # the enrolled names are admin business
+            body["identities"] = self.store.identities()
+            body["model_identities"] = meta.get("identities", [])
+        return Message("done", body)
+
+    def _view(self, txn: Txn) -> dict[str, Any]:
+        version, _, _ = self.store.models()
+        return {"has": self.store.has_enrolment(txn.req), "model_version": version,
+                "digest": self.store.digest()}
+
+    def _lead(self, inbound: Inbound) -> None:
+        txn = Txn(inbound, inbound.offer)
+        try:
+            try:
+                check_authorized(self.opts, txn)
+            except ApiError as exc:  # P1 must not wait for a request P0 will never start
+                self.channel.send(Message("skip", {"req": txn.req, "key": inbound.key,
+                                                   "code": exc.code, "reason": exc.reason}))
+                raise
+            self.channel.send(Message("begin", {"req": txn.req, "key": inbound.key,
+                                                "sid": self.session,
+                                                "offer": _offer_digest(inbound),
+                                                **self._view(txn)}))
+            ack = self.channel.recv(("begin_ack", "abort"), timeout=self.opts.peer_timeout_s)
+            if ack.kind == "abort" or not ack.meta.get("ok"):
+                raise ApiError(str(ack.meta.get("code", api.PEER_UNAVAILABLE)),
+                               f"the other server declined: {ack.meta.get('reason', 'abort')}")
+            if ack.meta.get("sid") != self.session:
+                raise ApiError(api.PEER_UNAVAILABLE, "the other server is in another session")
+            txn.peer = ack.meta
+        except ApiError as exc:
+            self.gateway.reply(inbound.ident, api.error(txn.req, exc.code, exc.reason))
+            return
+        except (TransportError, WireError) as exc:
+            log.warning("P0: peer did not acknowledge request: %s", exc)
+            self.gateway.reply(inbound.ident, api.error(txn.req, api.PEER_UNAVAILABLE,
+                                                        "the other server did not answer"))
+            self.peer_ok = False
+            return
+        self._run(txn)
+
+    def _follow_if_asked(self) -> None:
+        try:
+            msg = self.channel.recv(None, timeout=0.0)
+        except (TransportError, WireError):
+            return
+        if msg.kind == "resync":
+            try:
+                self._answer_resync(msg)
+            except (TransportError, WireError, ProtocolError, StoreError) as exc:
+                log.warning("P1: resync failed: %s", exc)
+                self._close_party()
+                self.peer_ok = False
+            return
+        if msg.kind == "skip":
+            self._drop_queued(msg.meta.get("req"), msg.meta.get("key"),
+                              str(msg.meta.get("code", api.ABORTED)),
+                              str(msg.meta.get("reason", "refused by P0")))
+            return
+        if msg.kind != "begin" or self.party is None:
+            return  # stale abort or message from an aborted exchange
+        req, key = msg.meta.get("req"), msg.meta.get("key")
+        inbound = self._await_offer(req, key, msg.meta.get("offer"))
+        if inbound is None:
+            self.channel.send(Message("begin_ack", {"ok": False, "code": api.TIMEOUT,
+                                                    "reason": "request not received by P1"}))
+            return
+        txn = Txn(inbound, inbound.offer, dict(msg.meta))
+        try:
+            if msg.meta.get("sid") != self.session:
+                raise ApiError(api.PEER_UNAVAILABLE, "the servers are in different sessions")
+            check_authorized(self.opts, txn)
+        except ApiError as exc:
+            self.channel.send(Message("begin_ack", {"ok": False, "code": exc.code,
+                                                    "reason": exc.reason}))
+            self.gateway.reply(inbound.ident, api.error(txn.req, exc.code, exc.reason))
+            return
+        self.channel.send(Message("begin_ack", {"ok": True, "sid": self.session,
+                                                **self._view(txn)}))
+        self._run(txn)
+
+    def _drop_queued(self, req: Any, key: Any, code: str, reason: str) -> None:
+        for i, ib in enumerate(self._queue):
+            if ib.offer.request_id == req and ib.key == key:
+                del self._queue[i]
+                self.gateway.reply(ib.ident, api.error(req, code, reason))
+                return
+
+    def _expire_queue(self) -> None:
+        """P1: requests P0 never started (it did not get them, or is down) are answered."""
+        limit = time.monotonic() - self.opts.peer_timeout_s
+        while self._queue and self._queue[0].received < limit:
+            ib = self._queue.popleft()
+            self.gateway.reply(ib.ident, api.error(ib.offer.request_id, api.PEER_UNAVAILABLE,
+                                                   "the other server did not start this "
+                                                   "request"))
+
+    def _await_offer(self, req: Any, key: Any, digest: Any) -> Inbound | None:
+        deadline = time.monotonic() + self.opts.peer_timeout_s
+        while time.monotonic() < deadline:
+            for i, ib in enumerate(self._queue):
+                if ib.offer.request_id == req and ib.key == key:
+                    del self._queue[i]
+                    if _offer_digest(ib) != digest:
+                        self.gateway.reply(ib.ident, api.error(req, api.BAD_REQUEST,
+                                                               "the servers got different "
+                                                               "requests"))
+                        return None
+                    return ib
+            self._pump(20)
+        return None
+
+    def wait_submit(self, txn: Txn) -> Inbound:
+        deadline = time.monotonic() + self.opts.submit_timeout_s
+        key = (txn.inbound.key, txn.req)
+        while key not in self._submits:
+            if time.monotonic() > deadline:
+                raise ApiError(api.TIMEOUT, "no submit from the terminal in time")
+            self._pump(20)
+        sub = self._submits.pop(key)
+        if len(sub.msg.arrays) != 1:
+            raise ApiError(api.BAD_REQUEST, "submit needs exactly one masked array")
+        return sub
+
+    # ------------------------------------------------------------ transactions
+    def _run(self, txn: Txn) -> None:
+        t0 = time.perf_counter()
+        self._current = (txn.inbound.key, txn.req)
+        try:
+            reply = self.handlers.dispatch(txn)
+        except ApiError as exc:
+            reply = api.error(txn.req, exc.code, exc.reason)
+            self._abort_and_resync(str(exc), quiet=True)
+        except MacCheckError as exc:
+            reply = api.error(txn.req, api.ABORTED, "integrity check failed; aborted")
+            if self.party is not None:
+                self.retire_key(self.party.epoch, str(exc))
+            self._abort_and_resync(str(exc))
+        except (ProtocolError, TransportError, WireError, StoreError) as exc:
+            log.warning("P%d: request %s aborted: %s", self.id, txn.req, exc)
+            reply = api.error(txn.req, api.ABORTED, f"aborted: {exc}")
+            self._abort_and_resync(str(exc))
+        except Exception as exc:  # a bug must cost one request, never the daemon
+            log.exception("P%d: internal error on request %s", self.id, txn.req)
+            reply = api.error(txn.req, api.ABORTED, f"internal error ({type(exc).__name__}); "
+                                                    "aborted")
+            self._abort_and_resync(str(exc))
+        finally:
+            self._current = None
+            self._submits.pop((txn.inbound.key, txn.req), None)
+        self.served[txn.offer.op] += 1
+        log.info("P%d: %s %s -> %s in %.0f ms", self.id, txn.offer.op, txn.req, reply.kind,
+                 1e3 * (time.perf_counter() - t0))
+        if txn.awaiting_reply:  # never answer twice: the terminal would read it as the
+            self.gateway.reply(txn.inbound.ident, reply)  # reply to its next request
+
+    def _abort_and_resync(self, reason: str, quiet: bool = False) -> None:
+        with contextlib.suppress(TransportError):
+            self.channel.send(Message("abort", {"reason": reason[:200]}))
+        self._close_party()
+        self.peer_ok = False
+        if self.id == 0 and not self.resync() and not quiet:
+            log.warning("P%d: peer unreachable after abort", self.id)
+
+    def close(self) -> None:
+        self._close_party()
+
+
+def terminal_names(keys_by_name: dict[str, bytes]) -> dict[str, str]:
+    """z85 key -> terminal name, for the gateway's logs and admin checks."""
+    return {k.decode() if isinstance(k, bytes) else k: n for n, k in keys_by_name.items()}
+
+
+__all__ = ["Coordinator", "KeyState", "NodeOptions", "terminal_names"]

@@ -1,0 +1,327 @@
+"""What each request type does once both servers have agreed to run it.
+
+The coordinator (coordinator.py) picks requests, runs them in lockstep on both servers
+and turns any error into a per-request error reply; these handlers hold the recognition
+logic and the rules of who may do what:
+
+* enrolment, training, revocation, reconciliation and key rotation are admin-only
+  (``api.ADMIN_OPS``; terminals listed in the servers' ``admin_terminals``);
+* a card-bound identity gains samples only with its own card, a card is bound to the
+  identity it signed for (which must be the one the request names), and an identity has
+  at most one card;
+* every refusal is an :class:`ApiError` raised *before* anything is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from splitface.servers.cards.authorize import verify_card_authorization
+from splitface.servers.cards.nonces import NonceStoreFullError
+from splitface.servers.cards.registry import BindingStatus, CardRegistryError
+from splitface.servers.mpc import client_io
+from splitface.servers.mpc.errors import ProtocolError
+from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
+from splitface.servers.mpc.share import AuthShare
+from splitface.servers.recognition import training
+from splitface.servers.recognition.identify import Gallery, identify, verify
+from splitface.servers.recognition.progress import TrainingProgress
+from splitface.servers.service.gateway import Inbound
+from splitface.servers.store import StoredShare, StoreError
+from splitface.shared import api
+from splitface.shared.api import ApiError
+from splitface.shared.card_binding import CardAuthRequest, CardBindingError, RequestKind
+from splitface.shared.fixedpoint import F
+from splitface.shared.wire import Message
+
+if TYPE_CHECKING:
+    from splitface.servers.service.coordinator import Coordinator
+
+log = logging.getLogger("splitface.server")
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    """Behaviour of a server node (from the server's config file)."""
+
+    threshold: float = 0.5
+    submit_timeout_s: float = 10.0
+    peer_timeout_s: float = 10.0
+    train_epochs: int = 5
+    train_batch_size: int = 128
+    train_learning_rate: float = 1.0
+    admin_terminals: frozenset[str] = frozenset()
+
+
+@dataclass
+class Txn:
+    """The request both servers are working on."""
+
+    inbound: Inbound
+    offer: api.Offer
+    peer: dict[str, Any] = field(default_factory=dict)
+    awaiting_reply: bool = True  # the terminal's REQ socket expects exactly one reply now
+
+    @property
+    def req(self) -> str:
+        return self.offer.request_id
+
+
+def check_authorized(opts: NodeOptions, txn: Txn) -> None:
+    """Admin operations only from admin terminals (checked by both servers)."""
+    if txn.offer.op in api.ADMIN_OPS and txn.inbound.name not in opts.admin_terminals:
+        raise ApiError(api.UNAUTHORIZED,
+                       f"terminal {txn.inbound.name!r} may not {txn.offer.op}: only the "
+                       "terminals in the servers' admin_terminals may (splitface-keys init "
+                       "--admin NAME)")
+
+
+class Handlers:
+    """One method per request type; ``node`` supplies the party, stores and peer exchange."""
+
+    def __init__(self, node: Coordinator) -> None:
+        self.node = node
+
+    def dispatch(self, txn: Txn) -> Message:
+        handler = {"enroll": self.enroll, "identify": self.identify, "verify": self.verify,
+                   "train": self.train, "revoke": self.revoke, "reconcile": self.reconcile,
+                   "rotate_key": self.rotate_key}.get(txn.offer.op)
+        if handler is None:
+            raise ApiError(api.BAD_REQUEST, f"unknown operation {txn.offer.op!r}")
+        return handler(txn)
+
+    # ------------------------------------------------------------ inputs and cards
+    def _offer_inputs(self, txn: Txn, extra: dict[str, Any] | None = None
+                      ) -> tuple[AuthShare, Inbound]:
+        node = self.node
+        triple, arrays = client_io.offer_input(node.party, txn.offer.inputs())
+        meta = {"req": txn.req, "n": txn.offer.inputs(), **(extra or {})}
+        node.gateway.reply(txn.inbound.ident, Message("offer", meta, arrays))
+        txn.awaiting_reply = False
+        sub = node.wait_submit(txn)
+        txn.awaiting_reply = True
+        txn.inbound = sub  # reply on the connection the submit came from
+        # both servers must have received the same masked vector (checked in accept_input)
+        x = client_io.accept_input(node.party, triple, np.asarray(sub.msg.arrays[0]))
+        return x, sub
+
+    def _card_check(self, txn: Txn, sub: Inbound, kind: RequestKind) -> CardAuthRequest:
+        """Both servers check the card signature and must both accept."""
+        node = self.node
+        ok, reason, card = True, "", None
+        try:
+            card = CardAuthRequest.from_wire(sub.msg.meta.get("card"))
+            digest = api.card_payload_digest(txn.req, sub.msg.arrays[0])
+            result = verify_card_authorization(card, server_index=node.id, nonces=node.nonces,
+                                               registry=node.cards, kind=kind,
+                                               payload_digest=digest)
+            if not result.ok:
+                ok, reason = False, result.reason.name.lower()
+            elif result.identity_id != txn.offer.identity:
+                ok, reason = False, "the card signed for another identity than the request's"
+            elif card.challenge.card_id != txn.offer.card_id:
+                ok, reason = False, "the card signed with another card id than the request's"
+        except (CardBindingError, ValueError) as exc:
+            ok, reason = False, f"malformed card authorisation: {exc}"
+        peer = node.agree("card", [ok, reason])
+        peer_ok = isinstance(peer, list) and len(peer) == 2 and peer[0] is True
+        if not ok or not peer_ok:
+            other = peer[1] if isinstance(peer, list) and len(peer) == 2 else "?"
+            raise ApiError(api.CARD_REJECTED, reason or f"P{1 - node.id}: {other}")
+        assert card is not None
+        return card
+
+    def _card_bound_inputs(self, txn: Txn, kind: RequestKind) -> tuple[AuthShare, Inbound,
+                                                                       CardAuthRequest | None]:
+        """Offer inputs (with this server's card nonce when the request names a card), take
+        the masked vector and, for a card-bound request, require both servers' card check."""
+        extra = {}
+        if txn.offer.card_id:
+            try:
+                extra["nonce"] = self.node.nonces.issue(txn.offer.card_id).nonce
+            except NonceStoreFullError:
+                raise ApiError(api.BUSY, "too many card challenges outstanding; retry "
+                                         "shortly") from None
+        x, sub = self._offer_inputs(txn, extra)
+        card = self._card_check(txn, sub, kind) if txn.offer.card_id else None
+        return x, sub, card
+
+    def _enrol_card_rules(self, txn: Txn) -> None:
+        """Refuse, before any input, an enrolment that would add samples or a card to an
+        identity against its card binding."""
+        cards = self.node.cards
+        bound = [c for c in cards.cards_of(txn.offer.identity)
+                 if c.status is BindingStatus.BOUND]
+        if bound and not txn.offer.card_id:
+            raise ApiError(api.CARD_REJECTED, f"{txn.offer.identity!r} is card-bound: enrol "
+                                              "more samples with the identity's card")
+        if txn.offer.card_id:
+            if bound and all(c.card_id != txn.offer.card_id for c in bound):
+                raise ApiError(api.CARD_REJECTED, f"{txn.offer.identity!r} already has a card;"
+                                                  " revoke it before binding another")
+            try:
+                existing = cards.lookup(txn.offer.card_id)
+            except ValueError as exc:
+                raise ApiError(api.BAD_REQUEST, str(exc)) from None
+            if existing.status is BindingStatus.REVOKED:
+                raise ApiError(api.CARD_REJECTED, "this card was revoked")
+            if existing.is_bound and existing.identity_id != txn.offer.identity:
+                raise ApiError(api.CARD_REJECTED, "this card is bound to another identity")
+
+    # ------------------------------------------------------------ request types
+    def enroll(self, txn: Txn) -> Message:
+        node = self.node
+        mine, theirs = node.store.has_enrolment(txn.req), bool(txn.peer.get("has"))
+        if mine and theirs:
+            return Message("done", {"req": txn.req, "status": "duplicate"})
+        self._enrol_card_rules(txn)
+        if mine:  # an orphan from a crash between the two commits: replace it
+            node.store.delete_enrolments([txn.req])
+        x, _, card = self._card_bound_inputs(txn, RequestKind.ENROLL)
+        try:
+            node.store.add_enrolment(txn.req, txn.offer.identity,
+                                     StoredShare(x.val, x.mac, F))
+        except StoreError as exc:
+            raise ApiError(api.REVOKED, str(exc)) from None
+        if card is not None:
+            try:
+                node.cards.bind(card.challenge.card_id, card.public_key, txn.offer.identity)
+            except (CardRegistryError, ValueError) as exc:
+                node.store.delete_enrolments([txn.req])
+                raise ApiError(api.CARD_REJECTED, str(exc)) from None
+        node.agree("committed", True)
+        return Message("done", {"req": txn.req, "status": "enrolled"})
+
+    def _models(self, txn: Txn) -> tuple[int, dict, dict[str, StoredShare]]:
+        version, meta, models = self.node.store.models()
+        if version != txn.peer.get("model_version", version):
+            raise ApiError(api.OUT_OF_SYNC, "the servers hold different model versions")
+        if not version:
+            raise ApiError(api.NO_MODEL, "no trained model: enrol identities and train first")
+        return version, meta, models
+
+    def _share(self, s: StoredShare) -> AuthShare:
+        return AuthShare(self.node.party, s.val, s.mac, s.frac)
+
+    def identify(self, txn: Txn) -> Message:
+        node = self.node
+        version, meta, models = self._models(txn)
+        templates = models["templates"]
+        if txn.offer.dim != templates.val.shape[2]:
+            raise ApiError(api.WRONG_DIMENSION, f"model expects dim {templates.val.shape[2]}")
+        gallery = node.gallery(version, lambda: Gallery(
+            self._share(templates).T, node.party.fresh_key(f"gallery-v{version}")))
+        prep = node.party.prep
+        prefetching = isinstance(prep, PrefetchingPreprocessing)
+        if prefetching:
+            prep.record()
+        x, _ = self._offer_inputs(txn)
+        probe, masks = client_io.split_inputs(x, txn.offer.dim, F)
+        out = identify(gallery, probe, node.opts.threshold)
+        opened = client_io.open_for_client(node.party, out.reshape(-1), masks)
+        node.party.check()
+        if prefetching:
+            # identifications come in runs (surveillance): have the dealer prepare the
+            # next one now; another request type discards it on both servers alike
+            prep.expect(prep.stop_recording())
+        return Message("result", {"req": txn.req, "model_version": version,
+                                  "identities": meta["identities"]}, [opened])
+
+    def verify(self, txn: Txn) -> Message:
+        node = self.node
+        version, meta, models = self._models(txn)
+        names = meta["identities"]
+        if txn.offer.identity not in names:
+            raise ApiError(api.UNKNOWN_IDENTITY, f"{txn.offer.identity!r} is not enrolled")
+        templates = self._share(models["templates"])
+        if txn.offer.dim != templates.shape[1]:
+            raise ApiError(api.WRONG_DIMENSION, f"model expects dim {templates.shape[1]}")
+        if not txn.offer.card_id and any(c.is_bound for c in
+                                         node.cards.cards_of(txn.offer.identity)):
+            raise ApiError(api.CARD_REJECTED, f"{txn.offer.identity!r} is card-bound: present "
+                                              "the card")
+        x, _, _ = self._card_bound_inputs(txn, RequestKind.VERIFY)
+        probe, masks = client_io.split_inputs(x, txn.offer.dim, F)
+        accept = verify(templates[names.index(txn.offer.identity)], probe,
+                        node.opts.threshold)
+        opened = client_io.open_for_client(node.party, accept, masks)
+        node.party.check()
+        return Message("result", {"req": txn.req, "model_version": version}, [opened])
+
+    def train(self, txn: Txn) -> Message:
+        node = self.node
+        if txn.peer.get("digest") != node.store.digest():
+            raise ApiError(api.OUT_OF_SYNC, "the servers hold different enrolments; reconcile")
+        enrolments = node.store.enrolments()
+        names = node.store.identities()
+        if not names:
+            raise ApiError(api.NO_MODEL, "nothing enrolled")
+        dims = {e.share.val.shape[1] for e in enrolments}
+        if len(dims) != 1:
+            raise ApiError(api.WRONG_DIMENSION, f"enrolments have mixed dimensions {dims}")
+        index = {n: i for i, n in enumerate(names)}
+        labels = np.array([index[e.identity] for e in enrolments], dtype=np.int64)
+        x = AuthShare(node.party, np.stack([e.share.val for e in enrolments], axis=1),
+                      np.stack([e.share.mac for e in enrolments], axis=1), F)
+        t0 = time.perf_counter()
+        templates = training.train_templates(x, labels, len(names))
+        models = {"templates": StoredShare(templates.val, templates.mac, templates.frac)}
+        if len(names) >= 2:
+            opts = training.SgdOptions(node.opts.train_epochs, node.opts.train_batch_size,
+                                       node.opts.train_learning_rate)
+            per_epoch = len(training.batches(len(labels), opts, 0))
+            progress = TrainingProgress(opts.epochs, per_epoch, node.channel.stats,
+                                        tick=node.heartbeat)
+            try:
+                lr = training.train_logistic(x, labels, len(names), opts, progress=progress)
+            finally:
+                progress.close()
+            models["logistic_w"] = StoredShare(lr.w.val, lr.w.mac, lr.w.frac)
+            models["logistic_b"] = StoredShare(lr.b.val, lr.b.mac, lr.b.frac)
+        node.party.check()  # nothing is stored unless every opened value verified
+        seconds = time.perf_counter() - t0
+        version = node.store.put_models(models, {"identities": names, "records": len(labels),
+                                                 "train_s": round(seconds, 3)})
+        node.agree("trained", version)
+        return Message("done", {"req": txn.req, "status": "trained", "model_version": version,
+                                "identities": len(names), "records": len(labels),
+                                "train_s": round(seconds, 3)})
+
+    def revoke(self, txn: Txn) -> Message:
+        node = self.node
+        removed = node.store.revoke(txn.offer.identity)
+        for card in node.cards.cards_of(txn.offer.identity):
+            node.cards.unbind(card.card_id)
+        node.agree("revoked", removed)
+        return Message("done", {"req": txn.req, "status": "revoked", "records": removed})
+
+    def reconcile(self, txn: Txn) -> Message:
+        node = self.node
+        mine = {rid for rid, _ in node.store.record_ids()}
+        theirs = set(node.agree_json("records", sorted(mine)))
+        orphans = sorted(mine - theirs)  # useless without the other server's share
+        removed = node.store.delete_enrolments(orphans)
+        node.agree("reconciled", removed)
+        return Message("done", {"req": txn.req, "status": "reconciled", "removed": removed,
+                                "orphans": len(orphans)})
+
+    def rotate_key(self, txn: Txn) -> Message:
+        """Planned key rotation: end the current epoch at the dealer; stored shares are
+        re-authenticated under the new one right after this reply (docs/PROTOCOL.md)."""
+        node = self.node
+        epoch = node.party.epoch
+        current = node.dealer.rotate(epoch)
+        if node.agree("rotated", current) != current:
+            raise ProtocolError("the servers see different key epochs after the rotation")
+        node.request_resync()
+        log.warning("P%d: MAC key rotation requested by terminal %r: epoch %d -> %d",
+                    node.id, txn.inbound.name, epoch, current)
+        return Message("done", {"req": txn.req, "status": "rotated", "epoch": current})
+
+
+__all__ = ["Handlers", "NodeOptions", "Txn", "check_authorized"]
