@@ -50,11 +50,17 @@ class LocalDeployment:
         return cls(root, base_port)
 
     def start(self, which: tuple[str, ...] = ("dealer", "p0", "p1"),
-              extra_env: dict[str, str] | None = None) -> None:
+              extra_env: dict[str, str] | None = None,
+              modules: dict[str, str] | None = None) -> None:
+        """Start daemons; ``modules`` runs another entry module for a name (the tests' modified
+        servers play a malicious party this way)."""
         env = {**os.environ, **(extra_env or {})}
         for name in which:
-            cmd = [sys.executable, "-m", "splitface.servers.cli.dealer"] if name == "dealer" \
-                else [sys.executable, "-m", "splitface.servers.cli.server", "--party", name[1]]
+            module = (modules or {}).get(name) or ("splitface.servers.cli.dealer"
+                                                   if name == "dealer" else
+                                                   "splitface.servers.cli.server")
+            cmd = [sys.executable, "-m", module] if name == "dealer" \
+                else [sys.executable, "-m", module, "--party", name[1]]
             cmd += ["--config", "config.toml"]
             log = self.root / f"{name}.log"
             self.logs[name] = log
@@ -73,6 +79,8 @@ class LocalDeployment:
             try:
                 codes[n] = self.procs[n].wait(timeout)
             except subprocess.TimeoutExpired:
+                self.procs[n].send_signal(signal.SIGUSR1)  # its stacks go to its log
+                time.sleep(0.5)
                 self.procs[n].kill()
                 codes[n] = self.procs[n].wait()
             del self.procs[n]

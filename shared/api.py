@@ -11,7 +11,8 @@ that the edge chooses (and reuses on retry, which makes retries idempotent):
    ``done`` (enrolment stored) or ``error``.
 
 ``status`` is answered at once by each server. Admin operations (``train``, ``revoke``,
-``reconcile``) follow the same two-step pattern without inputs.
+``reconcile``, ``rotate_key``) follow the same two-step pattern without inputs; enrolment
+is admin-only too.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ import numpy as np
 from splitface.shared.card_binding import payload_digest
 from splitface.shared.wire import Message
 
-OPS = ("enroll", "identify", "verify", "status", "train", "revoke", "reconcile")
-ADMIN_OPS = frozenset({"train", "revoke", "reconcile"})
+OPS = ("enroll", "identify", "verify", "status", "train", "revoke", "reconcile", "rotate_key")
+# who may change what the servers hold: terminals listed in the servers' admin_terminals
+ADMIN_OPS = frozenset({"enroll", "train", "revoke", "reconcile", "rotate_key"})
 INPUT_OPS = frozenset({"enroll", "identify", "verify"})
 MAX_DIM = 1024
 _REQ = re.compile(r"^[A-Za-z0-9_-]{8,64}$")

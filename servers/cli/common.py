@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import os
 import signal
 import sys
 import threading
@@ -13,8 +15,12 @@ EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus=78 stops resta
 
 
 def setup_logging(level: str) -> None:
+    # journald stamps every line itself; run by hand, a daemon's lines carry the time
+    stamp = "" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s "
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+                        format=stamp + "%(levelname)s %(name)s: %(message)s")
+    # `kill -USR1 PID` writes every thread's stack to the log: how to see where a daemon hangs
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
 
 
 def stop_event() -> threading.Event:

@@ -85,6 +85,52 @@ class KeyState:
                 "count": self.count}
 
 
+@dataclass(frozen=True)
+class SessionPlan:
+    """What a new session does first, decided alike by both servers from both key states."""
+
+    epoch: int  # the key epoch the session runs under
+    switch_staged: bool = False  # switch to our staged re-keyed shares (the peer already has)
+    adopt: int = 0  # an empty store takes this epoch
+    rotate: bool = False  # the epoch is retired but still the dealer's current: end it first
+
+
+def plan_session(mine: KeyState, peer: KeyState, current: int) -> SessionPlan:
+    """The session both servers enter, given their key states and the dealer's epoch.
+
+    A server whose staged shares match the peer's epoch switches to them (the peer switched
+    before a crash); stores that hold shares must agree on their epoch; a retired epoch is
+    never used for a normal session; an epoch older than the dealer's current one means the
+    session first re-keys (``epoch`` < ``current``).
+    """
+    switch = bool(mine.staged and peer.epoch == mine.staged and mine.epoch != mine.staged)
+    if switch:
+        mine = KeyState(mine.staged, 0, mine.retired, mine.count)
+    if peer.staged and mine.epoch == peer.staged and peer.epoch != peer.staged:
+        peer = KeyState(peer.staged, 0, peer.retired, peer.count)  # it switches on its side
+    if not mine.count and not peer.count:
+        epoch = current
+    elif not mine.count or not peer.count:
+        epoch = mine.epoch if mine.count else peer.epoch
+    elif mine.epoch != peer.epoch:
+        raise ProtocolError(f"the servers hold shares under key epochs {mine.epoch} and "
+                            f"{peer.epoch}: restore both from the same point")
+    else:
+        epoch = mine.epoch
+    if epoch > current:
+        raise ProtocolError(f"stored shares are under key epoch {epoch} but the dealer's "
+                            f"newest is {current}: restore the dealer's state directory")
+    adopt = epoch if not mine.count else 0
+    retired = max(mine.retired, peer.retired)
+    if not mine.count and not peer.count and epoch <= retired:
+        return SessionPlan(epoch, switch, adopt, rotate=True)
+    if epoch <= retired and epoch == current:
+        return SessionPlan(epoch, switch, adopt, rotate=True)
+    if not mine.count and not peer.count:
+        return SessionPlan(current, switch, current)
+    return SessionPlan(epoch, switch, adopt)
+
+
 def _offer_digest(inbound: Inbound) -> bytes:
     h = hashlib.sha256(inbound.key.encode())
     h.update(repr(sorted(inbound.msg.meta.items())).encode())
@@ -249,48 +295,33 @@ class Coordinator:
         self.peer_ok = not again  # after a re-key P0 starts the next session
 
     def _enter(self, msg: Message, nonce: bytes, mine: KeyState, current: int) -> bool:
+        """Open the session the handshake agreed on; True if shares were re-keyed instead
+        (the caller then starts a fresh session at the new epoch)."""
         peer_nonce = msg.meta.get("n")
         if not isinstance(peer_nonce, bytes) or len(peer_nonce) != NONCE_BYTES:
             raise ProtocolError("peer sent a malformed session nonce")
         peer = KeyState.from_meta(msg.meta.get("state"))
         session = session_id(*((nonce, peer_nonce) if self.id == 0 else (peer_nonce, nonce)))
-        # 1. finish a two-phase switch the other server completed before a crash
-        if mine.staged and peer.epoch == mine.staged and mine.epoch != mine.staged:
+        plan = plan_session(mine, peer, current)
+        if plan.switch_staged:
             self.store.commit_rekey(mine.staged)
             log.warning("P%d: switched to re-keyed shares (epoch %d) after a restart", self.id,
                         mine.staged)
-            mine = KeyState.of(self.store)
-        if peer.staged and mine.epoch == peer.staged:
-            peer = KeyState(peer.staged, 0, peer.retired, peer.count)  # it switches on its side
-        # 2. the epoch the stored shares are under
-        if not mine.count and not peer.count:
-            epoch = current
-        elif not mine.count or not peer.count:
-            epoch = mine.epoch if mine.count else peer.epoch
-        elif mine.epoch != peer.epoch:
-            raise ProtocolError(f"the servers hold shares under key epochs {mine.epoch} and "
-                                f"{peer.epoch}: restore both from the same point")
-        else:
-            epoch = mine.epoch
-        if not mine.count and self.store.key_epoch() != epoch:
-            self.store.adopt_key_epoch(epoch)
-        if epoch > current:
-            raise ProtocolError(f"stored shares are under key epoch {epoch} but the dealer's "
-                                f"newest is {current}: restore the dealer's state directory")
-        retired = max(mine.retired, peer.retired)
-        if epoch <= retired and epoch == current:
-            current = self.dealer.rotate(epoch)
-        if epoch == current:
+        if plan.adopt and self.store.key_epoch() != plan.adopt:
+            self.store.adopt_key_epoch(plan.adopt)
+        if plan.rotate:
+            current = self.dealer.rotate(plan.epoch)
+            if plan.epoch == current:
+                raise ProtocolError("the dealer did not end the retired key epoch")
+            if not mine.count and not peer.count:
+                self.store.adopt_key_epoch(current)
+                plan = SessionPlan(current)
+        if plan.epoch == current:
             self._open_party(session, current)
             return False
-        if not mine.count and not peer.count:
-            self.store.adopt_key_epoch(current)
-            self._open_party(session, current)
-            return False
-        # 3. re-key every stored share from `epoch` to `current`, then start afresh
-        party = self._open_party(session, epoch)
-        log.warning("P%d: re-keying stored shares from key epoch %d to %d", self.id, epoch,
-                    current)
+        party = self._open_party(session, plan.epoch)
+        log.warning("P%d: re-keying stored shares from key epoch %d to %d", self.id,
+                    plan.epoch, current)
         try:
             rekey_store(party, self.store, current, self.agree, self.agree_blob,
                         tick=self.heartbeat)

@@ -68,9 +68,9 @@ def rekey_store(party: Party, store: ShareStore, target: int, agree: Agree,
     items = common_items(store, agree_blob)
     alpha_new = ring.check(party.prep.mac_key_share(target)).reshape(2)
     sizes = [int(s.val[0].size) for _, _, s in items]
-    flat_val = ring.concat([s.val.reshape(2, -1) for _, _, s in items], axis=1) if items \
+    flat_val = ring.concat([s.val.reshape(2, -1) for _, _, s in items], axis=0) if items \
         else ring.zeros((0,))
-    flat_mac = ring.concat([s.mac.reshape(2, -1) for _, _, s in items], axis=1) if items \
+    flat_mac = ring.concat([s.mac.reshape(2, -1) for _, _, s in items], axis=0) if items \
         else ring.zeros((0,))
     new_val = np.empty_like(flat_val)
     new_mac = np.empty_like(flat_mac)

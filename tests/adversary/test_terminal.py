@@ -1,0 +1,145 @@
+"""A hostile terminal: a valid terminal key, perhaps a card of its own, any name it likes.
+
+Before, any terminal could enrol, the card-signed identity was not compared with the
+request's, an identity could gain more cards, and binding a card already bound elsewhere
+crashed both servers. A terminal with a self-made card enrolled its own face as an
+existing card-bound user and, after routine training, passed card-bound verification as
+that user.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from splitface.edge.client import ServerRefused
+from splitface.servers.deploy_local import LocalDeployment
+from splitface.shared.card_binding import (
+    CardAuthRequest,
+    CardChallenge,
+    RequestKind,
+    encode_card_public_key,
+)
+from tests.services.conftest import client_for, free_base_port, unit
+
+RNG = np.random.default_rng(41)  # test data only
+VICTIM, ATTACKER, BYSTANDER = (unit(RNG.normal(size=128)) for _ in range(3))
+
+
+class SelfMadeCard:
+    """A card anyone can make: a fresh P-256 key that signs what it is asked to."""
+
+    def __init__(self, card_id: bytes, claim: str | None = None) -> None:
+        self.card_id, self.claim = card_id, claim
+        self.key = ec.generate_private_key(ec.SECP256R1())
+
+    def sign(self, n0: bytes, n1: bytes, kind: RequestKind, identity: str, digest: bytes
+             ) -> CardAuthRequest:
+        ch = CardChallenge(self.card_id, n0, n1, kind, self.claim or identity, digest)
+        sig = self.key.sign(ch.digest(), ec.ECDSA(hashes.SHA256()))
+        return CardAuthRequest(ch, encode_card_public_key(self.key.public_key()), sig)
+
+
+def _near(v: np.ndarray) -> np.ndarray:
+    return unit(v + RNG.normal(size=128) * 0.04)
+
+
+@pytest.fixture(scope="module")
+def dep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("terminal") / "dep"
+    d = LocalDeployment.create(root, edges=2, base_port=free_base_port(),
+                               train={"epochs": 2, "batch_size": 16})
+    d.start()
+    with client_for(d) as c:
+        d.wait_ready(c)
+    yield d
+    assert d.stop() == {"dealer": 0, "p0": 0, "p1": 0}  # nothing crashed a server
+
+
+@pytest.fixture(scope="module")
+def victim_card(dep):
+    card = SelfMadeCard(b"victim-card-0001")
+    with client_for(dep) as admin:
+        for _ in range(3):
+            assert admin.enroll("victim", _near(VICTIM), card_id=card.card_id,
+                                signer=card.sign).status == "enrolled"
+        for _ in range(3):
+            assert admin.enroll("bystander", _near(BYSTANDER)).status == "enrolled"
+        assert admin.admin("train").status == "trained"
+    return card
+
+
+def _state(dep: LocalDeployment) -> tuple:
+    with client_for(dep) as c:
+        s0, s1 = c.status()
+    return s0["digest"], s1["digest"], s0["records"], s1["records"]
+
+
+def test_a_terminal_that_is_not_an_admin_cannot_enrol(dep, victim_card):
+    before = _state(dep)
+    with client_for(dep, "edge-2") as c, pytest.raises(ServerRefused) as err:
+        c.enroll("victim", ATTACKER)
+    assert err.value.code == "unauthorized" and "admin" in err.value.reason
+    assert _state(dep) == before
+
+
+@pytest.mark.parametrize("how", ["own_card", "no_card", "card_signed_for_another_name"])
+def test_enrolling_as_a_card_bound_user_needs_that_users_card(dep, victim_card, how):
+    before = _state(dep)
+    with client_for(dep) as admin, pytest.raises(ServerRefused) as err:
+        if how == "own_card":  # a self-made card claiming the victim
+            card = SelfMadeCard(b"attacker-card-01")
+            admin.enroll("victim", ATTACKER, card_id=card.card_id, signer=card.sign)
+        elif how == "no_card":
+            admin.enroll("victim", ATTACKER)
+        else:  # the signed identity differs from the request's
+            card = SelfMadeCard(b"attacker-card-02", claim="mallory")
+            admin.enroll("victim", ATTACKER, card_id=card.card_id, signer=card.sign)
+    assert err.value.code == "card_rejected", err.value
+    assert _state(dep) == before
+
+
+def test_the_attack_chain_fails_end_to_end(dep, victim_card):
+    """Enrol as the victim with a self-made card, train, verify as the victim: refused at
+    the first step, so the victim's card with the attacker's face is rejected."""
+    card = SelfMadeCard(b"attacker-card-03")
+    with client_for(dep) as admin:
+        with pytest.raises(ServerRefused):
+            admin.enroll("victim", _near(ATTACKER), card_id=card.card_id, signer=card.sign)
+        assert admin.admin("train").status == "trained"
+        out = admin.verify("victim", _near(ATTACKER), card_id=victim_card.card_id,
+                           signer=victim_card.sign)
+        assert out.accepted is False
+        with pytest.raises(ServerRefused) as err:  # and with its own card: not the victim's
+            admin.verify("victim", _near(ATTACKER), card_id=card.card_id, signer=card.sign)
+        assert err.value.code == "card_rejected"
+        assert admin.verify("victim", _near(VICTIM), card_id=victim_card.card_id,
+                            signer=victim_card.sign).accepted
+
+
+@pytest.mark.parametrize("signed_for", ["someone-else", "victim"])
+def test_binding_a_card_bound_elsewhere_is_a_clean_refusal(dep, victim_card, signed_for):
+    """Signed for the card's own identity but offered under another name, this passed the
+    card check, stored the sample and then crashed both servers when binding."""
+    before = _state(dep)
+
+    def signer(n0, n1, kind, identity, digest):
+        return victim_card.sign(n0, n1, kind, signed_for, digest)
+
+    with client_for(dep) as admin:
+        with pytest.raises(ServerRefused) as err:
+            admin.enroll("someone-else", ATTACKER, card_id=victim_card.card_id,
+                         signer=signer)
+        assert err.value.code == "card_rejected"
+        # both servers are still there and answer the next request
+        assert admin.identify(_near(BYSTANDER)).identity == "bystander"
+    assert _state(dep) == before
+
+
+def test_an_identity_gets_at_most_one_card(dep, victim_card):
+    card = SelfMadeCard(b"second-card-0001")
+    with client_for(dep) as admin, pytest.raises(ServerRefused) as err:
+        admin.enroll("victim", _near(VICTIM), card_id=card.card_id, signer=card.sign)
+    assert err.value.code == "card_rejected" and "already has a card" in err.value.reason
