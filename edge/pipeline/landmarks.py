@@ -36,6 +36,12 @@ MOUTH_RIGHT, MOUTH_LEFT = 61, 291
 CHEEK_RIGHT, CHEEK_LEFT = 234, 454  # face contour at eye height, for yaw
 FOREHEAD, CHIN = 10, 152  # for pitch
 FIVE_POINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth_right", "mouth_left")
+# Mesh face logit above which a view counts as upright without looking at it turned (real
+# upright photos: 14..35, all but two hidden faces above 14; turned over or sideways: -7..7).
+UPRIGHT_LOGIT = 12.0
+# A turned view replaces the one BlazeFace's eye line gives only when clearly better: a small
+# face's logits are noisy, and the real turned-over cases win by 7..35.
+TURN_MARGIN = 4.0
 # The forehead sits behind the chin on a face looking straight at the camera: the median raw
 # pitch of the real test photos, taken as zero (bench_detect.py "quality" reports it).
 PITCH_ZERO_DEG = 10.0
@@ -44,13 +50,16 @@ PITCH_ZERO_DEG = 10.0
 @dataclass(frozen=True)
 class LandmarkerOptions:
     """``min_presence``: mesh face score below which an orientation holds no face;
-    ``roi_scale``: ROI side per detection box side (MediaPipe: 1.5); ``passes``: mesh runs,
-    each re-centring the ROI on the previous landmarks (MediaPipe's tracking step)."""
+    ``roi_scale``: ROI side per detection box side (MediaPipe: 1.5); ``agree``: landmarks
+    that move less than this fraction of the inter-eye distance between two runs have
+    converged; ``max_passes``: mesh runs at most, each on the ROI the previous run's landmarks
+    give (MediaPipe's tracking step)."""
 
     model_path: Path | None = None
     min_presence: float = 0.5
     roi_scale: float = 1.5
-    passes: int = 1
+    agree: float = 0.1
+    max_passes: int = 4
     search_orientations: bool = True
     num_threads: int = 1
 
@@ -114,11 +123,21 @@ def _pose(roi_points: np.ndarray) -> tuple[float, float]:
     return yaw, pitch
 
 
+def _presence(logit: float) -> float:
+    return float(sigmoid(np.array([logit]))[0])
+
+
+def _moved(eyes: np.ndarray, marks: Landmarks) -> float:
+    """How far the landmarks' eyes are from ``eyes`` (2, 2), in inter-eye distances."""
+    return float(np.linalg.norm(marks.five[:2] - eyes, axis=1).mean()) / \
+        max(marks.eye_distance, 1e-6)
+
+
 class FaceMesh(Closing):
     """``refine(frame, detection) -> Landmarks``; one 192x192 mesh run per orientation tried."""
 
     def __init__(self, options: LandmarkerOptions) -> None:
-        if options.passes < 1:
+        if options.max_passes < 1:
             raise ValueError("landmark passes must be at least 1")
         self.options = options
         self._interp = load_interpreter(options.resolved_model(), options.num_threads)
@@ -133,48 +152,101 @@ class FaceMesh(Closing):
 
     def run(self, frame_bgr: np.ndarray, centre: tuple[float, float], side: float,
             angle: float) -> tuple[float, np.ndarray, np.ndarray]:
-        """(presence, points in ROI pixels (468, 3), ROI matrix) for one square ROI."""
+        """(face logit, points in ROI pixels (468, 3), ROI matrix) for one square ROI."""
         m = square_roi_matrix(centre, side, angle, MESH_INPUT)
         roi = warp_similarity(frame_bgr, m, MESH_INPUT)
-        x = roi[:, :, ::-1].astype(np.float32) * np.float32(1.0 / 255.0)  # RGB in [0, 1]
+        x = cv2.cvtColor(roi, cv2.COLOR_BGR2RGB).astype(np.float32)
+        x *= np.float32(1.0 / 255.0)  # RGB in [0, 1]
         self._interp.set_tensor(self._in, x[None])
         self._interp.invoke()
         pts = self._interp.get_tensor(self._pts).reshape(NUM_POINTS, 3).astype(np.float64)
-        presence = float(sigmoid(self._interp.get_tensor(self._flag).reshape(1))[0])
-        return presence, pts, m
+        logit = float(self._interp.get_tensor(self._flag).reshape(-1)[0])
+        return logit, pts, m
 
     def refine(self, frame_bgr: np.ndarray, det: Detection) -> Landmarks:
+        """Landmarks of the face a detection points at, or ``found`` False.
+
+        The mesh's face score saturates for a face upside down too, but its logit does not
+        (real photos: 14..35 upright, -7..7 turned over or sideways), so orientation is
+        decided on logits:
+
+        1. ROI from the detection, turned by BlazeFace's eye line; unless that view is clearly
+           upright, also turned by 180 degrees, and by 90/270 when neither holds a face.
+        2. While the mesh's eyes move between runs (BlazeFace's keypoints are coarse on a small
+           face and wrong on a rotated one), the mesh runs again on the ROI its own landmarks
+           give: up to ``max_passes`` runs, until two agree within ``agree`` IEDs.
+        3. A settled face that is still not clearly upright is looked at turned by 90, 180 and
+           270 degrees once more; a better view is settled in its turn and wins.
+        """
         x, y, w, h = det.box
-        centre = (x + w / 2.0, y + h / 2.0)
-        side = max(w, h) * self.options.roi_scale
         kp = np.asarray(det.keypoints, dtype=np.float64)
         base = math.atan2(kp[1, 1] - kp[0, 1], kp[1, 0] - kp[0, 0])
+        view = ((x + w / 2.0, y + h / 2.0), max(w, h) * self.options.roi_scale, base)
         turns = (0, 180, 90, 270) if self.options.search_orientations else (0,)
-        best: tuple[float, int, np.ndarray, np.ndarray] | None = None
+        logit, turn, first = self._best_view(frame_bgr, view, turns, stop_at_180=True)
+        if logit < self._min_logit:
+            return Landmarks(_presence(logit), turn)
+        logit, pts, m = self._settle(frame_bgr, logit, first, kp[:2])
+        if self.options.search_orientations and logit < UPRIGHT_LOGIT:
+            marks = Landmarks(_presence(logit), turn, self._to_frame(pts, m))
+            c, side, angle = self._roi(marks)
+            l2, t2, again = self._best_view(frame_bgr, (c, side, angle), (90, 180, 270))
+            if l2 > logit + TURN_MARGIN:
+                l2, pts2, m2 = self._settle(frame_bgr, l2, again, None)
+                if l2 > logit + TURN_MARGIN:
+                    logit, pts, m, turn = l2, pts2, m2, (turn + t2) % 360
+        yaw, pitch = _pose(pts)
+        return Landmarks(_presence(logit), turn, self._to_frame(pts, m), yaw, pitch)
+
+    @property
+    def _min_logit(self) -> float:
+        p = self.options.min_presence
+        return math.log(p / (1.0 - p))
+
+    def _best_view(self, frame_bgr: np.ndarray, view: tuple, turns: tuple[int, ...],
+                   stop_at_180: bool = False
+                   ) -> tuple[float, int, tuple[np.ndarray, np.ndarray]]:
+        """(logit, turn, (points, matrix)) of the best of the view turned by ``turns``."""
+        centre, side, angle = view
+        best: tuple[float, int, tuple[np.ndarray, np.ndarray]] | None = None
         for turn in turns:
-            presence, pts, m = self.run(frame_bgr, centre, side, base + math.radians(turn))
-            if best is None or presence > best[0]:
-                best = (presence, turn, pts, m)
-            if presence >= self.options.min_presence:
+            logit, pts, m = self.run(frame_bgr, centre, side, angle + math.radians(turn))
+            margin = 0.0 if best is None or best[1] != turns[0] else TURN_MARGIN
+            if best is None or logit > best[0] + margin:
+                best = (logit, turn, (pts, m))
+            if turn == turns[0] and logit >= UPRIGHT_LOGIT:
+                break
+            if stop_at_180 and turn == 180 and best[0] >= self._min_logit:
                 break
         assert best is not None
-        presence, turn, pts, m = best
-        if presence < self.options.min_presence:
-            return Landmarks(presence, turn)
-        for _ in range(self.options.passes - 1):
-            frame_pts = self._to_frame(pts, m)
-            f = Landmarks(presence, turn, frame_pts).five
-            eyes = f[1] - f[0]
-            angle = math.atan2(eyes[1], eyes[0])
-            lo, hi = frame_pts[:, :2].min(0), frame_pts[:, :2].max(0)
-            centre = tuple((lo + hi) / 2.0)
-            side = float((hi - lo).max()) * self.options.roi_scale
-            p2, pts2, m2 = self.run(frame_bgr, centre, side, angle)
-            if p2 < self.options.min_presence:
+        return best
+
+    def _settle(self, frame_bgr: np.ndarray, logit: float,
+                first: tuple[np.ndarray, np.ndarray], eyes: np.ndarray | None
+                ) -> tuple[float, np.ndarray, np.ndarray]:
+        """Re-run the mesh on the ROI of its own landmarks until they stop moving."""
+        pts, m = first
+        marks = Landmarks(_presence(logit), 0, self._to_frame(pts, m))
+        previous = eyes
+        for _ in range(self.options.max_passes - 1):
+            if previous is not None and _moved(previous, marks) <= self.options.agree:
                 break
-            presence, pts, m = p2, pts2, m2
-        yaw, pitch = _pose(pts)
-        return Landmarks(presence, turn, self._to_frame(pts, m), yaw, pitch)
+            logit2, pts2, m2 = self.run(frame_bgr, *self._roi(marks))
+            if logit2 < self._min_logit:
+                break  # the re-centred view is worse (e.g. a hand over the face): keep this one
+            previous = marks.five[:2]
+            logit, pts, m = logit2, pts2, m2
+            marks = Landmarks(_presence(logit), 0, self._to_frame(pts, m))
+        return logit, pts, m
+
+    def _roi(self, marks: Landmarks) -> tuple[tuple[float, float], float, float]:
+        """(centre, side, angle) of the ROI that the landmarks of a face give."""
+        f = marks.five
+        eyes = f[1] - f[0]
+        lo, hi = marks.points[:, :2].min(0), marks.points[:, :2].max(0)
+        centre = (float(lo[0] + hi[0]) / 2.0, float(lo[1] + hi[1]) / 2.0)
+        return centre, float((hi - lo).max()) * self.options.roi_scale, \
+            math.atan2(eyes[1], eyes[0])
 
     @staticmethod
     def _to_frame(pts: np.ndarray, m: np.ndarray) -> np.ndarray:

@@ -198,9 +198,10 @@ class FacePipeline(Closing):
         t1 = time.perf_counter()
         if not lm.found:
             kp = np.asarray(det.keypoints, dtype=np.float64)
+            # No landmarks: only the detector's eye distance and scores are measured.
             q = Quality(float(np.linalg.norm(kp[1] - kp[0])), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
                         float(det.score), lm.presence, lm.orientation)
-            return Face(det, lm, q, purpose, q.failures(bar),
+            return Face(det, lm, q, purpose, ("not_a_clear_face",),
                         StageTimings(detect_ms, (t1 - t0) * 1e3))
         aligned = self.aligner.align(frame_bgr, lm.five)
         t2 = time.perf_counter()
