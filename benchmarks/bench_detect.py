@@ -17,7 +17,8 @@ Prints one JSON object (``--json``) with these sections, all on the real photos 
   configured threshold, which is the function the servers compute under MPC.
 * ``rotation``: photos turned 90/180/270 degrees: refused, or turned upright (cosine to upright).
 * ``timing``: detect + landmarks + align + embed for one face in a 1280x720 frame (and 640x480),
-  the paths interleaved frame by frame so they share the same minutes of a noisy machine.
+  per path and per thread count (1 and 2), all interleaved frame by frame so they share the
+  same minutes of a noisy machine.
 * ``quality``: the measures on real photos and on each kind of synthetic view, and how many
   pass the enrolment bar: the calibration of ``edge/pipeline/quality.py``.
 """
@@ -307,47 +308,62 @@ def rotation(srcs: list[dict], pipe: FacePipeline) -> dict:
 
 # ---------------------------------------------------------------------------- timing
 
-def timing(srcs: list[dict], pipes: dict[str, FacePipeline], backgrounds: list[np.ndarray],
-           repeats: int) -> dict:
-    out = {}
-    for size in (FRAME, (640, 480)):
-        frames = []
-        for k, src in enumerate(srcs):
-            # A face every path finds (short range needs ~1/14 of the frame between the eyes):
-            # the comparison is of time, at equal work after detection.
-            eye = 0.08 * size[0]
-            frame, _ = paste(src["photo"], eye / src["eye"], size, (0.5, 0.45),
-                             backgrounds[k % len(backgrounds)])
-            frames.append(frame)
-        rows: dict[str, dict[str, list[float]]] = {n: defaultdict(list) for n in pipes}
+def timing(srcs: list[dict], opts: dict[str, PipelineOptions], backgrounds: list[np.ndarray],
+           repeats: int, threads: tuple[int, ...]) -> dict:
+    """Every path at every thread count, interleaved frame by frame (same minutes for all)."""
+    pipes = {(name, t): FacePipeline.from_options(_threads(o, t))
+             for t in threads for name, o in opts.items()}
+    out: dict = {f"threads_{t}": {} for t in threads}
+    try:
+        for size in (FRAME, (640, 480)):
+            frames = []
+            for k, src in enumerate(srcs):
+                # A face every path finds (short range needs ~1/14 of the frame between the
+                # eyes): the comparison is of time, at equal work after detection.
+                eye = 0.08 * size[0]
+                frame, _ = paste(src["photo"], eye / src["eye"], size, (0.5, 0.45),
+                                 backgrounds[k % len(backgrounds)])
+                frames.append(frame)
+            rows: dict = {key: defaultdict(list) for key in pipes}
+            for p in pipes.values():
+                p.analyse(frames[0])  # warm-up
+            for _ in range(repeats):
+                for frame in frames:
+                    for key, p in pipes.items():
+                        t0 = time.perf_counter()
+                        r = p.analyse(frame)
+                        wall = (time.perf_counter() - t0) * 1e3
+                        if not r.embedded:
+                            rows[key]["missed"].append(1.0)
+                            continue
+                        for k, v in r.embedded[0].timings.to_dict().items():
+                            rows[key][k].append(v)
+                        rows[key]["wall_ms"].append(wall)
+            for t in threads:
+                res = {}
+                for name in opts:
+                    r = rows[(name, t)]
+                    res[name] = {f"{k}_p50": round(float(np.median(v)), 3)
+                                 for k, v in r.items() if k != "missed"}
+                    res[name]["frames"] = len(r["total_ms"])
+                    res[name]["missed"] = len(r["missed"])
+                base = res["short_whole"].get("total_ms_p50")
+                for name in res:
+                    if base and "total_ms_p50" in res[name]:
+                        res[name]["ratio_to_short_whole"] = round(
+                            res[name]["total_ms_p50"] / base, 2)
+                out[f"threads_{t}"][f"{size[0]}x{size[1]}"] = res
+    finally:
         for p in pipes.values():
-            p.analyse(frames[0])  # warm-up
-        for _ in range(repeats):
-            for frame in frames:
-                for name, p in pipes.items():  # interleaved: the same minutes for every path
-                    t0 = time.perf_counter()
-                    r = p.analyse(frame)
-                    wall = (time.perf_counter() - t0) * 1e3
-                    if not r.embedded:
-                        rows[name]["missed"].append(1.0)
-                        continue
-                    t = r.embedded[0].timings
-                    for key, v in t.to_dict().items():
-                        rows[name][key].append(v)
-                    rows[name]["wall_ms"].append(wall)
-        res = {}
-        for name, r in rows.items():
-            res[name] = {f"{k}_p50": round(float(np.median(v)), 3)
-                         for k, v in r.items() if k != "missed"}
-            res[name]["frames"] = len(r["total_ms"])
-            res[name]["missed"] = len(r["missed"])
-        base = res["short_whole"].get("total_ms_p50")
-        for name in res:
-            if base and "total_ms_p50" in res[name]:
-                res[name]["ratio_to_short_whole"] = round(res[name]["total_ms_p50"] / base, 2)
-        out[f"{size[0]}x{size[1]}"] = res
+            p.close()
     out["target_total_ms_p50"] = 10.0
     return out
+
+
+def _threads(o: PipelineOptions, n: int) -> PipelineOptions:
+    return replace(o, detector=replace(o.detector, num_threads=n),
+                   landmarker=replace(o.landmarker, num_threads=n),
+                   embedder=replace(o.embedder, num_threads=n))
 
 
 # ---------------------------------------------------------------------------- quality
@@ -402,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--repeats", type=int, default=3, help="timing passes over the frames")
+    ap.add_argument("--threads", default="1,2",
+                    help="interpreter threads to time, comma-separated (default 1,2)")
     ap.add_argument("--skip", default="", help="comma-separated sections to skip")
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
@@ -431,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
         if "rotation" not in skip:
             result["rotation"] = rotation(srcs, main_pipe)
         if "timing" not in skip:
-            result["timing"] = timing(srcs[:16], pipes, backgrounds, args.repeats)
+            result["timing"] = timing(srcs[:16], opts, backgrounds, args.repeats,
+                                      tuple(int(t) for t in args.threads.split(",")))
         if "quality" not in skip:
             result["quality"] = quality(data, main_pipe)
     finally:

@@ -134,7 +134,8 @@ def targets(results: list[tuple[str, list[str], dict | str]]) -> list[str]:
             rows.append(("edge 640x480 detect+landmarks+align+embed ms (int8, full range)",
                          "<= 10", r["int8"]["total_ms_p50"]))
         if name == "detect" and "identification" in r:
-            t = r["timing"]["1280x720"]
+            t = r["timing"]["threads_1"]["1280x720"]
+            t2 = r["timing"].get("threads_2", {}).get("1280x720", {})
             rows += [("detect: recall on 31 hand-marked faces", "= 1.0",
                       r["recall"]["full_tiles"]["recall"]),
                      ("detect: false positives, face-free photos", "= 0",
@@ -147,6 +148,8 @@ def targets(results: list[tuple[str, list[str], dict | str]]) -> list[str]:
                       t["full_whole"]["total_ms_p50"]),
                      ("1280x720 one face, ms (short range, whole frame)", "<= 10",
                       t["short_whole"]["total_ms_p50"])]
+            rows += [(f"1280x720 one face, ms ({name.replace('_', ', ')}, 2 threads)", "<= 10",
+                      v["total_ms_p50"]) for name, v in t2.items() if "total_ms_p50" in v]
     if not rows:
         return []
 

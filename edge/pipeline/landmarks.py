@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import cv2
@@ -87,7 +88,7 @@ class Landmarks:
     def found(self) -> bool:
         return len(self.points) == NUM_POINTS
 
-    @property
+    @cached_property
     def five(self) -> np.ndarray:
         if not self.found:
             return np.zeros((0, 2), np.float64)
@@ -186,17 +187,16 @@ class FaceMesh(Closing):
         logit, turn, first = self._best_view(frame_bgr, view, turns, stop_at_180=True)
         if logit < self._min_logit:
             return Landmarks(_presence(logit), turn)
-        logit, pts, m = self._settle(frame_bgr, logit, first, kp[:2])
+        logit, pts, marks = self._settle(frame_bgr, logit, first, kp[:2])
         if self.options.search_orientations and logit < UPRIGHT_LOGIT:
-            marks = Landmarks(_presence(logit), turn, self._to_frame(pts, m))
             c, side, angle = self._roi(marks)
             l2, t2, again = self._best_view(frame_bgr, (c, side, angle), (90, 180, 270))
             if l2 > logit + TURN_MARGIN:
-                l2, pts2, m2 = self._settle(frame_bgr, l2, again, None)
+                l2, pts2, marks2 = self._settle(frame_bgr, l2, again, None)
                 if l2 > logit + TURN_MARGIN:
-                    logit, pts, m, turn = l2, pts2, m2, (turn + t2) % 360
+                    logit, pts, marks, turn = l2, pts2, marks2, (turn + t2) % 360
         yaw, pitch = _pose(pts)
-        return Landmarks(_presence(logit), turn, self._to_frame(pts, m), yaw, pitch)
+        return Landmarks(_presence(logit), turn, marks.points, yaw, pitch)
 
     @property
     def _min_logit(self) -> float:
@@ -223,8 +223,9 @@ class FaceMesh(Closing):
 
     def _settle(self, frame_bgr: np.ndarray, logit: float,
                 first: tuple[np.ndarray, np.ndarray], eyes: np.ndarray | None
-                ) -> tuple[float, np.ndarray, np.ndarray]:
-        """Re-run the mesh on the ROI of its own landmarks until they stop moving."""
+                ) -> tuple[float, np.ndarray, Landmarks]:
+        """Re-run the mesh on the ROI of its own landmarks until they stop moving; returns
+        (logit, points in the last ROI, landmarks in the frame)."""
         pts, m = first
         marks = Landmarks(_presence(logit), 0, self._to_frame(pts, m))
         previous = eyes
@@ -235,9 +236,9 @@ class FaceMesh(Closing):
             if logit2 < self._min_logit:
                 break  # the re-centred view is worse (e.g. a hand over the face): keep this one
             previous = marks.five[:2]
-            logit, pts, m = logit2, pts2, m2
-            marks = Landmarks(_presence(logit), 0, self._to_frame(pts, m))
-        return logit, pts, m
+            logit, pts = logit2, pts2
+            marks = Landmarks(_presence(logit), 0, self._to_frame(pts, m2))
+        return logit, pts, marks
 
     def _roi(self, marks: Landmarks) -> tuple[tuple[float, float], float, float]:
         """(centre, side, angle) of the ROI that the landmarks of a face give."""
