@@ -304,8 +304,9 @@ class TapFlow:
 
         The holder EF is written first (restored if the servers refuse); the first frame
         with a face is enrolled card-bound (both servers bind card id + key to
-        ``identity`` once the record commits), the rest plainly. Frames without a face
-        are skipped. The servers need an admin ``train`` before the card verifies.
+        ``identity`` once the record commits), the rest plainly. Frames without a face, or
+        whose face is below the enrolment quality bar, are skipped. The servers need an admin
+        ``train`` before the card verifies.
         """
         identity = api.check_identity(identity)
         clock = _Clock()
@@ -368,7 +369,7 @@ class TapFlow:
                 skipped += 1
                 continue
             try:
-                out.append(self.pipeline.process(image).embedding)
+                out.append(self.pipeline.process(image, purpose="enrol").embedding)
             except PipelineError:
                 skipped += 1
         clock.lap("capture_embed_ms", t)

@@ -40,16 +40,33 @@ def detectable(pipeline: FacePipeline, path: Path) -> bool:
         return False
 
 
+def enrolable(pipeline: FacePipeline, path: Path) -> bool:
+    """Whether the image passes the enrolment quality bar (a clear, near-frontal face)."""
+    try:
+        pipeline.process(cv2.imread(str(path)), purpose="enrol")
+        return True
+    except PipelineError:
+        return False
+
+
 def choose(data: TestData, pipeline: FacePipeline
            ) -> tuple[dict[str, list[Path]], dict[str, Path], list[Path]]:
     """Enrolment images and one held-out probe per enrolled identity; unknown probes.
 
     A held-out probe is a second real photo where there is one, else a synthetic view;
-    it never appears in the enrolment set.
+    it never appears in the enrolment set. People are chosen among those with at least four
+    images that pass the enrolment quality bar (the cameraman's face is half hidden by his
+    camera, so he is never one).
     """
-    by_id = {k: v for k, v in data.by_identity().items() if len(v) >= 4}
+    by_id = {k: v for k, v in data.by_identity().items()
+             if sum(enrolable(pipeline, i.path) for i in v) >= 4}
     names = sorted(by_id, key=lambda n: (-sum(i.kind == "photo" for i in by_id[n]), n))
-    enrolled, unknown = names[:ENROLLED], names[ENROLLED:ENROLLED + UNKNOWN]
+    enrolled = names[:ENROLLED]
+    # Strangers must be strangers: the face-api group photos reuse their models (two crops are
+    # already known to show one woman), so unknown people come from the other collections.
+    shoots = {im.source for n in enrolled for im in by_id[n] if n.startswith("crowd")}
+    unknown = [n for n in names[ENROLLED:]
+               if not {im.source for im in by_id[n]} & shoots][:UNKNOWN]
     enrol, probes = {}, {}
     for n in enrolled:
         imgs = by_id[n]
