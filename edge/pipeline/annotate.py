@@ -54,7 +54,7 @@ def draw_faces(frame_bgr: np.ndarray, faces: Sequence[Face],
                        cv2.LINE_AA)
         q = face.quality
         lines = [f"#{i} {label.text}",
-                 f"eyes {q.eye_px:.0f}px yaw {q.yaw_deg:+.0f} score {q.presence:.2f}"]
+                 f"eyes {q.eye_px:.0f}px yaw {q.yaw_deg:+.0f} sharp {q.sharpness:.1f}"]
         step = 14 * thick
         top = p0[1] - 4 - step * (len(lines) - 1)  # above the box, or below it at the top
         y0 = top if top > step else p1[1] + step
