@@ -31,8 +31,6 @@ from splitface.edge.pipeline.quality import LowQualityError, Quality, QualityOpt
 from splitface.edge.pipeline.types import Detection, Detections
 from splitface.shared.closing import Closing
 
-PURPOSES = ("enrol", "query")
-
 
 @dataclass(frozen=True)
 class PipelineOptions:

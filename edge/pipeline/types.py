@@ -9,15 +9,12 @@ import numpy as np
 
 from splitface.edge.pipeline.errors import NoFaceError
 
-# BlazeFace keypoint order (subject's right eye appears on the image's left).
-KEYPOINT_NAMES = (
-    "right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear_tragion", "left_ear_tragion",
-)
-
 
 @dataclass(frozen=True)
 class Detection:
-    """One face: pixel box (x, y, w, h), score, and BlazeFace's 6 keypoints (6, 2)."""
+    """One face: pixel box (x, y, w, h), score, and BlazeFace's 6 keypoints (6, 2): right eye,
+    left eye, nose tip, mouth centre, right and left ear tragion (the subject's right eye
+    appears on the image's left)."""
 
     box: tuple[float, float, float, float]
     score: float
