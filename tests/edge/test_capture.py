@@ -49,7 +49,7 @@ def test_header_sizes(testdata):
 
 def test_huge_jpeg_is_decoded_small_with_bounded_memory(tmp_path, testdata):
     """An 8000x6000 photo (48 Mpx, 144 MB as pixels) decodes at 1/2 size; the decode adds
-    well under the full image's size to the process (the full-size decode used ~460 MB)."""
+    less than the full image alone (144 MB) to the process (the full-size decode used ~460 MB)."""
     face = read(testdata.photos("obama")[0].path)
     big = cv2.resize(face, (8000, 6000), interpolation=cv2.INTER_LINEAR)
     path = tmp_path / "big.jpg"
@@ -59,7 +59,7 @@ def test_huge_jpeg_is_decoded_small_with_bounded_memory(tmp_path, testdata):
                          text=True, timeout=60, check=True)
     rec = json.loads(out.stdout)
     assert rec["shape"] == [3000, 4000, 3]
-    assert rec["added_kb"] < 80_000, rec  # the 36 MB result plus decoder buffers
+    assert rec["added_kb"] < 110_000, rec  # measured 71 MB: the 36 MB result, decoder buffers
 
 
 def test_large_png_is_downscaled_and_absurd_sizes_refused():
