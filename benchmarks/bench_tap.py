@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cv2
 
 from splitface.edge.card import CardTerminal, ConnectionOptions, TerminalOptions
-from splitface.edge.pipeline.detect_base import DetectorOptions
+from splitface.edge.pipeline.detect import DetectorOptions
 from splitface.edge.pipeline.pipeline import FacePipeline, PipelineOptions
 from splitface.edge.tap import TapFlow, TapOptions, TapStatus
 from splitface.edge.testdata import TestData
@@ -49,6 +49,9 @@ STAGES = {
     "verify": "verify_ms",
     "tap_to_result": "total_ms",
 }
+
+# A tap terminal's pipeline: short-range BlazeFace on the whole frame (the face is close).
+TAP_PIPELINE = PipelineOptions(detector=DetectorOptions(range="short", min_eye_px=0))
 
 
 def _stats(ms: list[float]) -> dict[str, float]:
@@ -84,7 +87,7 @@ def run(taps: int, impostor_every: int) -> dict:
                                connection=ConnectionOptions(apdu_timeout_s=5.0))
         queue: list = []
         with client_for(dep, timeout=30.0) as client, \
-                FacePipeline(PipelineOptions(detector=DetectorOptions(backend="litert"))) as pipe, \
+                FacePipeline(TAP_PIPELINE) as pipe, \
                 CardTerminal(opts) as term, \
                 TapFlow(client, pipe, term, lambda: queue.pop(0) if queue else None,
                         TapOptions(tap_timeout_s=5.0, max_frames=3)) as flow:

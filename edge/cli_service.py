@@ -1,8 +1,9 @@
 """``splitface-edge enroll | identify | verify | status | admin``: talk to the two servers.
 
 Every command reads the terminal's config (``--config``, made by ``splitface-keys``) for
-the server endpoints, their public keys and this terminal's key. Results are printed as
-a table or, with ``--json``, one JSON object per line; embeddings are never printed.
+the server endpoints, their public keys, this terminal's key and the face pipeline (models,
+detection). Results are printed as a table or, with ``--json``, one JSON object per line
+(``identify``: one per frame, listing every face); embeddings are never printed.
 """
 
 from __future__ import annotations
@@ -73,8 +74,10 @@ def cmd_enroll(args: argparse.Namespace) -> int:
                       "(NAME/NAME_0001.jpg)", file=sys.stderr)
                 return 2
             for r in records:
-                _emit(args, {"path": str(r.path), "identity": r.identity, "status": r.status},
-                      f"{r.status:<14}{r.identity:<20}{r.path}")
+                why = f" ({', '.join(r.reasons)})" if r.reasons else ""
+                _emit(args, {"path": str(r.path), "identity": r.identity, "status": r.status,
+                             "reasons": list(r.reasons)},
+                      f"{r.status:<14}{r.identity:<20}{r.path}{why}")
             ok = sum(r.status in ("enrolled", "duplicate") for r in records)
             if not args.json:
                 print(f"{ok}/{len(records)} images enrolled")
@@ -85,27 +88,42 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 def cmd_identify(args: argparse.Namespace) -> int:
     from splitface.edge.batch import identify_source
+    from splitface.edge.cli import annotate_path
+    from splitface.edge.pipeline.annotate import label_for, write_annotated
+    from splitface.edge.pipeline.capture import IMAGE_SUFFIXES
     from splitface.edge.pipeline.pipeline import FacePipeline
 
     def body() -> int:
         source: str | int = int(args.input) if args.input.isdigit() else args.input
+        single = Path(args.input).is_file() and Path(args.input).suffix.lower() in IMAGE_SUFFIXES
         with _client(args) as client, \
                 FacePipeline.from_options(pipeline_options_from_args(args)) as pipe:
             for row in identify_source(client, pipe, source, args.max_frames):
-                o = row.outcome
-                rec = {"frame": row.frame, "status": row.status,
-                       "identity": o.identity if o else None,
-                       "accepted": o.accepted if o else None,
-                       "edge_ms": round(row.edge_ms, 2),
-                       "mpc_ms": round(o.timings_ms.get("total_ms", 0.0), 2) if o else None}
-                _emit(args, rec, f"{row.frame:<12}{row.status:<12}{(o and o.identity) or '-':<20}"
-                                 f"{rec['mpc_ms'] or '':>8}")
+                rec = {"frame": row.frame.name, "status": row.status,
+                       "faces": [f.to_dict() | {"face": i} for i, f in enumerate(row.faces)],
+                       "edge_ms": round(row.edge_ms, 2)}
+                if row.error:
+                    rec["error"] = row.error
+                human = [f"{row.frame.name:<12}{row.status:<12}{len(row.faces)} face(s)"]
+                for i, f in enumerate(row.faces):
+                    who = (f.outcome.identity if f.outcome is not None else None) or "-"
+                    why = ", ".join(f.face.reasons)
+                    human.append(f"  #{i} {f.status:<12}{who:<20}box={rec['faces'][i]['box']} "
+                                 f"eyes {f.face.quality.eye_px:.0f} px {why}")
+                _emit(args, rec, "\n".join(human))
+                if args.annotate and row.frame.image is not None:
+                    labels = [label_for(f.face, f.outcome.identity if f.outcome else None,
+                                        f.outcome is not None) for f in row.faces]
+                    path = annotate_path(args.annotate, row.frame.name, not single)
+                    write_annotated(path, row.frame.image, [f.face for f in row.faces], labels)
         return 0
 
     return _run(args, body)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    import time
+
     from splitface.edge.pipeline.capture import CaptureOptions, FrameSource
     from splitface.edge.pipeline.pipeline import FacePipeline
 
@@ -117,9 +135,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
             if frame.error is not None:
                 raise frame.error
             face = pipe.process(frame.image)
+            t0 = time.perf_counter()
             out = client.verify(args.identity, face.embedding)
+            query_ms = (time.perf_counter() - t0) * 1000.0
             _emit(args, {"identity": args.identity, "status": out.status,
-                         "accepted": out.accepted, "mpc_ms": round(out.timings_ms["total_ms"], 2)},
+                         "accepted": out.accepted, "query_ms": round(query_ms, 2),
+                         "face": face.to_dict()},
                   f"{out.status}: {args.identity}")
             return 0 if out.accepted else 1
 
@@ -169,6 +190,9 @@ def add_identify(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("identify", help="1:N identification of an image, video, folder or camera")
     p.add_argument("input", help="image, video, image folder or camera index")
     p.add_argument("--max-frames", type=int, default=None)
+    p.add_argument("--annotate", type=Path, default=None, metavar="OUT.jpg",
+                   help="write the frame with boxes, landmarks, names or 'unknown' and quality "
+                        "drawn on it (OUT_<frame>.jpg per frame of a folder)")
     _config_arg(p)
     _pipeline_args(p)
     p.set_defaults(func=cmd_identify)

@@ -305,8 +305,9 @@ class TapFlow:
         The holder EF is written first (restored if the servers refuse); every frame with
         a face is enrolled card-bound (the card signs each request; both servers bind card
         id + key to ``identity`` once the first record commits, and refuse card-less
-        samples for a card-bound identity). Frames without a face are skipped. The
-        servers need an admin ``train`` before the card verifies.
+        samples for a card-bound identity). Frames without a face, or whose face is below
+        the enrolment quality bar, are skipped. The servers need an admin ``train`` before
+        the card verifies.
         """
         identity = api.check_identity(identity)
         clock = _Clock()
@@ -366,7 +367,7 @@ class TapFlow:
                 skipped += 1
                 continue
             try:
-                out.append(self.pipeline.process(image).embedding)
+                out.append(self.pipeline.process(image, purpose="enrol").embedding)
             except PipelineError:
                 skipped += 1
         clock.lap("capture_embed_ms", t)

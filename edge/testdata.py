@@ -11,6 +11,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from splitface.edge.models.paths import VarLayout
 
 INDEX_NAME = "index.json"
@@ -33,6 +36,7 @@ class TestImage:
     source: str  # registry archive key
     base: str = ""  # for views: the photo they were made from
     transform: str = ""  # for views: e.g. "yaw+20", "jpeg q=15"
+    faces: tuple[tuple[int, int], ...] = ()  # group photos: face centres marked by hand
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,8 @@ class TestData:
         images = tuple(
             TestImage(path=root / e["path"], identity=e["identity"], kind=e["kind"],
                       source=e["source"], base=e.get("base", ""),
-                      transform=e.get("transform", ""))
+                      transform=e.get("transform", ""),
+                      faces=tuple(tuple(c) for c in e.get("faces", ())))
             for e in raw["images"]
         )
         return cls(root, images)
@@ -94,3 +99,22 @@ class TestData:
 
     def nofaces(self) -> list[TestImage]:
         return self.photos(kinds=("noface",))
+
+
+def paste(photo: np.ndarray, scale: float, size: tuple[int, int] = (1280, 720),
+          at: tuple[float, float] = (0.5, 0.45), background: np.ndarray | None = None
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """A real photo shrunk by ``scale`` (area-averaged) into a larger frame, centred at ``at``
+    (fractions of the frame) as far as it fits: faces far from the camera, for tests and
+    benchmarks. Returns (frame, 2x3 map from photo to frame continuous coordinates). The
+    background is a face-free photo stretched to the frame, or plain grey."""
+    w, h = size
+    frame = np.full((h, w, 3), 110, np.uint8) if background is None else \
+        cv2.resize(background, (w, h), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    sh, sw = small.shape[:2]
+    x0 = int(min(max(at[0] * w - sw / 2, 0), max(w - sw, 0)))
+    y0 = int(min(max(at[1] * h - sh / 2, 0), max(h - sh, 0)))
+    frame[y0:y0 + sh, x0:x0 + sw] = small[: h - y0, : w - x0]
+    sx, sy = sw / photo.shape[1], sh / photo.shape[0]
+    return frame, np.array([[sx, 0.0, x0], [0.0, sy, y0]])

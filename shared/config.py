@@ -33,7 +33,8 @@ from splitface.shared.config_schema import (
 )
 
 __all__ = [
-    "CameraOptions", "CardOptions", "ConfigError", "DealerConfig", "EdgeConfig", "EventsOptions",
+    "CameraOptions", "CardOptions", "ConfigError", "DealerConfig", "DetectionOptions", "EdgeConfig",
+    "EventsOptions",
     "IdentifyOptions", "ModelOptions", "ServerConfig", "ServerLink", "ServersOptions",
     "TrackingOptions", "TrainOptions", "WatchdogOptions", "dump_config", "load_dealer_config",
     "load_edge_config", "load_server_config", "write_config",
@@ -252,13 +253,30 @@ class CameraOptions:
 class ModelOptions:
     """Which detector and embedder to run, and where their files are."""
 
-    detector: Literal["mediapipe", "litert"] = setting(
-        "BlazeFace runtime: MediaPipe Tasks or the bare LiteRT interpreter.", "litert")
+    detector: Literal["litert"] = setting(
+        "Runtime of the face models (BlazeFace, face mesh): the LiteRT interpreter, the one "
+        "path every command and the daemon share.", "litert")
     embedder: Literal["mobilefacenet-int8", "mobilefacenet-float", "dlib-resnet"] = setting(
         "Face embedding model (see docs/MODELS.md for provenance and licences).",
         "mobilefacenet-int8")
     model_dir: Path = setting("Folder holding the converted model files.",
                               Path("/opt/splitface/models"), file_check=existing_dir)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectionOptions:
+    """Face detection; every command and the daemon read it, so enrolment and live queries
+    see faces the same way."""
+
+    range: Literal["auto", "full", "short"] = setting(
+        "BlazeFace model: full (faces up to ~5 m: surveillance), short (within ~2 m: a door or "
+        "tap terminal; whole frame only), or auto = full in surveillance mode, short in "
+        "tap-to-verify mode.", "auto")
+    min_eye_px: float = setting(
+        "Full range: the smallest distance between the eyes, in frame pixels, the detector "
+        "must find. Below what the model sees on the whole frame (about 1/32 of the frame's "
+        "long side), overlapping tiles are searched too, at more time per frame. 0 = the "
+        "whole frame only.", 20.0, check=in_range(0.0, 1000.0))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -322,6 +340,7 @@ class EdgeConfig:
     servers: ServersOptions = setting("The two MPC servers.")
     camera: CameraOptions = setting("Camera capture settings.", CameraOptions())
     models: ModelOptions = setting("Detector and embedder models.", ModelOptions())
+    detection: DetectionOptions = setting("Face detection.", DetectionOptions())
     card: CardOptions = setting("PC/SC smart card (tap-to-verify mode).", CardOptions())
     events: EventsOptions = setting("Local recognition event stream.", EventsOptions())
     tracking: TrackingOptions = setting("Face tracking between frames.", TrackingOptions())

@@ -45,10 +45,12 @@ class Servers(Protocol):
 
 
 class FacePipelineLike(Protocol):
-    aligner: Any
-    embedder: Any
+    """What the loop needs from :class:`splitface.edge.pipeline.pipeline.FacePipeline`."""
 
     def detect(self, frame_bgr: np.ndarray) -> tuple[Detections, float]: ...
+
+    def analyse_face(self, frame_bgr: np.ndarray, det: Detection, purpose: str = "query",
+                     detect_ms: float = 0.0) -> Any: ...
 
 
 class TapVerifier(Protocol):
@@ -255,19 +257,29 @@ class EdgeLoop:
             self.check_servers()
 
     def identify_track(self, track: Track, image: np.ndarray) -> None:
-        """Embed this track's face in this frame and identify it; one query per track."""
+        """Landmarks, quality and embedding of this track's face in this frame, then one
+        identification per track. A face below the query quality bar (too small, not a clear
+        face) is not sent: the track stays pending and the next frame tries again."""
         det: Detection = track.detection  # type: ignore[assignment]
         t0 = time.perf_counter()
         try:
-            aligned = self.pipeline.aligner.align(image, det.keypoints)
-            embedding = self.pipeline.embedder.embed_face(image, det, aligned)
+            face = self.pipeline.analyse_face(image, det, "query")
         except PipelineError as exc:
             log.info("track %d: face not embeddable (%s); will try the next frame", track.id,
                      exc.status)
             return
+        if not face.embedded:
+            log.debug("track %d: below the query bar (%s); will try the next frame", track.id,
+                      ", ".join(face.reasons))
+            return
+        embedding = face.embedding
         edge_ms = (time.perf_counter() - t0) * 1000.0
+        q = face.quality
         base = {"track": track.id, "box": [round(float(v), 1) for v in det.box],
-                "detector_score": round(float(det.score), 3)}
+                "detector_score": round(float(det.score), 3),
+                "quality": {"eye_px": round(q.eye_px, 1), "yaw_deg": round(q.yaw_deg, 1),
+                            "roll_deg": round(q.roll_deg, 1), "presence": round(q.presence, 3),
+                            "sharpness": round(q.sharpness, 3)}}
         try:
             outcome = self.servers.identify(embedding)
         except ServerUnavailable as exc:
@@ -297,7 +309,7 @@ class EdgeLoop:
                                 detail=str(exc), **base)
             return
         finally:
-            del embedding
+            del embedding, face
         self._last_server_ok = self.clock()
         self.server_health.succeeded()
         self.tracker.mark_done(track)

@@ -44,23 +44,10 @@ class StartupError(Exception):
 
 
 def pipeline_options(config: EdgeConfig, threads: int):
-    """PipelineOptions for ``config.models`` (file names as ``make models`` writes them)."""
-    from splitface.edge.models.paths import VarLayout
-    from splitface.edge.pipeline.detect_base import DetectorOptions
-    from splitface.edge.pipeline.embed import EmbedderOptions
-    from splitface.edge.pipeline.pipeline import PipelineOptions
+    """The pipeline every command builds from this config (models, model_dir, detection)."""
+    from splitface.edge.pipeline.settings import pipeline_options_from_config
 
-    names = VarLayout(Path("."))  # only the file names, placed in models.model_dir
-    model_dir = config.models.model_dir
-    emb = {"mobilefacenet-int8": names.mobilefacenet_int8.name,
-           "mobilefacenet-float": names.mobilefacenet_float.name}.get(config.models.embedder)
-    return PipelineOptions(
-        detector=DetectorOptions(backend=config.models.detector,
-                                 model_path=model_dir / names.blazeface_short.name,
-                                 num_threads=threads),
-        embedder=EmbedderOptions(kind=config.models.embedder,
-                                 model_path=model_dir / emb if emb else None,
-                                 num_threads=threads))
+    return pipeline_options_from_config(config, threads)
 
 
 def client_options(config: EdgeConfig, timeout_s: float | None = None) -> ClientOptions:
@@ -126,6 +113,7 @@ def run(config: EdgeConfig, *, threads: int = 1, stop: threading.Event | None = 
     """Build every part from ``config`` and run the loop; StartupError for a bad set-up."""
     from splitface.edge.pipeline.errors import ModelMissingError, RuntimeUnavailableError
     from splitface.edge.pipeline.pipeline import FacePipeline
+    from splitface.edge.pipeline.settings import detector_range
 
     stop = stop or threading.Event()
     _check_state_dir(config.state_dir)
@@ -146,7 +134,8 @@ def run(config: EdgeConfig, *, threads: int = 1, stop: threading.Event | None = 
     try:
         pipeline = FacePipeline.from_options(pipeline_options(config, threads))
     except (ModelMissingError, RuntimeUnavailableError) as exc:
-        raise StartupError(f"models ({config.models.detector} + {config.models.embedder} in "
+        raise StartupError(f"models (BlazeFace {detector_range(config.detection, config.mode)}"
+                           f" range, face mesh, {config.models.embedder} in "
                            f"{config.models.model_dir}): {exc}") from exc
     ev_opts = EventsOptions(publish=config.events.publish, terminal_id=config.terminal_id)
     with contextlib.ExitStack() as stack:

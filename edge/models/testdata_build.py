@@ -1,8 +1,9 @@
 """Build ``var/testdata``: real photos from registry archives, face crops, synthetic views.
 
 Real photos: face_recognition 1.3.0's test images (Obama x4 + 2 partial, Biden), scikit-image's
-astronaut and cameraman, @vladmandic/face-api's six group photos (cropped into one image per
-face: "crowd" identities with a single photo each, used as strangers) and a no-face photo.
+astronaut and cameraman, eight group photos with hand-counted faces (@vladmandic/face-api's six,
+insightface's t1, tracking.js's faces; each face also cropped into a "crowd" identity with a
+single photo, used as strangers) and six face-free photos (scikit-image, insightface).
 Views: deterministic pose / scale / light / blur / JPEG / noise variants of every real photo,
 kept only when the detector still finds exactly one face. ``index.json`` is written last.
 """
@@ -18,14 +19,33 @@ import numpy as np
 
 from splitface.edge.models.fetch import extract_member, fetch_archive
 from splitface.edge.models.paths import VarLayout
-from splitface.edge.models.sources import FACE_API_NPM, FACE_RECOGNITION_SDIST, SKIMAGE_WHEEL
-from splitface.edge.pipeline.detect_base import DetectorOptions
-from splitface.edge.pipeline.detect_litert import LiteRTFaceDetector
+from splitface.edge.models.sources import (
+    FACE_API_NPM,
+    FACE_RECOGNITION_SDIST,
+    INSIGHTFACE_WHEEL,
+    SKIMAGE_WHEEL,
+    TRACKING_NPM,
+)
+from splitface.edge.pipeline.detect import DetectorOptions, FaceDetector
 from splitface.edge.testdata import INDEX_NAME
 
-INDEX_VERSION = 5
+INDEX_VERSION = 6
 # Crops of one person seen in two group photos (checked by eye; both embedders agree).
 SAME_PERSON = {"crowd3-1": "crowd1-2"}
+
+# Group photos: (archive, member suffix, face centres marked by hand in the 1280-wide copy).
+# A face counts when a person would recognise it: both eyes visible, at least a quarter profile.
+_GROUPS = [
+    (FACE_API_NPM, "sample1.jpg", ((320, 329), (616, 368), (1036, 223))),
+    (FACE_API_NPM, "sample2.jpg", ((275, 198), (666, 236), (1021, 191))),
+    (FACE_API_NPM, "sample3.jpg", ((451, 318), (777, 245), (1068, 299))),
+    (FACE_API_NPM, "sample4.jpg", ((238, 217), (491, 138), (696, 210), (900, 188))),
+    (FACE_API_NPM, "sample5.jpg", ((313, 689), (470, 370), (582, 155), (791, 223), (989, 359))),
+    (FACE_API_NPM, "sample6.jpg", ((245, 426), (499, 327), (851, 307), (1052, 282))),
+    (INSIGHTFACE_WHEEL, "t1.jpg",
+     ((110, 333), (311, 218), (516, 347), (783, 416), (938, 136), (1174, 342))),
+    (TRACKING_NPM, "faces.jpg", ((92, 142), (275, 192), (501, 113))),
+]
 
 # (archive, member suffix) -> (identity, file name, kind, transform tag)
 _PHOTOS = {
@@ -41,7 +61,14 @@ _PHOTOS = {
     (SKIMAGE_WHEEL, "astronaut.png"): ("astronaut", "astronaut1.png", "photo", ""),
     (SKIMAGE_WHEEL, "camera.png"): ("cameraman", "cameraman1.png", "photo", ""),
     (SKIMAGE_WHEEL, "coffee.png"): ("", "coffee.png", "noface", ""),
+    (SKIMAGE_WHEEL, "chelsea.png"): ("", "chelsea.png", "noface", ""),
+    (SKIMAGE_WHEEL, "rocket.jpg"): ("", "rocket.jpg", "noface", ""),
+    (SKIMAGE_WHEEL, "motorcycle_left.png"): ("", "motorcycle.png", "noface", ""),
+    (SKIMAGE_WHEEL, "hubble_deep_field.jpg"): ("", "hubble.jpg", "noface", ""),
+    (SKIMAGE_WHEEL, "coins.png"): ("", "coins.png", "noface", ""),
+    (INSIGHTFACE_WHEEL, "mask_blue.jpg"): ("", "mask.jpg", "noface", ""),
 }
+ARCHIVES = (FACE_RECOGNITION_SDIST, SKIMAGE_WHEEL, FACE_API_NPM, INSIGHTFACE_WHEEL, TRACKING_NPM)
 
 
 def _views() -> list[tuple[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]]]:
@@ -131,10 +158,9 @@ def build_testdata(layout: VarLayout, log: Callable[[str], None] = print) -> Pat
         except json.JSONDecodeError:
             pass
     entries: list[dict] = []
-    archives = {a.key: fetch_archive(a, layout.cache)
-                for a in (FACE_RECOGNITION_SDIST, SKIMAGE_WHEEL, FACE_API_NPM)}
-    detector = LiteRTFaceDetector(DetectorOptions(backend="litert",
-                                                  model_path=layout.blazeface_short))
+    archives = {a.key: fetch_archive(a, layout.cache) for a in ARCHIVES}
+    # The terminal's detector (full range, tiles down to 20 px between the eyes).
+    detector = FaceDetector(DetectorOptions(range="full", model_path=layout.blazeface_full))
 
     def one_face(im: np.ndarray) -> bool:
         return len(detector.detect(im)) == 1
@@ -154,17 +180,16 @@ def build_testdata(layout: VarLayout, log: Callable[[str], None] = print) -> Pat
             real.append(e)
 
     # Group photos: keep them (many-faces input) and crop one stranger per face.
-    for i, member in enumerate(FACE_API_NPM.members, start=1):
+    for i, (arch, suffix, centres) in enumerate(_GROUPS, start=1):
+        member = next(m for m in arch.members if m.endswith("/" + suffix))
         dest = root / "group" / f"group{i}.jpg"
-        extract_member(archives[FACE_API_NPM.key], member, dest)
+        extract_member(archives[arch.key], member, dest)
         im = _fit(_read(dest), 1280)
         cv2.imwrite(str(dest), im, [cv2.IMWRITE_JPEG_QUALITY, 92])
         entries.append({"path": f"group/group{i}.jpg", "identity": "", "kind": "group",
-                        "source": FACE_API_NPM.key})
-        small = _fit(im, 640)
-        k = small.shape[1] / im.shape[1]
-        for j, face in enumerate(sorted(detector.detect(small), key=lambda d: d.box[0])):
-            x, y, w, h = (v / k for v in face.box)
+                        "source": arch.key, "faces": [list(c) for c in centres]})
+        for j, face in enumerate(sorted(detector.detect(im), key=lambda d: d.box[0])):
+            x, y, w, h = face.box
             cx, cy, half = x + w / 2, y + h / 2, 1.3 * max(w, h)
             x0, y0 = int(max(cx - half, 0)), int(max(cy - half * 1.1, 0))
             x1, y1 = int(min(cx + half, im.shape[1])), int(min(cy + half * 0.9, im.shape[0]))
@@ -176,7 +201,7 @@ def build_testdata(layout: VarLayout, log: Callable[[str], None] = print) -> Pat
             rel = f"photos/{ident}/{crop_id}.jpg"
             (root / "photos" / ident).mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(root / rel), crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
-            e = {"path": rel, "identity": ident, "kind": "photo", "source": FACE_API_NPM.key,
+            e = {"path": rel, "identity": ident, "kind": "photo", "source": arch.key,
                  "transform": "crop"}
             entries.append(e)
             real.append(e)
@@ -199,7 +224,7 @@ def build_testdata(layout: VarLayout, log: Callable[[str], None] = print) -> Pat
                             "source": e["source"], "base": e["path"], "transform": tag})
     detector.close()
     sources = {a.key: {"spec": a.spec, "sha256": a.sha256, "licence": a.licence}
-               for a in (FACE_RECOGNITION_SDIST, SKIMAGE_WHEEL, FACE_API_NPM)}
+               for a in ARCHIVES}
     tmp = index_path.with_name(INDEX_NAME + ".part")
     tmp.write_text(json.dumps({"version": INDEX_VERSION, "sources": sources,
                                "dropped_views": dropped, "images": entries}, indent=1))

@@ -1,27 +1,27 @@
 """Similarity-transform alignment of a face to the standard 112x112 ArcFace crop.
 
-BlazeFace gives eyes, nose tip and mouth centre; we fit the least-squares similarity
-(rotation, uniform scale, translation — Umeyama 1991) from those to the template, so that
-embeddings see faces in the geometry MobileFaceNet was trained on.
+The face mesh gives both eye centres, the nose tip and both mouth corners: the five points of
+the ArcFace/InsightFace template that MobileFaceNet's training crops were made with. We fit the
+least-squares similarity (rotation, uniform scale, translation; Umeyama 1991) from them to the
+template, so an upside-down or tilted face comes out upright, and warp with area-averaging
+for large faces (:mod:`warp`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from splitface.edge.pipeline.errors import PipelineError
+from splitface.edge.pipeline.warp import warp_similarity
 
-# ArcFace/InsightFace 112x112 template: eyes, nose, mouth corners. BlazeFace has a mouth
-# centre, so we use the mean of the two corners.
+# ArcFace/InsightFace 112x112 template (continuous coordinates): eyes, nose tip, mouth corners.
 ARCFACE_112 = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
-     [(41.5493 + 70.7299) / 2.0, (92.3655 + 92.2041) / 2.0]],
+     [41.5493, 92.3655], [70.7299, 92.2041]],
     dtype=np.float64,
-)
-BLAZEFACE_POINTS = (0, 1, 2, 3)  # right eye, left eye, nose tip, mouth centre
+) + 0.5  # the published template is in pixel-centre coordinates
 
 
 class AlignmentError(PipelineError):
@@ -59,27 +59,23 @@ class AlignerOptions:
     """Output crop size; the template scales with it (112 is what MobileFaceNet expects)."""
 
     size: int = 112
-    border: int = cv2.BORDER_CONSTANT
 
 
 class Aligner:
-    """Warp a frame so the face's keypoints land on the 112x112 template."""
+    """Warp a frame so the face's five points land on the 112x112 template."""
 
     def __init__(self, options: AlignerOptions) -> None:
         self.options = options
-        self._template = ARCFACE_112 * (options.size / 112.0)
+        self.template = ARCFACE_112 * (options.size / 112.0)
 
     @classmethod
     def from_options(cls, options: AlignerOptions) -> Aligner:
         return cls(options)
 
-    def transform(self, keypoints: np.ndarray) -> np.ndarray:
-        pts = np.asarray(keypoints, dtype=np.float64)[list(BLAZEFACE_POINTS)]
-        return umeyama_similarity(pts, self._template)
+    def transform(self, five: np.ndarray) -> np.ndarray:
+        """Frame -> crop matrix (continuous coordinates) for five points (5, 2)."""
+        return umeyama_similarity(np.asarray(five, dtype=np.float64), self.template)
 
-    def align(self, frame_bgr: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+    def align(self, frame_bgr: np.ndarray, five: np.ndarray) -> np.ndarray:
         """Aligned ``size x size`` BGR uint8 crop."""
-        m = self.transform(keypoints)
-        s = self.options.size
-        return cv2.warpAffine(frame_bgr, m, (s, s), flags=cv2.INTER_LINEAR,
-                              borderMode=self.options.border, borderValue=(0, 0, 0))
+        return warp_similarity(frame_bgr, self.transform(five), self.options.size)

@@ -6,6 +6,7 @@ error for that frame (a corrupt file in a folder, a dropped camera read), and it
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from splitface.edge.pipeline.errors import CorruptInputError, PipelineError
+from splitface.edge.pipeline.errors import CorruptInputError, ImageTooLargeError, PipelineError
 from splitface.shared.closing import Closing
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -34,7 +35,7 @@ class CaptureOptions:
     width: int | None = None  # camera only: requested resolution
     height: int | None = None
     max_frames: int | None = None
-    max_decode_pixels: int = 40_000_000  # refuse absurd images (decompression bombs)
+    max_pixels: int = 16_000_000  # larger images are downscaled at decode (bounded memory)
 
 
 @dataclass(frozen=True)
@@ -52,16 +53,73 @@ class Frame:
         return self.image is not None
 
 
-def decode_image_bytes(data: bytes, max_pixels: int = 40_000_000) -> np.ndarray:
-    """Bytes of an image file -> BGR uint8; raises CorruptInputError on anything else."""
+def image_size(data: bytes) -> tuple[str, int, int] | None:
+    """(format, width, height) from a JPEG or PNG header without decoding; None otherwise."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        w, h = struct.unpack(">II", data[16:24])
+        return "png", int(w), int(h)
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 <= len(data):
+        if data[i] != 0xFF:
+            i += 1
+            continue
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+            h, w = struct.unpack(">HH", data[i + 5:i + 9])
+            return "jpeg", int(w), int(h)
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        i += 2 + struct.unpack(">H", data[i + 2:i + 4])[0]
+    return None
+
+
+_REDUCED = ((1, cv2.IMREAD_COLOR), (2, cv2.IMREAD_REDUCED_COLOR_2),
+            (4, cv2.IMREAD_REDUCED_COLOR_4), (8, cv2.IMREAD_REDUCED_COLOR_8))
+
+
+def decode_image_bytes(data: bytes, max_pixels: int = 16_000_000,
+                       max_full_decode: int = 50_000_000) -> np.ndarray:
+    """Bytes of an image file -> BGR uint8 of at most ``max_pixels``, with bounded memory.
+
+    A large JPEG is decoded straight at 1/2, 1/4 or 1/8 size (libjpeg's DCT scaling, so the
+    full-size image never exists in memory); other formats are decoded whole only up to
+    ``max_full_decode`` pixels, then area-downscaled. Raises CorruptInputError for anything
+    that is not an image and ImageTooLargeError beyond those bounds.
+    """
     if not data:
         raise CorruptInputError("empty image data")
+    size = image_size(data)
+    flag = cv2.IMREAD_COLOR
+    if size is not None:
+        kind, w, h = size
+        if w <= 0 or h <= 0:
+            raise CorruptInputError(f"image header says {w}x{h}")
+        if kind == "jpeg":
+            fits = [(r, f) for r, f in _REDUCED if -(-w // r) * -(-h // r) <= max_pixels]
+            if not fits:
+                raise ImageTooLargeError(f"image too large: {w}x{h} is more than "
+                                         f"{max_pixels} pixels even at 1/8 size")
+            flag = fits[0][1]
+        elif w * h > max_full_decode:
+            raise ImageTooLargeError(f"image too large: {w}x{h} {kind} (more than "
+                                     f"{max_full_decode} pixels; JPEG is decoded downscaled)")
     buf = np.frombuffer(data, dtype=np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    img = cv2.imdecode(buf, flag)
     if img is None or img.ndim != 3 or img.shape[2] != 3 or img.size == 0:
         raise CorruptInputError("not a decodable image")
-    if img.shape[0] * img.shape[1] > max_pixels:
-        raise CorruptInputError(f"image too large: {img.shape[1]}x{img.shape[0]}")
+    pixels = img.shape[0] * img.shape[1]
+    if pixels > max_full_decode:
+        raise ImageTooLargeError(f"image too large: {img.shape[1]}x{img.shape[0]}")
+    if pixels > max_pixels:
+        k = (max_pixels / pixels) ** 0.5
+        img = cv2.resize(img, (max(1, int(img.shape[1] * k)), max(1, int(img.shape[0] * k))),
+                         interpolation=cv2.INTER_AREA)
     return img
 
 
@@ -140,7 +198,7 @@ class FrameSource(Closing):
     def _read_file(self, i: int, path: Path) -> Frame:
         t0 = cv2.getTickCount()
         try:
-            img = decode_image_bytes(path.read_bytes(), self.options.max_decode_pixels)
+            img = decode_image_bytes(path.read_bytes(), self.options.max_pixels)
         except (CorruptInputError, OSError) as exc:
             err = exc if isinstance(exc, CorruptInputError) else CorruptInputError(str(exc))
             return Frame(i, path.name, error=err)

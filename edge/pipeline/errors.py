@@ -15,6 +15,12 @@ class CorruptInputError(PipelineError):
     status = "corrupt_input"
 
 
+class ImageTooLargeError(PipelineError):
+    """The image is beyond what can be decoded within the memory bound, even downscaled."""
+
+    status = "image_too_large"
+
+
 class BlankFrameError(PipelineError):
     """The frame is (almost) uniform, e.g. a covered lens or a camera that has not warmed up."""
 

@@ -1,22 +1,20 @@
-"""Typed detection results shared by both BlazeFace paths (never ``None``, always a list)."""
+"""Typed detection results (never ``None``, always a list), in continuous frame coordinates."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from splitface.edge.pipeline.errors import NoFaceError
 
-# BlazeFace keypoint order (subject's right eye appears on the image's left).
-KEYPOINT_NAMES = (
-    "right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear_tragion", "left_ear_tragion",
-)
-
 
 @dataclass(frozen=True)
 class Detection:
-    """One face: pixel box (x, y, w, h), score, and 6 keypoints in pixels, shape (6, 2)."""
+    """One face: pixel box (x, y, w, h), score, and BlazeFace's 6 keypoints (6, 2): right eye,
+    left eye, nose tip, mouth centre, right and left ear tragion (the subject's right eye
+    appears on the image's left)."""
 
     box: tuple[float, float, float, float]
     score: float
@@ -32,12 +30,18 @@ class Detection:
         return x + w / 2.0, y + h / 2.0
 
     def to_dict(self) -> dict:
-        return {
-            "box": [round(float(v), 2) for v in self.box],
-            "score": round(float(self.score), 4),
-            "keypoints": {n: [round(float(x), 2), round(float(y), 2)]
-                          for n, (x, y) in zip(KEYPOINT_NAMES, self.keypoints, strict=True)},
-        }
+        return {"box": [round(float(v), 1) for v in self.box],
+                "score": round(float(self.score), 4)}
+
+
+def centrality_rank(box: tuple[float, float, float, float], frame_size: tuple[int, int]
+                    ) -> float:
+    """Large and central beats small and off-centre: sqrt(area)/diagonal x (1 - offset)."""
+    w, h = frame_size
+    diag = max(float(np.hypot(w, h)), 1.0)
+    x, y, bw, bh = box
+    off = float(np.hypot(x + bw / 2.0 - w / 2.0, y + bh / 2.0 - h / 2.0)) / diag  # 0 .. 0.5
+    return float(np.sqrt(max(bw, 0.0) * max(bh, 0.0))) / diag * (1.0 - off)
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class Detections:
     def __len__(self) -> int:
         return len(self.faces)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Detection]:
         return iter(self.faces)
 
     @property
@@ -59,15 +63,8 @@ class Detections:
 
     def ranked(self) -> list[Detection]:
         """Faces ordered best-first: large and central beats small and off-centre."""
-        w, h = self.frame_size
-        diag = max(float(np.hypot(w, h)), 1.0)
-
-        def key(d: Detection) -> float:
-            cx, cy = d.center
-            off = float(np.hypot(cx - w / 2.0, cy - h / 2.0)) / diag  # 0 (centre) .. 0.5
-            return np.sqrt(d.area) / diag * (1.0 - off)
-
-        return sorted(self.faces, key=key, reverse=True)
+        return sorted(self.faces, key=lambda d: centrality_rank(d.box, self.frame_size),
+                      reverse=True)
 
     def primary(self) -> Detection:
         """The largest / most central face; raises NoFaceError when there is none."""

@@ -19,7 +19,7 @@ import pytest
 
 from splitface.edge.card import CardTerminal, ConnectionOptions, TerminalOptions
 from splitface.edge.client import SplitfaceClient
-from splitface.edge.pipeline.detect_base import DetectorOptions
+from splitface.edge.pipeline.detect import DetectorOptions
 from splitface.edge.pipeline.pipeline import FacePipeline, PipelineOptions
 from splitface.edge.tap import TapFlow, TapOptions, TapStatus
 from splitface.edge.testdata import TestData, TestDataMissingError
@@ -67,7 +67,8 @@ def photos() -> Photos:
 
 @pytest.fixture(scope="session")
 def pipeline() -> Iterator[FacePipeline]:
-    with FacePipeline(PipelineOptions(detector=DetectorOptions(backend="litert"))) as p:
+    tap = PipelineOptions(detector=DetectorOptions(range="short", min_eye_px=0))
+    with FacePipeline(tap) as p:
         yield p
 
 

@@ -79,16 +79,11 @@ def _frame(pipe: FacePipeline, path: Path) -> np.ndarray | None:
 
 
 def _pipeline_options():
-    """The daemon's defaults: LiteRT BlazeFace + int8 MobileFaceNet."""
-    from splitface.edge.pipeline.detect_base import DetectorOptions
-    from splitface.edge.pipeline.embed import EmbedderOptions
-    from splitface.edge.pipeline.pipeline import PipelineOptions
+    """The daemon's defaults (surveillance: full-range BlazeFace, face mesh, int8
+    MobileFaceNet), built the way the daemon builds them from its config."""
+    from splitface.edge.pipeline.settings import default_pipeline_options
 
-    layout = VarLayout.default()
-    return PipelineOptions(detector=DetectorOptions(backend="litert",
-                                                    model_path=layout.blazeface_short),
-                           embedder=EmbedderOptions(kind="mobilefacenet-int8",
-                                                    model_path=layout.mobilefacenet_int8))
+    return default_pipeline_options()
 
 
 @pytest.fixture(scope="package")

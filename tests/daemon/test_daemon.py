@@ -9,7 +9,9 @@ import signal
 import threading
 import time
 
-from tests.daemon.conftest import FPS, Deployed
+import numpy as np
+
+from tests.daemon.conftest import FACE_FRAMES, FPS, GAP_FRAMES, Deployed
 from tests.daemon.harness import EdgedProcess, edge_config, free_port, write_video
 
 
@@ -57,6 +59,26 @@ def test_surveillance_identifies_each_track_once(deployed: Deployed, tmp_path) -
     for e in lines:
         for v in e.values():
             assert not (isinstance(v, list) and len(v) > 8), e
+
+
+def test_surveillance_identifies_every_face_in_a_frame(deployed: Deployed, tmp_path) -> None:
+    """Two enrolled people side by side: two tracks, each identified once, with its quality."""
+    (a, fa), (b, fb) = [p for p in deployed.scene.people if p[0] is not None][:2]
+    pair = np.ascontiguousarray(np.hstack([fa[:, 160:480], fb[:, 160:480]]))
+    video = write_video(tmp_path / "pair.avi",
+                        [(pair, FACE_FRAMES), (deployed.scene.empty, GAP_FRAMES)], FPS)
+    publish = f"tcp://127.0.0.1:{free_port()}"
+    cfg = edge_config(deployed.edge_config(), tmp_path / "edged.toml", source=str(video),
+                      publish=publish)
+    with EdgedProcess(cfg, publish, tmp_path) as d:
+        d.wait_for("READY=1", lambda: d.has("READY"), 60)
+        d.wait_event(lambda e: e["event"] == "camera_unavailable", 60, what="end of video")
+        found = _identifications(d.events)
+        assert d.terminate() == 0
+    assert sorted(e["identity"] for e in found) == sorted([a, b]), found
+    assert len({e["track"] for e in found}) == 2 and all(e["accepted"] for e in found)
+    for e in found:
+        assert e["quality"]["eye_px"] >= 12 and e["quality"]["presence"] >= 0.5
 
 
 def test_watchdog_stops_while_a_server_hangs(deployed: Deployed, tmp_path) -> None:

@@ -13,8 +13,8 @@ from splitface.edge.testdata import TestData, TestDataMissingError
 @pytest.fixture(scope="session")
 def layout() -> VarLayout:
     lay = VarLayout.default()
-    missing = [p for p in (lay.blazeface_short, lay.mobilefacenet_float, lay.mobilefacenet_int8)
-               if not p.is_file()]
+    missing = [p for p in (lay.blazeface_short, lay.blazeface_full, lay.face_landmark,
+                           lay.mobilefacenet_float, lay.mobilefacenet_int8) if not p.is_file()]
     if missing:
         pytest.fail(f"edge models missing ({[p.name for p in missing]}); run `make models`")
     return lay
@@ -35,8 +35,18 @@ def read(path) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def pipe(layout: VarLayout):
+    """The terminal's default pipeline (full range + tiles, face mesh, int8 MobileFaceNet)."""
+    from splitface.edge.pipeline.pipeline import FacePipeline
+    from splitface.edge.pipeline.settings import default_pipeline_options
+
+    with FacePipeline.from_options(default_pipeline_options()) as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
 def aligned(layout: VarLayout):
-    """Every real photo and synthetic view, detected (LiteRT) and aligned to 112x112."""
+    """Every real photo and synthetic view, detected, landmarked and aligned to 112x112."""
     from splitface.edge.models.calibration import aligned_faces
 
     return aligned_faces(layout)

@@ -7,13 +7,9 @@ import pytest
 
 from splitface.edge.pipeline.align import (
     ARCFACE_112,
-    Aligner,
-    AlignerOptions,
     AlignmentError,
     umeyama_similarity,
 )
-from splitface.edge.pipeline.detect_base import DetectorOptions
-from splitface.edge.pipeline.detect_litert import LiteRTFaceDetector
 from tests.edge.conftest import read
 
 
@@ -40,18 +36,31 @@ def test_degenerate_keypoints_raise(pts):
         umeyama_similarity(pts, ARCFACE_112[: len(pts)])
 
 
-def test_real_faces_land_on_template(layout, testdata):
-    aligner = Aligner.from_options(AlignerOptions())
-    with LiteRTFaceDetector(DetectorOptions(backend="litert",
-                                            model_path=layout.blazeface_short)) as det:
-        for im in testdata.photos():
-            if im.transform == "partial":
-                continue
-            frame = read(im.path)
-            face = det.detect(frame).primary()
-            M = aligner.transform(face.keypoints)
-            pts = face.keypoints[:4] @ M[:, :2].T + M[:, 2]
-            # BlazeFace geometry differs a little from the ArcFace 5-point template.
-            assert np.abs(pts - ARCFACE_112).max() < 8.0, im.path.name
-            crop = aligner.align(frame, face.keypoints)
-            assert crop.shape == (112, 112, 3) and crop.dtype == np.uint8
+def test_real_faces_land_on_template(pipe, testdata):
+    """The mesh's five points of every real near-frontal photo fit the template within a few
+    pixels (faces and expressions differ from the template's average, but not by much)."""
+    worst = []
+    for im in testdata.photos():
+        frame = read(im.path)
+        dets = pipe.detector.detect(frame)
+        marks = pipe.landmarker.refine(frame, dets.primary())
+        if not marks.found or abs(marks.yaw_deg) > 25:  # occluded (cameraman) or turned away
+            continue
+        M = pipe.aligner.transform(marks.five)
+        pts = marks.five @ M[:, :2].T + M[:, 2]
+        worst.append(float(np.abs(pts - pipe.aligner.template).max()))
+        assert worst[-1] < 12.0, im.path.name
+        crop = pipe.aligner.align(frame, marks.five)
+        assert crop.shape == (112, 112, 3) and crop.dtype == np.uint8
+    # Measured on 32 photos: median 6.0 px, worst 11.0 px (a laughing face in a group photo).
+    assert len(worst) >= 25 and float(np.median(worst)) < 7.0
+
+
+def test_large_faces_are_area_averaged_not_aliased():
+    """A fine stripe pattern shrunk 8x must come out as its mean grey, not as stripes."""
+    from splitface.edge.pipeline.warp import warp_similarity
+
+    frame = np.zeros((896, 896, 3), np.uint8)
+    frame[:, ::2] = 255  # one-pixel vertical stripes
+    crop = warp_similarity(frame, np.array([[0.125, 0, 0], [0, 0.125, 0]]), 112)
+    assert abs(float(crop[8:-8, 8:-8].mean()) - 127.5) < 3 and float(crop[8:-8, 8:-8].std()) < 3

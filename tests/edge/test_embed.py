@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from splitface.edge.pipeline.detect_base import DetectorOptions
 from splitface.edge.pipeline.embed import EmbedderOptions, MobileFaceNetEmbedder, create_embedder
 from splitface.edge.pipeline.errors import ModelMissingError
-from splitface.edge.pipeline.pipeline import FacePipeline, PipelineOptions
+from splitface.edge.pipeline.pipeline import FacePipeline
+from splitface.edge.pipeline.settings import default_pipeline_options
 from tests.edge.conftest import read
 
 
@@ -29,12 +31,20 @@ def cosines(mfn, aligned):
 
 
 def _photo_embeddings(testdata, kind: str):
+    """Embeddings of every real photo whose face passes the query bar (not the occluded
+    cameraman, whose face the mesh does not accept)."""
     ims = [im for im in testdata.photos() if im.transform != "partial"]
-    opts = PipelineOptions(detector=DetectorOptions(backend="litert"),
-                           embedder=EmbedderOptions(kind))
+    opts = default_pipeline_options()
+    opts = replace(opts, embedder=EmbedderOptions(kind))
+    E, ids = [], []
     with FacePipeline.from_options(opts) as pipe:
-        E = np.stack([pipe.process(read(im.path)).embedding for im in ims])
-    return E, [im.identity for im in ims]
+        for im in ims:
+            face = pipe.analyse_face(read(im.path), pipe.detect(read(im.path))[0].primary())
+            if face.embedded:
+                E.append(face.embedding)
+                ids.append(im.identity)
+    assert len(E) >= len(ims) - 1
+    return np.stack(E), ids
 
 
 @pytest.mark.parametrize("kind", ["mobilefacenet-int8", "mobilefacenet-float", "dlib-resnet"])
@@ -51,8 +61,8 @@ def test_same_person_closer_than_different_people(testdata, kind):
 
 
 def test_int8_vs_float_cosine_on_every_face(cosines, aligned):
-    # Measured with the shipped recipe: mean 0.967, min 0.927 over 178 real faces and views.
-    assert len(cosines) >= 150
+    # Measured with the shipped recipe: mean 0.9755, min 0.922 over 432 real faces and views.
+    assert len(cosines) >= 400
     worst = int(np.argmin(cosines))
     assert cosines.min() >= 0.9, aligned.files[worst]
     assert cosines.mean() >= 0.95

