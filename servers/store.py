@@ -58,6 +58,17 @@ CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS quarantine (
+    request_id  TEXT PRIMARY KEY,
+    identity    TEXT NOT NULL,
+    dim         INTEGER NOT NULL,
+    frac        INTEGER NOT NULL,
+    val         BLOB NOT NULL,
+    mac         BLOB NOT NULL,
+    key_epoch   INTEGER NOT NULL,
+    reason      TEXT NOT NULL,
+    at          REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rekey_staged (
     kind TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -199,9 +210,52 @@ class ShareStore:
                            [(k, n, _blob(s.val), _blob(s.mac)) for k, n, s in items])
             db.execute("INSERT OR REPLACE INTO meta VALUES('rekey_target', ?)", (str(target),))
 
+    def rekey_failures(self, epoch: int) -> int:
+        """Failed or interrupted re-keying checks under ``epoch`` (each may have told a
+        malicious peer a little about that epoch's key: capped, see coordinator.py)."""
+        return int(self.get_meta(f"rekey_failures:{epoch}") or 0)
+
+    def note_rekey_failure(self, epoch: int) -> int:
+        n = self.rekey_failures(epoch) + 1
+        self.set_meta(f"rekey_failures:{epoch}", str(n))
+        return n
+
+    def clear_rekey_failures(self) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM meta WHERE key LIKE 'rekey_failures:%'")
+
+    def quarantine_enrolments(self, request_ids: list[str], reason: str) -> int:
+        """Move enrolments aside (kept, never used): records the other server says it lacks
+        are not deleted on its word alone. Returns how many were moved."""
+        with self._tx() as db:
+            return self._quarantine_locked(db, request_ids, reason)
+
+    def _quarantine_locked(self, db: sqlite3.Connection, request_ids: list[str],
+                           reason: str) -> int:
+        epoch = int(self.get_meta_locked(db, "key_epoch") or 0)
+        n = 0
+        for rid in request_ids:
+            row = db.execute("SELECT request_id, identity, dim, frac, val, mac FROM enrolments "
+                             "WHERE request_id=?", (rid,)).fetchone()
+            if row is None:
+                continue
+            db.execute("INSERT OR REPLACE INTO quarantine VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (*row, epoch, reason, time.time()))
+            db.execute("DELETE FROM enrolments WHERE request_id=?", (rid,))
+            n += 1
+        return n
+
+    def quarantined(self) -> list[tuple[str, str, str]]:
+        """(request id, identity, reason) of every quarantined enrolment."""
+        with self._lock:
+            return [tuple(r) for r in self._db.execute(
+                "SELECT request_id, identity, reason FROM quarantine ORDER BY at")]
+
     def commit_rekey(self, target: int) -> int:
-        """Switch to the staged shares in one transaction (phase two); shares that were not
-        re-keyed (the other server lacks them) are dropped. Returns the records dropped."""
+        """Switch to the staged shares in one transaction (phase two). Enrolments that were
+        not re-keyed (the other server says it lacks them) are quarantined, not deleted;
+        models that were not are dropped (retraining rebuilds them). Returns the number of
+        enrolments quarantined."""
         with self._tx() as db:
             if self.get_meta_locked(db, "rekey_target") != str(target):
                 raise StoreError(f"no re-keyed shares staged for key epoch {target}")
@@ -212,11 +266,10 @@ class ShareStore:
                            f"rekey_staged s WHERE s.kind = ? AND s.name = {table}.{col}) "
                            f"WHERE {col} IN (SELECT name FROM rekey_staged WHERE kind = ?)",
                            (kind, kind))
-            dropped = 0
-            for rid, in db.execute("SELECT request_id FROM enrolments").fetchall():
-                if (ENROLMENT, rid) not in staged:
-                    db.execute("DELETE FROM enrolments WHERE request_id=?", (rid,))
-                    dropped += 1
+            lost = [rid for rid, in db.execute("SELECT request_id FROM enrolments").fetchall()
+                    if (ENROLMENT, rid) not in staged]
+            dropped = self._quarantine_locked(db, lost, f"not re-keyed to epoch {target}: "
+                                                        "the other server lacks it")
             for name, in db.execute("SELECT name FROM models").fetchall():
                 if (MODEL, name) not in staged:  # a partial model is useless: drop them all
                     db.execute("DELETE FROM models")

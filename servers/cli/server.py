@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="splitface-server", description=__doc__)
     ap.add_argument("--party", type=int, choices=(0, 1), required=True)
     ap.add_argument("--config", required=True, help="this server's config.toml")
+    ap.add_argument("--allow-rekey-retry", action="store_true",
+                    help="clear the count of failed re-keying checks (after investigating "
+                         "a stop, see docs/DEPLOY.md) and start")
     args = ap.parse_args(argv)
     try:
         cfg = load_server_config(args.config, party=args.party)
@@ -65,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
                                                             epoch=epoch))
 
     store = ShareStore(cfg.state_dir / "shares.db")
+    if args.allow_rekey_retry:
+        store.clear_rekey_failures()
+        log.warning("P%d: failed re-keying attempts cleared by the operator", cfg.party)
     cards = CardRegistry(cfg.state_dir / "cards.db")
     # a terminal sends its submit milliseconds after the offers; waiting longer only holds
     # every other terminal's request behind an abandoned one

@@ -77,9 +77,13 @@ class DealerService:
             return Message("key", {"epoch": epoch}, [self.core.mac_key_share(party, epoch)])
         if msg.kind == "rotate":
             epoch = _int(meta, "epoch")
-            current = self.core.rotate(epoch)
-            log.warning("MAC key epoch %d ended at P%d's request; current epoch %d", epoch,
-                        party, current)
+            current = self.core.request_rotation(party, epoch)
+            if current > epoch:
+                log.warning("MAC key epoch %d ended at both servers' request; current epoch "
+                            "%d", epoch, current)
+            else:
+                log.warning("P%d asks to end MAC key epoch %d; waiting for the other server",
+                            party, epoch)
             return Message("epoch", {"current": current})
         if msg.kind == "confirm":
             self.core.keys.confirm(party, _int(meta, "epoch"))
@@ -98,9 +102,8 @@ class DealerService:
         seq = _int(meta, "seq")
         part = self.core.serve(session, party, seq, Request.from_wire(meta.get("req")))
         self.served += 1
-        if part.seed is not None:
-            return Message("part", {"seq": seq, "seed": part.seed})
-        return Message("part", {"seq": seq}, [np.ascontiguousarray(a) for a in part.arrays])
+        meta = {"seq": seq, **({"seed": part.seed} if part.seed is not None else {})}
+        return Message("part", meta, [np.ascontiguousarray(a) for a in part.arrays])
 
     def serve(self, stop: threading.Event, poll_ms: int = 200) -> None:
         """Serve until ``stop`` is set; a bad request gets an error reply, never a crash."""

@@ -10,6 +10,7 @@ import numpy as np
 from splitface.servers.mpc.errors import ProtocolError
 from splitface.servers.mpc.party import Party
 from splitface.servers.mpc.prep.base import Triple
+from splitface.servers.mpc.rounds import Opening, run_round
 from splitface.servers.mpc.share import AuthShare
 from splitface.shared import ring
 
@@ -37,14 +38,23 @@ def accept_input(party: Party, triple: Triple, masked: np.ndarray) -> AuthShare:
     return a.add_ring(masked)
 
 
-def open_for_client(party: Party, y: AuthShare, r: AuthShare) -> np.ndarray:
-    """Open y + r (r is the client's output mask). Call party.check() before sending it."""
+def output_opening(party: Party, y: AuthShare, r: AuthShare) -> Opening:
+    """The round that opens y + r + 2^64 rho for the client (r: its output mask, rho: a
+    fresh dealer mask). The client knows r, so without rho it would see y's upper 64 bits,
+    which carry no value but can carry a cheating server's errors from secret operands; the
+    client reads only the low 64 bits. Call party.check() before sending the result."""
     if y.shape != r.shape:
         raise ProtocolError(f"result of shape {y.shape} for {r.shape} client masks")
-    # raw ring addition: the mask is uniform in Z_2^128 and has no fixed-point scale
+    rho = party.prep.random(y.shape)
+    val = ring.add(ring.add(y.val, r.val), ring.shl(rho[0], 64))
+    mac = ring.add(ring.add(y.mac, r.mac), ring.shl(rho[1], 64))
+    return Opening([(val, mac)], lambda opened: opened[0])
+
+
+def open_for_client(party: Party, y: AuthShare, r: AuthShare) -> np.ndarray:
+    """Open y + r (+ 2^64 rho) for the client in one round; see :func:`output_opening`."""
     with party.op("client_output"):
-        (opened,) = party.open((ring.add(y.val, r.val), ring.add(y.mac, r.mac)))
-    return opened
+        return run_round(party, [output_opening(party, y, r)])[0]
 
 
 def split_inputs(x: AuthShare, n_values: int, frac: int) -> tuple[AuthShare, AuthShare]:

@@ -1,16 +1,19 @@
-"""Comparison, equality, selection and argmax on authenticated shares.
+"""Comparisons, ReLU, interval tests and secret-index one-hots from one masked opening each.
 
-Comparison with a dealer mask r whose low L bits come with one-hot encodings of their
-5-bit chunks (docs/PROTOCOL.md, "comparison"): for |x| < 2^(L-1),
-  1. x' = x + 2^(L-1) lies in [0, 2^L); open c = x' + r (uniform 128-bit mask);
-  2. with c_L = c mod 2^L and r_L = r mod 2^L, bit L-1 of x' is
-     c_{L-1} XOR r_{L-1} XOR [c_L mod 2^(L-1) < r_L mod 2^(L-1)];
-  3. per chunk j, [c_j < r_j] and [c_j == r_j] are sums of one-hot entries selected by
-     the public c_j, so they cost no interaction; the top chunk also folds in bit L-1;
-  4. chunks combine most-significant first, (lt, eq) o (lt', eq') = (lt + eq lt', eq eq'),
-     in a tree of Beaver products: ceil(log2(#chunks)) rounds;
-  5. x < 0 iff bit L-1 of x' is 0.
-Every value involved is authenticated, so a cheating server is caught by the MAC check.
+Every function opens c = x + r for a uniform 128-bit dealer mask r (so c says nothing about
+x) and evaluates a function-secret-sharing key from the dealer on public functions of c
+(fss/dcf.py, fss/dpf.py). The keys' payloads carry the value and its MAC share together,
+so every result is an authenticated share and a server that evaluates wrongly is caught
+by the MAC check like any other tamper (docs/PROTOCOL.md, "Comparisons by FSS").
+
+Sign test for |x| < 2^(skip+bits-1) (``ltz``): with x' = x + 2^(skip+bits-1) and
+c~ = (c + 2^(skip+bits-1)) mod 2^(skip+bits), the top bit of x' >> skip is
+  top(c~ >> skip) XOR s XOR [(c~ >> skip) mod 2^(bits-1) < (r >> skip) mod 2^(bits-1)],
+s = bit skip+bits-1 of r. The DCF key gives (1 - 2s) * [ . < . ]; adding the dealer's [s]
+yields s XOR [ . < . ], and [x < 0] is that or its complement as top(c~) is 0 or 1. With
+skip = 0 the test is exact for every |x| < 2^(bits-1); bits = 64 covers all of Z_2^64.
+With skip > 0 the borrow out of the low bits is ignored: a test may answer [x + t < 0]
+wrongly only for x + t in [-2^skip, 0).
 """
 
 from __future__ import annotations
@@ -20,202 +23,19 @@ import numpy as np
 from splitface.servers.mpc import truncation
 from splitface.servers.mpc.beaver import mul_many
 from splitface.servers.mpc.errors import ShapeError
-from splitface.servers.mpc.prep.material import cmp_chunks
+from splitface.servers.mpc.fss import dcf, dpf
+from splitface.servers.mpc.prep.material import FssKey
+from splitface.servers.mpc.rounds import Opening, run_round
 from splitface.servers.mpc.share import AuthShare, concat
 from splitface.shared import ring
 from splitface.shared.fixedpoint import K
 
-DEFAULT_BITS = 36  # |x| < 2^35 in ring units: |value| < 2^19 at F = 16 fractional bits
-CHUNK = 5  # bits per one-hot chunk; see docs/PROTOCOL.md for the measured trade-off
+DEFAULT_BITS = K  # exact for any x in Z_2^64 read as a signed integer
+_ALL64 = np.uint64(2**64 - 1)
 
 
-def _open_masked(x: AuthShare, bits: int, skip: int = 0
-                 ) -> tuple[np.ndarray, list[AuthShare]]:
-    """Open c = x + r; returns the low 64 bits of c and the one-hots of (r >> skip)."""
-    party = x.party
-    m = party.prep.compare_masks(x.shape, bits, chunk_for(bits), skip)
-    (c,) = party.open((ring.add(x.val, m.r[0]), ring.add(x.mac, m.r[1])))
-    onehots = [AuthShare(party, v, mac) for v, mac in m.onehots]
-    return c[0], onehots
-
-
-def _pick(onehot: AuthShare, idx: np.ndarray) -> AuthShare:
-    """onehot[..., idx] elementwise (local)."""
-    full = np.broadcast_to(idx.astype(np.intp)[None, ..., None], (2, *idx.shape, 1))
-    return AuthShare(onehot.party, np.take_along_axis(onehot.val, full, -1)[..., 0],
-                     np.take_along_axis(onehot.mac, full, -1)[..., 0])
-
-
-def _reduce(lists: list[list[tuple[AuthShare, AuthShare | None]]]
-            ) -> list[tuple[AuthShare, AuthShare | None]]:
-    """Fold each list of (lt, eq) pairs (most significant first) to one pair with
-    (lt, eq) o (lt', eq') = (lt + eq lt', eq eq'); all lists advance together, one
-    batched round of products per level."""
-    while any(len(pairs) > 1 for pairs in lists):
-        mults, plans = [], []
-        for pairs in lists:
-            plan = []
-            for i in range(0, len(pairs) - 1, 2):
-                (lh, eh), (ll, el) = pairs[i], pairs[i + 1]
-                if eh is None:
-                    raise ShapeError("only the least significant chunk may lack an eq term")
-                mults.append((eh, ll))
-                if el is not None:
-                    mults.append((eh, el))
-                plan.append((lh, el is not None))
-            plans.append(plan)
-        prods = iter(mul_many(mults))
-        folded = []
-        for pairs, plan in zip(lists, plans, strict=True):
-            new = []
-            for lh, has_eq in plan:
-                lt = lh + next(prods)
-                new.append((lt, next(prods) if has_eq else None))
-            if len(pairs) % 2:
-                new.append(pairs[-1])
-            folded.append(new)
-        lists = folded
-    return [pairs[0] for pairs in lists]
-
-
-def _combine(pairs: list[tuple[AuthShare, AuthShare | None]]) -> AuthShare:
-    """Fold (lt, eq) pairs, most significant first, into the overall lt; one round per level."""
-    return _reduce([pairs])[0][0]
-
-
-def _shared_low_chunks(cls: list[np.ndarray], bits: int) -> int:
-    """How many low chunks hold the same public value for every shift (a function of the
-    public opened values only): their terms and combining products are computed once."""
-    if len(cls) < 2:
-        return 0
-    shared, offset = 0, 0
-    for w in cmp_chunks(bits, chunk_for(bits))[:-1]:
-        offset += w
-        low = np.uint64((1 << offset) - 1)
-        if not all(np.array_equal(cls[0] & low, cl & low) for cl in cls[1:]):
-            break
-        shared += 1
-    return shared
-
-
-def _top_bits(cls: list[np.ndarray], onehots: list[AuthShare], bits: int) -> AuthShare:
-    """Bit bits-1 of each (c + t) - r, shift-major: the chunk terms folded together.
-
-    Shifts that differ only above the low chunks (the sigmoid's +-2) share those chunks'
-    fold: it runs once, in the same round as the per-shift fold of the high chunks, and
-    one last product joins the two (7 products per element instead of 8 at 14 bits).
-    """
-    shared = _shared_low_chunks(cls, bits)
-    if shared < 2:
-        return _combine(_chunk_pairs(cls, onehots, bits, 0))
-    pairs = _chunk_pairs(cls, onehots, bits, shared)
-    (lt_hi, eq_hi), (lt_lo, _) = _reduce([pairs[:-shared], pairs[-shared:]])
-    assert eq_hi is not None
-    (joined,) = mul_many([(eq_hi, concat([lt_lo] * len(cls)))])
-    return lt_hi + joined
-
-
-def chunk_for(bits: int) -> int:
-    """One-hot chunk width: 4 for short comparisons (fewer entries), 5 for long (fewer rounds)."""
-    return 4 if bits <= 16 else CHUNK
-
-
-def _chunk_coefs(cj: np.ndarray, w: int, top: bool, first: bool) -> list[np.ndarray]:
-    """Coefficients over one chunk's one-hot entries for its (lt[, eq]) terms, given the
-    public chunk value cj; entries are in {-1, 0, 1}."""
-    v = np.arange(1 << w, dtype=np.int64)
-    c = cj[..., None]
-    if not top:
-        lt = (v > c).astype(np.int64)
-        return [lt] if first else [lt, (v == c).astype(np.int64)]
-    wt = w - 1
-    t, h = v & ((1 << wt) - 1), v >> wt
-    c_top, c_hi = c & ((1 << wt) - 1), c >> wt
-    eq_t = (t == c_top).astype(np.int64)
-    lt_t = (t > c_top).astype(np.int64)
-    xh = c_hi ^ h
-    return [(1 - eq_t) * (xh ^ lt_t) + eq_t * xh, eq_t * (1 - 2 * xh)]
-
-
-def _chunk_pairs(cls: list[np.ndarray], onehots: list[AuthShare], bits: int, shared: int
-                 ) -> list[tuple[AuthShare, AuthShare | None]]:
-    """(lt, eq) per chunk, most significant first, for public opened values c mod 2^bits.
-
-    ``cls`` holds one opened vector (n,) per shift; every term is a {-1,0,1}-weighted sum
-    of the chunk's one-hot entries, computed for all shifts in one exact BLAS product.
-    The terms of all shifts are concatenated shift-major, except in the lowest ``shared``
-    chunks, which are the same for every shift and computed once (n elements).
-    """
-    party = onehots[0].party
-    pairs: list[tuple[AuthShare, AuthShare | None]] = []
-    offset = 0
-    widths = cmp_chunks(bits, chunk_for(bits))
-    for j, w in enumerate(widths):
-        top, first = j == len(widths) - 1, j == 0
-        per_shift = [_chunk_coefs(((cl >> np.uint64(offset)) & np.uint64((1 << w) - 1))
-                                  .astype(np.int64), w, top, first)
-                     for cl in (cls[:1] if j < shared else cls)]
-        terms = len(per_shift[0])
-        coefs = np.stack([c[t] for t in range(terms) for c in per_shift], axis=-2)
-        oh = onehots[j]
-        val, mac = ring.weighted_sums(coefs, ring.parts32_f64(oh.val, oh.mac), 2)
-        shifts = len(per_shift)
-
-        def term(t: int, val=val, mac=mac, shifts=shifts) -> AuthShare:
-            sl = slice(t * shifts, (t + 1) * shifts)
-            return AuthShare(party, _shift_major(val[..., sl]), _shift_major(mac[..., sl]))
-
-        pairs.append((term(0), term(1) if terms > 1 else None))
-        offset += w
-    pairs.reverse()
-    return pairs
-
-
-def _shift_major(a: np.ndarray) -> np.ndarray:
-    """(2, n, shifts) -> (2, shifts * n), shift-major."""
-    return np.ascontiguousarray(np.swapaxes(a, 1, 2)).reshape(2, -1)
-
-
-def ltz_shifted(x: AuthShare, shifts: list[int], bits: int | None = None, skip: int = 0
-                ) -> list[AuthShare]:
-    """[x + t < 0] for several public shifts t (ring units) from ONE masked opening.
-
-    (x + t)' + r = c + t, so every shift reuses the opened c and the same one-hot masks;
-    the combining products of all shifts run in one batched tree. Needs
-    |x + t| < 2^(skip+bits-1) - 2^skip for every t. With ``skip`` > 0 the test is coarse:
-    the carry out of the low skip bits is ignored, so it answers [x + t < -2^skip] in
-    some cases and can differ from the exact test only for x + t in [-2^skip, 0).
-    """
-    bits = bits or DEFAULT_BITS
-    _check_window(skip, bits)
-    offset = 1 << (skip + bits - 1)
-    with x.party.op("compare"):
-        c, onehots = _open_masked(x.add_ring(ring.from_pyint(offset)).reshape(-1), bits, skip)
-        return _sign_tests(c, offset, shifts, skip, bits, onehots, x.shape)
-
-
-def truncate_and_test(x: AuthShare, m: int, shifts: list[int], skip: int, bits: int
-                      ) -> tuple[AuthShare, list[AuthShare]]:
-    """[x >> m] and coarse sign tests [x + t < 0] for public shifts t, from ONE opening.
-
-    The truncation's opened c = x + 2^(K-2) + r also masks x + t + 2^(skip+bits-1) after a
-    public adjustment, and the dealer adds one-hot chunks of (r >> skip) mod 2^bits, so the
-    bits-bit comparison runs on (c >> skip). Ignoring the carry out of the low ``skip`` bits
-    makes a test answer [x + t < -2^skip] instead of [x + t < 0] in some cases: it can differ
-    from the exact test only for x + t in [-2^skip, 0). Needs |x| < 2^(K-2) for the
-    truncation and |x + t| < 2^(skip+bits-1) - 2^skip for every t.
-    """
-    truncation.check_shift(m)
-    _check_window(skip, bits)
-    party = x.party
-    flat = x.reshape(-1)
-    with party.op("trunc_cmp"):
-        mask = party.prep.trunc_compare_masks(flat.shape, m, skip, bits, chunk_for(bits))
-        c = truncation.open_offset(flat, mask.trunc)
-        onehots = [AuthShare(party, v, mac) for v, mac in mask.onehots]
-        tests = _sign_tests(c[0], truncation.TRUNC_OFFSET, shifts, skip, bits, onehots,
-                            x.shape)
-    return truncation.finish(flat, c, mask.trunc, m).reshape(x.shape), tests
+def _mask(bits: int) -> np.uint64:
+    return np.uint64((1 << bits) - 1) if bits < 64 else _ALL64
 
 
 def _check_window(skip: int, bits: int) -> None:
@@ -223,44 +43,204 @@ def _check_window(skip: int, bits: int) -> None:
         raise ValueError(f"comparison window skip={skip} bits={bits} out of range")
 
 
-def _sign_tests(c: np.ndarray, offset: int, shifts: list[int], skip: int, bits: int,
-                onehots: list[AuthShare], shape: tuple[int, ...]) -> list[AuthShare]:
-    """[x + t < 0] per shift, from the opened low word c = x + offset + r (mod 2^64) and
-    the one-hot chunks of (r >> skip) mod 2^bits: the comparison reads the bits-bit window
-    above the low skip bits of c + t + 2^(skip+bits-1) - offset."""
+def eval_key(party_id: int, key: FssKey, points: np.ndarray) -> np.ndarray:
+    """This party's shares (2, K, E, P) of a DCF key's payload at points (K, E)."""
+    spec = key.spec
+    if spec.kind != "dcf" or points.shape[0] != spec.keys:
+        raise ShapeError(f"{points.shape[0]} point rows for {spec.keys} {spec.kind} keys")
+    return dcf.eval_dcf(party_id, spec.n, key.root, *key.corrections, points)
+
+
+def _share(party, out: np.ndarray, col: int, shape: tuple[int, ...]) -> AuthShare:
+    """The value/MAC pair at payload columns (col, col + P/2) of an evaluation."""
+    half = out.shape[-1] // 2
+    return AuthShare(party, out[..., col].reshape((2, *shape)),
+                     out[..., col + half].reshape((2, *shape)))
+
+
+def _sign_tests(party, c64: np.ndarray, offset: int, shifts: list[int], skip: int, bits: int,
+                sign: tuple[np.ndarray, np.ndarray], key: FssKey, shape: tuple[int, ...]
+                ) -> list[AuthShare]:
+    """[x + t < 0] per shift t, from the opened low word c64 = x + offset + r (mod 2^64)."""
     base = (1 << (skip + bits - 1)) - offset
-    top_bit = _top_bits([((c + np.uint64((base + t) % (1 << 64))) >> np.uint64(skip))
-                         & _low_mask(bits) for t in shifts], onehots, bits)
-    out, n = 1 - top_bit, c.size
-    return [out[k * n:(k + 1) * n].reshape(shape) for k in range(len(shifts))]
+    wins = [((c64 + np.uint64((base + t) % (1 << 64))) & _mask(skip + bits)) >> np.uint64(skip)
+            for t in shifts]
+    points = np.stack([w & _mask(bits - 1) for w in wins], axis=1)  # (n, E)
+    out = eval_key(party.id, key, points)  # (2, n, E, 2)
+    s = AuthShare(party, sign[0].reshape(2, -1), sign[1].reshape(2, -1))
+    tests = []
+    for e, w in enumerate(wins):
+        u = s + _share(party, out[:, :, e], 0, (w.size,))  # s XOR [low(c~) < low(r)]
+        top = (w >> np.uint64(bits - 1)).astype(bool)
+        tests.append(_pick(top, u, 1 - u).reshape(shape))
+    return tests
 
 
-def _low_mask(bits: int) -> np.uint64:
-    return np.uint64((1 << bits) - 1) if bits < 64 else np.uint64(2**64 - 1)
+def _pick(flag: np.ndarray, a: AuthShare, b: AuthShare) -> AuthShare:
+    """a where the public flag is set, else b (local)."""
+    f = flag.reshape((1, *flag.shape))
+    return AuthShare(a.party, np.where(f, a.val, b.val), np.where(f, a.mac, b.mac), a.frac)
+
+
+def ltz_opening(x: AuthShare, shifts: list[int], bits: int | None = None, skip: int = 0
+                ) -> Opening:
+    """The round of :func:`ltz_shifted` (to run beside other openings)."""
+    bits = bits or DEFAULT_BITS
+    _check_window(skip, bits)
+    party = x.party
+    flat = x.reshape(-1)
+    m = party.prep.ltz_masks(flat.shape, bits, skip)
+
+    def finish(opened: list[np.ndarray]) -> list[AuthShare]:
+        return _sign_tests(party, opened[0][0], 0, shifts, skip, bits, m.sign, m.key,
+                           x.shape)
+
+    return Opening([(ring.add(flat.val, m.r[0]), ring.add(flat.mac, m.r[1]))], finish)
+
+
+def ltz_shifted(x: AuthShare, shifts: list[int], bits: int | None = None, skip: int = 0
+                ) -> list[AuthShare]:
+    """[x + t < 0] for several public shifts t (ring units) from ONE masked opening.
+
+    Needs |x + t| < 2^(skip+bits-1) - 2^skip for every t (bits=64, skip=0: any x, t with
+    x + t not overflowing Z_2^64). With ``skip`` > 0 the test is coarse (module docstring).
+    """
+    with x.party.op("compare"):
+        return run_round(x.party, [ltz_opening(x, shifts, bits, skip)])[0]
 
 
 def ltz(x: AuthShare, bits: int | None = None, skip: int = 0) -> AuthShare:
-    """[x < 0] as a shared bit, for |x| < 2^(skip+bits-1) - 2^skip in ring units
-    (coarse within 2^skip below zero when skip > 0, see ltz_shifted)."""
+    """[x < 0] as a shared bit, exact for |x| < 2^(bits-1) in ring units (default: any x);
+    coarse within 2^skip below zero when skip > 0."""
     return ltz_shifted(x, [0], bits, skip)[0]
 
 
-def eqz(x: AuthShare, bits: int | None = None) -> AuthShare:
-    """[x == 0] as a shared bit, for |x| < 2^(bits-1) in ring units."""
-    bits = bits or DEFAULT_BITS
+def truncate_and_test(x: AuthShare, m: int, shifts: list[int], skip: int, bits: int
+                      ) -> tuple[AuthShare, list[AuthShare]]:
+    """[x >> m] and sign tests [x + t < 0] for public shifts t, from ONE opening.
+
+    The truncation's c = x + 2^(K-2) + r is also the masked value the tests need (after a
+    public adjustment), and the dealer's trunc_ltz item adds the sign bit of r's window and
+    a DCF key on it. Needs |x| < 2^(K-2) for the truncation and |x + t| < 2^(skip+bits-1)
+    - 2^skip for every t; coarse within 2^skip below zero when skip > 0.
+    """
+    truncation.check_shift(m)
+    _check_window(skip, bits)
     party = x.party
-    with party.op("compare"):
-        c, onehots = _open_masked(x, bits)
-        cl = c & _low_mask(bits)
-        eqs, offset = [], 0
-        for w, oh in zip(cmp_chunks(bits, chunk_for(bits)), onehots, strict=True):
-            cj = ((cl >> np.uint64(offset)) & np.uint64((1 << w) - 1)).astype(np.int64)
-            eqs.append(_pick(oh, cj))
-            offset += w
-        while len(eqs) > 1:
-            prods = mul_many([(eqs[i], eqs[i + 1]) for i in range(0, len(eqs) - 1, 2)])
-            eqs = prods + ([eqs[-1]] if len(eqs) % 2 else [])
-    return AuthShare(party, eqs[0].val, eqs[0].mac, 0)
+    flat = x.reshape(-1)
+    with party.op("trunc_cmp"):
+        mask = party.prep.trunc_ltz_masks(flat.shape, m, skip, bits)
+        c = truncation.open_offset(flat, mask.trunc)
+        tests = _sign_tests(party, c[0], truncation.TRUNC_OFFSET, shifts, skip, bits,
+                            mask.sign, mask.key, x.shape)
+    return truncation.finish(flat, c, mask.trunc, m).reshape(x.shape), tests
+
+
+def relu(x: AuthShare, bits: int) -> AuthShare:
+    """[x >= 0] * x from ONE opening and no product, for |x| < 2^(bits-1).
+
+    With b = [x >= 0] and x = c - r (c opened, r the dealer's mask): b*x = c*[b] - [b*r];
+    the DCF payload (1 - 2s) * (1, r) gives [u] and [u*r] for u = s XOR [ . < . ], and b
+    is u or 1 - u as the public top bit says, so [b] and [b*r] are local (BCG+21's spline
+    idea with the mask in the payload).
+    """
+    with x.party.op("relu"):
+        return run_round(x.party, [relu_opening(x, bits)])[0]
+
+
+def relu_opening(x: AuthShare, bits: int) -> Opening:
+    """The round of :func:`relu` (to run beside other openings)."""
+    _check_window(0, bits)
+    party = x.party
+    flat = x.reshape(-1)
+    m = party.prep.ltz_masks(flat.shape, bits, 0, relu=True)
+
+    def finish(opened: list[np.ndarray]) -> AuthShare:
+        c = opened[0]
+        r = AuthShare(party, m.r[0], m.r[1])
+        w = (c[0] + np.uint64(1 << (bits - 1))) & _mask(bits)
+        out = eval_key(party.id, m.key, (w & _mask(bits - 1)).reshape(-1, 1))[:, :, 0]
+        n = flat.shape
+        u = AuthShare(party, m.sign[0], m.sign[1]) + _share(party, out, 0, n)
+        ur = AuthShare(party, m.sign_r[0], m.sign_r[1]) + _share(party, out, 1, n)
+        top = (w >> np.uint64(bits - 1)).astype(bool)
+        b = _pick(top, 1 - u, u)  # [x >= 0] = MSB of x + 2^(bits-1)
+        br = _pick(top, r - ur, ur)
+        y = b.mul_ring(c) - br
+        return AuthShare(party, y.val.reshape((2, *x.shape)), y.mac.reshape((2, *x.shape)),
+                         x.frac)
+
+    return Opening([(ring.add(flat.val, m.r[0]), ring.add(flat.mac, m.r[1]))], finish)
+
+
+def in_interval(x: AuthShare, lo: int, size: int, n: int = K) -> AuthShare:
+    """[(x - lo) mod 2^n < size] as a shared bit, exact (x read mod 2^n; lo, size public).
+
+    One DCF key at r mod 2^n evaluated at two points: for y = (c - r) mod 2^n,
+    [y < T] = [c' < T] + [(c' - T) mod 2^n < r] - [c' < r] with c' = (c - lo) mod 2^n.
+    """
+    with x.party.op("interval"):
+        return run_round(x.party, [interval_opening(x, lo, size, n)])[0]
+
+
+def interval_opening(x: AuthShare, lo: int, size: int, n: int = K) -> Opening:
+    """The round of :func:`in_interval` (to run beside other openings)."""
+    if not 1 <= n <= K or not 0 < size <= 1 << n:
+        raise ValueError(f"interval of size {size} in 2^{n} is out of range")
+    party = x.party
+    flat = x.reshape(-1)
+    m = party.prep.interval_masks(flat.shape, n)
+
+    def finish(opened: list[np.ndarray]) -> AuthShare:
+        return _interval_from(party, opened[0][0], m.key, lo, size, n).reshape(x.shape)
+
+    return Opening([(ring.add(flat.val, m.r[0]), ring.add(flat.mac, m.r[1]))], finish)
+
+
+def _interval_from(party, c64: np.ndarray, key: FssKey, lo: int, size: int, n: int
+                   ) -> AuthShare:
+    """[(c - r - lo) mod 2^n < size] for a key at r mod 2^n (local)."""
+    cy = (c64 - np.uint64(lo % (1 << 64))) & _mask(n)
+    cy2 = (cy - np.uint64(size % (1 << 64))) & _mask(n)
+    out = eval_key(party.id, key, np.stack([cy2, cy], axis=1))  # (2, K, 2, 2)
+    k = cy.size
+    res = _share(party, out[:, :, 0], 0, (k,)) - _share(party, out[:, :, 1], 0, (k,))
+    return res.add_ring(ring.from_uint64((cy < np.uint64(size % (1 << 64))).astype(np.uint64))
+                        if size < 1 << n else ring.from_uint64(np.ones(k, np.uint64)))
+
+
+def eqz(x: AuthShare, bits: int | None = None) -> AuthShare:
+    """[x == 0] as a shared bit, exact for |x| < 2^(bits-1) (default: any x in Z_2^64)."""
+    return in_interval(x, 0, 1, bits or DEFAULT_BITS)
+
+
+def one_hot(j: AuthShare, bits: int) -> AuthShare:
+    """The authenticated one-hot vector (length 2^bits) of a secret index j mod 2^bits,
+    from ONE opening of j + r and a DPF key at r (full-domain evaluation)."""
+    with j.party.op("lookup"):
+        return run_round(j.party, [one_hot_opening(j, bits)])[0]
+
+
+def one_hot_opening(j: AuthShare, bits: int) -> Opening:
+    """The round of :func:`one_hot` (to run beside other openings)."""
+    party = j.party
+    if j.size != 1:
+        raise ShapeError("one_hot takes one secret index")
+    m = party.prep.lookup_mask(bits)
+
+    def finish(opened: list[np.ndarray]) -> AuthShare:
+        c = opened[0]
+        spec = m.key.spec
+        leaves = dpf.eval_all(party.id, spec.n, m.key.root, *m.key.corrections)[:, 0]
+        # entry k is 1 iff j = k: V((c - k) mod 2^bits) is the share of [c - k == r]
+        low = int(c[0, 0]) & ((1 << bits) - 1)
+        idx = (low - np.arange(1 << bits, dtype=np.int64)) & ((1 << bits) - 1)
+        sel = leaves[:, idx]  # (2, 2^bits, 2)
+        return AuthShare(party, np.ascontiguousarray(sel[..., 0]),
+                         np.ascontiguousarray(sel[..., 1]))
+
+    return Opening([(ring.add(j.val.reshape(2, 1), m.r[0].reshape(2, 1)),
+                     ring.add(j.mac.reshape(2, 1), m.r[1].reshape(2, 1)))], finish)
 
 
 def select(bit: AuthShare, if_one: AuthShare, if_zero: AuthShare) -> AuthShare:
@@ -273,10 +253,11 @@ def argmax(x: AuthShare, bits: int | None = None, skip: int = 0
            ) -> tuple[AuthShare, AuthShare]:
     """(max, index of the first maximum) of a shared vector, by a tournament.
 
-    ceil(log2 N) levels; each compares adjacent survivors and selects value and index
-    with one batched product. ``bits`` bounds the pairwise differences
+    ceil(log2 N) levels; each compares adjacent survivors (one opening) and selects value
+    and index with one batched product. ``bits`` bounds the pairwise differences
     (|a-b| < 2^(skip+bits-1) - 2^skip); ``skip`` > 0 makes the comparisons coarse (a
-    difference in [-2^skip, 0) may count as a tie, which keeps the first).
+    difference in [-2^skip, 0) may count as a tie, which keeps the first). Identification
+    uses the one-round-per-level packed tournament in recognition/identify.py instead.
     """
     if x.ndim != 1 or x.shape[0] == 0:
         raise ShapeError(f"argmax needs a non-empty vector, got shape {x.shape}")

@@ -8,11 +8,11 @@ Documented domains and errors (checked in tests/mpc/test_nonlinear.py against nu
   start), 10 iterations. Relative error < 1e-3 on [0.1, 30].
 * ``inv_sqrt(x)``: Newton y <- y (3 - x y^2) / 2 from y0 = 2.2 exp(-(x/2 + 0.2)) + 0.2 - x/1024,
   6 iterations. Relative error < 1e-3 on [0.05, 20] (squared norms of embedding means).
-* ``hard_sigmoid(x)``: clip(1/2 + x/4, 0, 1), exact up to fixed-point rounding for |x| < 128;
-  the clip decisions use x truncated to 6 fractional bits (two 14-bit comparisons from one
-  masked opening), so a
-  decision can differ from the exact one only within 2^-6 of the kinks. The plaintext
-  reference training uses the same function.
+* ``hard_sigmoid(x)``: clip(1/2 + x/4, 0, 1) for every x the ring holds (|x| < 2^(63-F) at
+  F fractional bits): the two clip tests are exact comparisons over the whole ring, except
+  for an unscaled product, whose tests read x above its lowest frac - 6 bits (the opening
+  it shares with the rescaling truncation), so a decision can differ from the exact one
+  only within 2^-6 below a kink. The plaintext reference training uses the same function.
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ from __future__ import annotations
 from splitface.servers.mpc import compare
 from splitface.servers.mpc.beaver import mul_many
 from splitface.servers.mpc.share import AuthShare
-from splitface.shared.fixedpoint import F
+from splitface.shared.fixedpoint import F, K
 
 EXP_ITERATIONS = 8
 RECIPROCAL_ITERATIONS = 10
 INV_SQRT_ITERATIONS = 6
-SIGMOID_CMP_BITS = 14
-SIGMOID_TEST_FRAC = 6  # the clip decisions see x with 6 fractional bits
+SIGMOID_TEST_FRAC = 6  # the clip decisions of an unscaled product see x at 6 fractional bits
 
 
 def exp(x: AuthShare) -> AuthShare:
@@ -61,9 +60,9 @@ def hard_sigmoid(x: AuthShare) -> AuthShare:
 
     below = [x/4 + 1/2 < 0] and above = [x/4 - 1/2 >= 0] share one comparison mask; at
     x/4 = 1/2 both give 1. For x at F fractional bits, x/4 is exact (the scale gains two
-    bits) and the tests run on a coarse copy truncated to 6 fractional bits. For an
-    unscaled product (x.frac > F) the rescaling truncation and the tests come from the
-    same opening (compare.truncate_and_test), which saves two rounds. The result has
+    bits) and the tests are exact over the whole ring. For an unscaled product
+    (x.frac > F) the rescaling truncation and the tests come from the same opening
+    (compare.truncate_and_test), reading x above its lowest frac - 6 bits. The result has
     F + 2 fractional bits.
     """
     with x.party.op("sigmoid"):
@@ -71,14 +70,12 @@ def hard_sigmoid(x: AuthShare) -> AuthShare:
             two = 2 << x.frac
             skip = x.frac - SIGMOID_TEST_FRAC
             xf, (below, not_above) = compare.truncate_and_test(
-                x, x.frac - F, [two, -two], skip, SIGMOID_CMP_BITS)
+                x, x.frac - F, [two, -two], skip, K - skip)
             quarter = AuthShare(x.party, xf.val, xf.mac, F + 2)
         else:
             quarter = AuthShare(x.party, x.val, x.mac, x.frac + 2)
-            shift = quarter.frac - (SIGMOID_TEST_FRAC + 2)
-            coarse = quarter.truncate(shift) if shift > 0 else quarter
-            half = 1 << (coarse.frac - 1)
-            below, not_above = compare.ltz_shifted(coarse, [half, -half], SIGMOID_CMP_BITS)
+            half = 1 << (quarter.frac - 1)
+            below, not_above = compare.ltz_shifted(quarter, [half, -half])
         s = quarter + 0.5
         above = 1 - not_above
         (cut,) = mul_many([(below + above, s)])

@@ -114,11 +114,21 @@ class Party:
             self.channel.stats.op = prev
 
     # ------------------------------------------------------------ opening
-    def open(self, *pairs: AuthPair) -> list[np.ndarray]:
-        """Open masked shared values in one round; their MACs are queued for the check."""
+    def open(self, *pairs: AuthPair, sync: bytes | None = None) -> list[np.ndarray]:
+        """Open masked shared values in one round; their MACs are queued for the check.
+
+        ``sync`` (a digest) rides along and must equal the peer's: both servers confirm, in
+        the same round, that they received the same public input (e.g. the terminal's
+        masked vector); a mismatch aborts.
+        """
         flats = [v.reshape(2, -1) for v, _ in pairs]
         mine = ring.concat(flats, axis=0) if len(flats) > 1 else flats[0]
-        msg = self._exchange("open", [np.ascontiguousarray(mine)])
+        msg = self._exchange("open", [np.ascontiguousarray(mine)],
+                             {"sync": sync} if sync is not None else None)
+        if sync is not None and not (isinstance(msg.meta.get("sync"), bytes)
+                                     and hmac.compare_digest(msg.meta["sync"], sync)):
+            self.abort("the servers received different inputs")
+            raise ProtocolError("the servers received different masked inputs from the client")
         if len(msg.arrays) != 1:
             self.abort("peer opening has the wrong number of arrays")
             raise ProtocolError("peer opening has the wrong number of arrays")
@@ -185,9 +195,10 @@ class Party:
         (2) y = sum chi_j x_j; (3) sigma_i = sum chi_j m_ij - alpha_i * y, so that
         sigma_0 + sigma_1 = 0 iff the check passes; (4) test that without revealing sigma_i:
         with a dealer triple (a, b, ab) open d = sigma - a and form z_i = c_i + d b_i, so
-        z_0 + z_1 = b * sigma for a secret uniform b; (5) commit to H(z_0) and H(-z_1), open,
-        require them equal. A failed check reveals only a hash of a value that depends on
-        the secret b, never alpha; the key epoch is still retired (``mac_failed``).
+        z_0 + z_1 = b * sigma for a secret uniform odd b (z = 0 iff sigma = 0); (5) commit
+        to H(z_0) and H(-z_1), open, require them equal. A failed check reveals only a hash
+        of a value that depends on the secret b, never alpha. Any failure or interruption
+        sets ``mac_failed``: the key epoch must be retired.
         """
         if not self._open_vals:
             return
@@ -197,37 +208,49 @@ class Party:
             macs = ring.concat(self._open_macs, axis=0) if len(self._open_macs) > 1 \
                 else self._open_macs[0]
             self._open_vals, self._open_macs = [], []
-            chi = Prg(self._coin()).uint64(vals.shape[1])
-            y, chi_m = ring.zeros(()), ring.zeros(())
-            for s in range(0, vals.shape[1], _CHECK_BLOCK):  # bounded temporaries
-                c = chi[s:s + _CHECK_BLOCK]
-                y = ring.add(y, ring.sum_axis(ring.mul_u64(vals[:, s:s + _CHECK_BLOCK], c), 0))
-                chi_m = ring.add(chi_m, ring.sum_axis(ring.mul_u64(macs[:, s:s + _CHECK_BLOCK], c),
-                                                      0))
-            sigma = ring.sub(chi_m, ring.mul(self.alpha, y))
-            a, b, c = (x.reshape(2) for x in self.prep.zero_check())
-            msg = self._exchange("checkmask", [ring.sub(sigma, a)])
-            if len(msg.arrays) != 1 or msg.arrays[0].dtype != np.uint64 \
-                    or msg.arrays[0].shape != (2,):
-                raise self._fail("peer's MAC-check mask is malformed")
-            d = ring.add(ring.sub(sigma, a), msg.arrays[0])
-            z = ring.add(c, ring.mul(d, b))  # z_0 + z_1 = b * (sigma_0 + sigma_1)
-            h = hashlib.sha256(b"splitface-zero-v2|" + self._bind(
-                (z if self.id == 0 else ring.neg(z)).tobytes())).digest()
-            nonce = os.urandom(16)
-            msg = self._exchange("checkcommit", [], {"c": self._zero_commit(self.id, h, nonce)})
-            peer_commit = _meta_bytes(msg, "c", 32)
-            self._my_seed = os.urandom(_SEED)  # the next check's seed, committed now
-            next_commit = self._seed_commit(self.id, self._my_seed, check=self._checks + 1)
-            msg = self._exchange("checkopen", [], {"h": h, "n": nonce, "next": next_commit})
-            peer_h, peer_nonce = _meta_bytes(msg, "h", 32), _meta_bytes(msg, "n", 16)
-            self._peer_seed_commit = _meta_bytes(msg, "next", 32)
-            if not hmac.compare_digest(self._zero_commit(1 - self.id, peer_h, peer_nonce),
-                                       peer_commit):
-                raise self._fail("peer's MAC-check value does not match its commitment")
-            self._checks += 1
-            if not hmac.compare_digest(peer_h, h):
-                raise self._fail("MAC check failed: a share or opened value was tampered with")
+            try:
+                self._check(vals, macs)
+            except MacCheckError:
+                raise
+            except BaseException as exc:
+                # a rushing peer learns the outcome first (it reads our last message before
+                # sending its own): any deviation inside the check -- a stall, a crash, a
+                # malformed or missing message -- counts as a failed check, never as a mere
+                # network error, or it could query the check as an oracle for alpha
+                raise self._fail(f"MAC check interrupted: {exc}") from exc
+
+    def _check(self, vals: np.ndarray, macs: np.ndarray) -> None:
+        chi = Prg(self._coin()).uint64(vals.shape[1])
+        y, chi_m = ring.zeros(()), ring.zeros(())
+        for s in range(0, vals.shape[1], _CHECK_BLOCK):  # bounded temporaries
+            c = chi[s:s + _CHECK_BLOCK]
+            y = ring.add(y, ring.sum_axis(ring.mul_u64(vals[:, s:s + _CHECK_BLOCK], c), 0))
+            chi_m = ring.add(chi_m, ring.sum_axis(ring.mul_u64(macs[:, s:s + _CHECK_BLOCK], c),
+                                                  0))
+        sigma = ring.sub(chi_m, ring.mul(self.alpha, y))
+        a, b, c = (x.reshape(2) for x in self.prep.zero_check())
+        msg = self._exchange("checkmask", [ring.sub(sigma, a)])
+        if len(msg.arrays) != 1 or msg.arrays[0].dtype != np.uint64 \
+                or msg.arrays[0].shape != (2,):
+            raise self._fail("peer's MAC-check mask is malformed")
+        d = ring.add(ring.sub(sigma, a), msg.arrays[0])
+        z = ring.add(c, ring.mul(d, b))  # z_0 + z_1 = b * (sigma_0 + sigma_1), b odd
+        h = hashlib.sha256(b"splitface-zero-v2|" + self._bind(
+            (z if self.id == 0 else ring.neg(z)).tobytes())).digest()
+        nonce = os.urandom(16)
+        msg = self._exchange("checkcommit", [], {"c": self._zero_commit(self.id, h, nonce)})
+        peer_commit = _meta_bytes(msg, "c", 32)
+        self._my_seed = os.urandom(_SEED)  # the next check's seed, committed now
+        next_commit = self._seed_commit(self.id, self._my_seed, check=self._checks + 1)
+        msg = self._exchange("checkopen", [], {"h": h, "n": nonce, "next": next_commit})
+        peer_h, peer_nonce = _meta_bytes(msg, "h", 32), _meta_bytes(msg, "n", 16)
+        self._peer_seed_commit = _meta_bytes(msg, "next", 32)
+        if not hmac.compare_digest(self._zero_commit(1 - self.id, peer_h, peer_nonce),
+                                   peer_commit):
+            raise self._fail("peer's MAC-check value does not match its commitment")
+        self._checks += 1
+        if not hmac.compare_digest(peer_h, h):
+            raise self._fail("MAC check failed: a share or opened value was tampered with")
 
     def _zero_commit(self, party: int, h: bytes, nonce: bytes) -> bytes:
         return _commit(b"zero", str(party).encode(), self._bind(h, nonce))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from splitface.servers.mpc.prep.base import TruncPair
+from splitface.servers.mpc.rounds import Opening, run_round
 from splitface.servers.mpc.share import AuthShare
 from splitface.shared import ring
 from splitface.shared.fixedpoint import K
@@ -28,12 +29,17 @@ def truncate(x: AuthShare, m: int) -> AuthShare:
     """[floor(x / 2^m) + e], e in {0, 1}; ``frac`` drops by m (not below 0)."""
     if m == 0:
         return x
+    with x.party.op("trunc"):
+        return run_round(x.party, [truncate_opening(x, m)])[0]
+
+
+def truncate_opening(x: AuthShare, m: int) -> Opening:
+    """The round of :func:`truncate` (to run beside other openings)."""
     check_shift(m)
-    party = x.party
-    with party.op("trunc"):
-        t = party.prep.trunc_pairs(x.shape, m)
-        c = open_offset(x, t)
-    return finish(x, c, t, m)
+    t = x.party.prep.trunc_pairs(x.shape, m)
+    xp = x.add_ring(ring.from_pyint(TRUNC_OFFSET))
+    return Opening([(ring.add(xp.val, t.r[0]), ring.add(xp.mac, t.r[1]))],
+                   lambda opened: finish(x, opened[0], t, m))
 
 
 def check_shift(m: int) -> None:

@@ -51,6 +51,7 @@ log = logging.getLogger("splitface.server")
 
 PrepFactory = Callable[[str, int], Preprocessing]  # (session id, key epoch) -> preprocessing
 MAX_BLOB = 64 << 20  # largest public byte string exchanged with the peer (record lists)
+MAX_REKEY_FAILURES = 2  # failed re-keying checks per old epoch before an operator must act
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,18 @@ class Coordinator:
             log.warning("P%d: dealer not told yet (%s); retried at the next session", self.id,
                         exc)
 
+    def end_epoch(self, epoch: int, wait_s: float = 3.0) -> int:
+        """Ask the dealer to end ``epoch`` and wait until it did (it needs both servers to
+        ask; the other server asks at the same point of the same session plan)."""
+        deadline = time.monotonic() + wait_s
+        current = self.dealer.rotate(epoch)
+        while current <= epoch:
+            if time.monotonic() > deadline:
+                raise ProtocolError(f"the other server did not ask to end key epoch {epoch}")
+            time.sleep(0.05)
+            current = self.dealer.current_epoch()
+        return current
+
     def request_resync(self) -> None:
         """Start a new session after the current request (e.g. after a key rotation)."""
         self._resync_wanted = True
@@ -310,21 +323,31 @@ class Coordinator:
         if plan.adopt and self.store.key_epoch() != plan.adopt:
             self.store.adopt_key_epoch(plan.adopt)
         if plan.rotate:
-            current = self.dealer.rotate(plan.epoch)
-            if plan.epoch == current:
-                raise ProtocolError("the dealer did not end the retired key epoch")
+            current = self.end_epoch(plan.epoch)
             if not mine.count and not peer.count:
                 self.store.adopt_key_epoch(current)
                 plan = SessionPlan(current)
         if plan.epoch == current:
             self._open_party(session, current)
             return False
+        failures = self.store.rekey_failures(plan.epoch)
+        if failures >= MAX_REKEY_FAILURES:
+            raise ProtocolError(
+                f"re-keying from key epoch {plan.epoch} failed {failures} times: a malicious "
+                "server may be probing the old key; stopped. See docs/DEPLOY.md, 'After a "
+                "failed MAC check'")
         party = self._open_party(session, plan.epoch)
         log.warning("P%d: re-keying stored shares from key epoch %d to %d", self.id,
                     plan.epoch, current)
         try:
             rekey_store(party, self.store, current, self.agree, self.agree_blob,
                         tick=self.heartbeat)
+        except BaseException:
+            if party.mac_failed:
+                n = self.store.note_rekey_failure(plan.epoch)
+                log.error("P%d: the MAC check of re-keying from epoch %d failed (%d of %d "
+                          "allowed)", self.id, plan.epoch, n, MAX_REKEY_FAILURES)
+            raise
         finally:
             self._close_party()
         with contextlib.suppress(DealerUnavailable, DealerRefused):
@@ -371,7 +394,16 @@ class Coordinator:
 
     # ------------------------------------------------------------ main loop
     def step(self, poll_ms: int = 50) -> None:
-        """One iteration of the event loop (the daemon calls this forever)."""
+        """One iteration of the event loop (the daemon calls this forever); an unexpected
+        error costs the peer link (resynchronised next), never the daemon."""
+        try:
+            self._step(poll_ms)
+        except Exception:
+            log.exception("P%d: unexpected error in the event loop; resynchronising", self.id)
+            self._close_party()
+            self.peer_ok = False
+
+    def _step(self, poll_ms: int) -> None:
         self.last_progress = time.monotonic()
         peer_sock = getattr(self.channel, "socket", None)
         if self.id == 1 and peer_sock is not None:
@@ -411,11 +443,17 @@ class Coordinator:
                 else:
                     self._submits[key] = inbound
             else:
-                if len(self._queue) >= 1000:
+                try:  # both servers refuse a non-admin's admin request at once, alike
+                    check_authorized(self.opts, Txn(inbound, inbound.offer))
+                except ApiError as exc:
                     self.gateway.reply(inbound.ident, api.error(inbound.offer.request_id,
-                                                                api.BUSY, "queue full"))
+                                                                exc.code, exc.reason))
                 else:
-                    self._queue.append(inbound)
+                    if len(self._queue) >= 1000:
+                        self.gateway.reply(inbound.ident, api.error(
+                            inbound.offer.request_id, api.BUSY, "queue full"))
+                    else:
+                        self._queue.append(inbound)
             inbound = self.gateway.receive(0)
         if len(self._submits) > 1000:  # stale submits of abandoned requests
             for k in list(self._submits)[:500]:
@@ -445,12 +483,6 @@ class Coordinator:
     def _lead(self, inbound: Inbound) -> None:
         txn = Txn(inbound, inbound.offer)
         try:
-            try:
-                check_authorized(self.opts, txn)
-            except ApiError as exc:  # P1 must not wait for a request P0 will never start
-                self.channel.send(Message("skip", {"req": txn.req, "key": inbound.key,
-                                                   "code": exc.code, "reason": exc.reason}))
-                raise
             self.channel.send(Message("begin", {"req": txn.req, "key": inbound.key,
                                                 "sid": self.session,
                                                 "offer": _offer_digest(inbound),
@@ -486,11 +518,6 @@ class Coordinator:
                 self._close_party()
                 self.peer_ok = False
             return
-        if msg.kind == "skip":
-            self._drop_queued(msg.meta.get("req"), msg.meta.get("key"),
-                              str(msg.meta.get("code", api.ABORTED)),
-                              str(msg.meta.get("reason", "refused by P0")))
-            return
         if msg.kind != "begin" or self.party is None:
             return  # stale abort or message from an aborted exchange
         req, key = msg.meta.get("req"), msg.meta.get("key")
@@ -512,13 +539,6 @@ class Coordinator:
         self.channel.send(Message("begin_ack", {"ok": True, "sid": self.session,
                                                 **self._view(txn)}))
         self._run(txn)
-
-    def _drop_queued(self, req: Any, key: Any, code: str, reason: str) -> None:
-        for i, ib in enumerate(self._queue):
-            if ib.offer.request_id == req and ib.key == key:
-                del self._queue[i]
-                self.gateway.reply(ib.ident, api.error(req, code, reason))
-                return
 
     def _expire_queue(self) -> None:
         """P1: requests P0 never started (it did not get them, or is down) are answered."""
@@ -565,17 +585,20 @@ class Coordinator:
         except ApiError as exc:
             reply = api.error(txn.req, exc.code, exc.reason)
             self._abort_and_resync(str(exc), quiet=True)
-        except MacCheckError as exc:
-            reply = api.error(txn.req, api.ABORTED, "integrity check failed; aborted")
-            if self.party is not None:
-                self.retire_key(self.party.epoch, str(exc))
-            self._abort_and_resync(str(exc))
         except (ProtocolError, TransportError, WireError, StoreError) as exc:
-            log.warning("P%d: request %s aborted: %s", self.id, txn.req, exc)
-            reply = api.error(txn.req, api.ABORTED, f"aborted: {exc}")
+            failed = isinstance(exc, MacCheckError) or (self.party is not None
+                                                         and self.party.mac_failed)
+            if failed and self.party is not None:
+                reply = api.error(txn.req, api.ABORTED, "integrity check failed; aborted")
+                self.retire_key(self.party.epoch, str(exc))
+            else:
+                log.warning("P%d: request %s aborted: %s", self.id, txn.req, exc)
+                reply = api.error(txn.req, api.ABORTED, f"aborted: {exc}")
             self._abort_and_resync(str(exc))
         except Exception as exc:  # a bug must cost one request, never the daemon
             log.exception("P%d: internal error on request %s", self.id, txn.req)
+            if self.party is not None and self.party.mac_failed:
+                self.retire_key(self.party.epoch, str(exc))
             reply = api.error(txn.req, api.ABORTED, f"internal error ({type(exc).__name__}); "
                                                     "aborted")
             self._abort_and_resync(str(exc))

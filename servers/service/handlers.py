@@ -303,9 +303,12 @@ class Handlers:
     def reconcile(self, txn: Txn) -> Message:
         node = self.node
         mine = {rid for rid, _ in node.store.record_ids()}
-        theirs = set(node.agree_json("records", sorted(mine)))
-        orphans = sorted(mine - theirs)  # useless without the other server's share
-        removed = node.store.delete_enrolments(orphans)
+        theirs = node.agree_json("records", sorted(mine))
+        if not isinstance(theirs, list) or not all(isinstance(r, str) for r in theirs):
+            raise ProtocolError("the other server sent a malformed record list")
+        orphans = sorted(mine - set(theirs))  # useless without the other server's share
+        removed = node.store.quarantine_enrolments(orphans, "reconcile: the other server "
+                                                            "lacks it")
         node.agree("reconciled", removed)
         return Message("done", {"req": txn.req, "status": "reconciled", "removed": removed,
                                 "orphans": len(orphans)})
@@ -315,7 +318,9 @@ class Handlers:
         re-authenticated under the new one right after this reply (docs/PROTOCOL.md)."""
         node = self.node
         epoch = node.party.epoch
-        current = node.dealer.rotate(epoch)
+        node.dealer.rotate(epoch)
+        node.agree("rotate_asked", epoch)  # both asked: the dealer has moved on
+        current = node.end_epoch(epoch)
         if node.agree("rotated", current) != current:
             raise ProtocolError("the servers see different key epochs after the rotation")
         node.request_resync()

@@ -13,7 +13,10 @@ The new shares are *staged* in the store; each server switches to them only afte
 other has staged its own (two-phase switch), so a crash at any point is recovered at the
 next contact: a server whose peer already holds epoch N switches to its staged shares,
 otherwise both run the protocol again. Records only one server holds (a crash between
-two enrolment commits) are useless and are dropped by the switch.
+two enrolment commits) are useless; the switch quarantines them, never deleting anything
+on the other server's word. A failed or interrupted check here counts against the old
+epoch (coordinator.py caps the attempts): each could tell a malicious peer a little about
+that key, which still protects the stored shares until the switch.
 """
 
 from __future__ import annotations
@@ -50,8 +53,13 @@ def common_items(store: ShareStore, agree_blob: AgreeBlob
     theirs = agree_blob("rekey_listing", hashlib.sha256(mine).digest())
     if theirs == hashlib.sha256(mine).digest():
         return items
-    peer = {tuple(json.dumps(x) for x in row)
-            for row in json.loads(agree_blob("rekey_items", mine).decode())}
+    try:
+        rows = json.loads(agree_blob("rekey_items", mine).decode())
+        if not isinstance(rows, list):
+            raise TypeError("not a list")
+        peer = {tuple(json.dumps(x) for x in row) for row in rows}
+    except (UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise ProtocolError(f"the other server sent a malformed listing: {exc}") from None
     return [it for it, row in zip(items, _listing(items), strict=True)
             if tuple(json.dumps(x) for x in row) in peer]
 
@@ -97,7 +105,7 @@ def rekey_store(party: Party, store: ShareStore, target: int, agree: Agree,
         raise ProtocolError("the other server did not stage its re-keyed shares")
     dropped = store.commit_rekey(target)
     log.warning("P%d: stored shares re-authenticated under key epoch %d (%d values, %d "
-                "records only this server held were dropped)", party.id, target, total,
+                "records only this server held were quarantined)", party.id, target, total,
                 dropped)
     agree("rekey_done", target)
     return total

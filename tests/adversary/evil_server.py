@@ -19,14 +19,14 @@ from splitface.shared import ring
 _open = party_module.Party.open
 
 
-def _evil_open(self, *pairs):
+def _evil_open(self, *pairs, **kw):
     flag = os.environ.get("SPLITFACE_EVIL_FLAG")
     if flag and Path(flag).exists():
         Path(flag).unlink()
         val, mac = pairs[0]
         val = ring.add(val, ring.from_pyint(1, val.shape[1:]))
         pairs = ((val, mac), *pairs[1:])
-    return _open(self, *pairs)
+    return _open(self, *pairs, **kw)
 
 
 party_module.Party.open = _evil_open

@@ -115,8 +115,8 @@ def test_control_a_stolen_part_unmasks_every_template():
         p1 = core.serve(sessions, 1, parties[1].prep._seq, req)
         parties[0].prep._seq += 1
         parties[1].prep._seq += 1
-        a0, c0 = material.expand_p0(req, p0.seed)
-        a1, c1 = material.unpack_p1(req, p1.arrays)
+        a0, c0 = material.item_p0(req, p0.seed, p0.arrays).values
+        a1, c1 = material.item_p1(req, p1.arrays).values
         a = ring.to_pyints(ring.add(a0[0], a1[0]).reshape(2, -1))
         c = ring.to_pyints(ring.add(c0[0], c1[0]).reshape(2, -1))
         b = _solve_mod_2_128([a[i * 4:(i + 1) * 4] for i in range(4)],

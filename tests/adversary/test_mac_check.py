@@ -83,13 +83,13 @@ def test_rushing_echo_of_the_coin_is_refused():
     honest, bad, view, _ = pair_with_adversary(strategy)
     open_ = bad.open
 
-    def evil_open(*pairs):  # its modified code: errors that cancel under the known chi
+    def evil_open(*pairs, **kw):  # its modified code: errors that cancel under the known chi
         if not view.state.get("tampered"):
             view.state["tampered"] = True
             v, m = pairs[0]
             v = shift_low(shift_low(v, int(chi[1]), 0), (1 << 128) - int(chi[0]), 1)
             pairs = ((v, m), *pairs[1:])
-        return open_(*pairs)
+        return open_(*pairs, **kw)
 
     bad.open = evil_open
     req = ClientRequest(X, 2)

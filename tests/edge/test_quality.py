@@ -44,7 +44,8 @@ def test_enrolment_refuses_bad_captures_with_the_reason(pipe, obama):
 
 def test_real_photos_pass_the_enrolment_bar(pipe, testdata):
     """Calibration guard: the bar keeps the good captures. Refused here: the cameraman (face
-    hidden behind his camera) and the group faces turned more than 30 degrees away."""
+    hidden behind his camera), the group faces turned more than 30 degrees away, and one
+    small group face the detector is unsure of (score 0.585 against the 0.6 bar)."""
     passed = refused = 0
     for im in testdata.photos():
         if im.transform == "partial":
@@ -53,7 +54,8 @@ def test_real_photos_pass_the_enrolment_bar(pipe, testdata):
         face = pipe.analyse_face(frame, pipe.detector.detect(frame).primary(), "enrol")
         passed += face.embedded
         refused += not face.embedded
-        assert set(face.reasons) <= {"not_a_clear_face", "turned_sideways", "tilted_up_or_down"}
+        assert set(face.reasons) <= {"not_a_clear_face", "turned_sideways", "tilted_up_or_down",
+                                     "low_detection_score"}
     assert passed >= 30 and refused <= 5, (passed, refused)
 
 

@@ -47,6 +47,15 @@ def poke(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def flip_byte(a: np.ndarray) -> np.ndarray:
+    """Copy of any array with one random byte changed (FSS seeds and corrections)."""
+    a = np.array(a, copy=True)
+    raw = a.reshape(-1).view(np.uint8)
+    i = secrets.randbelow(raw.size)
+    raw[i] ^= np.uint8(1 + secrets.randbelow(255))
+    return a
+
+
 class TamperingPrep(Preprocessing):
     """Wraps party 1's preprocessing and corrupts one array of its ``target``-th fetch."""
 
@@ -64,15 +73,27 @@ class TamperingPrep(Preprocessing):
         return a
 
     def _fetch(self, req: Request):
-        items = self.inner.fetch(req)
+        item = self.inner.fetch(req)
         if self.count == self.target and not self.alpha:
-            k = self.which % (2 * len(items))
-            pairs = [list(p) for p in items]
-            pairs[k // 2][k % 2] = poke(pairs[k // 2][k % 2])
-            items = [tuple(p) for p in pairs]
+            # any value or MAC share, or any part of an FSS key: its root seeds or any of
+            # its correction arrays
+            targets = [(i, j) for i in range(len(item.values)) for j in (0, 1)]
+            targets += [("key", k, j) for k, key in enumerate(item.keys)
+                        for j in range(1 + len(key.corrections))]
+            t = targets[self.which % len(targets)]
+            if t[0] == "key":
+                key = item.keys[t[1]]
+                if t[2] == 0:
+                    key.root = flip_byte(key.root)
+                else:
+                    key.corrections[t[2] - 1] = flip_byte(key.corrections[t[2] - 1])
+            else:
+                pairs = [list(p) for p in item.values]
+                pairs[t[0]][t[1]] = poke(pairs[t[0]][t[1]])
+                item.values = [tuple(p) for p in pairs]
             self.done = True
         self.count += 1
-        return items
+        return item
 
 
 @dataclass

@@ -243,8 +243,8 @@ def test_ltz_shifted_shares_one_mask(parties, core, data, n, bits):
     (outs, kinds), _ = run_pair(fn, parties, share_ints(core, xs))
     for t, got in zip(shifts, outs):
         np.testing.assert_array_equal(got, (xs + t) < 0)
-    # one comparison mask for every shift, then only Beaver triples
-    assert kinds.count("cmp") == 1 and set(kinds) <= {"cmp", "triple", "fan_triple"}
+    # one comparison mask (a DCF key) for every shift, and nothing else: no products
+    assert kinds == ["ltz"]
 
 
 @given(data=st.data(), n=st.integers(1, 30), m=st.integers(1, 40),
@@ -271,8 +271,8 @@ def test_truncate_and_test_from_one_opening(parties, core, data, n, m, skip, bit
         sure = (v >= 0) | (v < -(1 << skip))
         np.testing.assert_array_equal(got[sure], (v < 0)[sure])
         assert np.all((got == 1) | (got == 0))
-    # one truncation-and-comparison mask, then only Beaver triples
-    assert kinds.count("trunc_cmp") == 1 and set(kinds) <= {"trunc_cmp", "triple", "fan_triple"}
+    # one truncation-and-comparison mask, and nothing else
+    assert kinds == ["trunc_ltz"]
 
 
 def test_truncate_and_test_rejects_bad_windows(parties, core):
@@ -289,26 +289,93 @@ def test_truncate_and_test_rejects_bad_windows(parties, core):
 
 @given(data=st.data(), n=st.integers(1, 30))
 @SETTINGS
-def test_shifts_sharing_low_chunks_fold_them_once(parties, core, data, n):
-    """Shifts 2^8 apart agree on the two low 4-bit chunks of a 14-bit test: the low fold
-    runs once, so fewer values are opened, and every answer is still exact."""
+def test_comparisons_open_one_value_per_element(parties, core, data, n):
+    """Several shifts of n values: n masked values opened in one round, nothing more."""
     lim = (1 << 12) - 1
     xs = np.array(data.draw(st.lists(st.integers(-lim, lim), min_size=n, max_size=n)))
-    shifts = [1 << 7, -(1 << 7)]
+    shifts = [1 << 7, -(1 << 7), 3]
 
     def fn(party, t):
         x = as_share(party, t)
-        before = party.pending_checks
+        before, rounds = party.pending_checks, party.channel.stats.rounds
         outs = compare.ltz_shifted(x, shifts, 14)
-        opened = party.pending_checks - before
-        return [o.reveal_float() for o in outs], opened
+        opened, rounds = party.pending_checks - before, party.channel.stats.rounds - rounds
+        return [o.reveal_float() for o in outs], opened, rounds
 
-    (outs, opened), _ = run_pair(fn, parties, share_ints(core, xs))
+    (outs, opened, rounds), _ = run_pair(fn, parties, share_ints(core, xs))
     for t, got in zip(shifts, outs):
         np.testing.assert_array_equal(got, (xs + t) < 0)
-    # per element: the mask opening, then the high chunks' fold for both shifts (one
-    # shared top eq and 2 x 2 right operands), the low fold once (2), the join (2 x 2)
-    assert opened == n + (2 + 4 + 2) * n + 4 * n
+    assert opened == n and rounds == 1
+
+
+@given(data=st.data(), n=st.integers(1, 20), bits=st.sampled_from([2, 8, 31, 64]))
+@SETTINGS
+def test_exact_comparisons_over_the_whole_window(parties, core, data, n, bits):
+    """ltz and eqz are exact for every |x| < 2^(bits-1), both edges included (bits = 64:
+    every value of Z_2^64)."""
+    lim = (1 << (bits - 1)) - 1
+    edge = [0, 1, -1, lim, -lim, -(1 << (bits - 1))] if bits < 64 else \
+        [0, 1, -1, 2**63 - 1, -(2**63), 524288 << 16, 1048576 << 16]
+    xs = np.array(data.draw(st.lists(st.integers(-lim - 1, lim), min_size=n, max_size=n))
+                  + edge, dtype=np.int64)
+
+    def fn(party, t):
+        x = as_share(party, t)
+        return compare.ltz(x, bits).reveal_float(), compare.eqz(x, bits).reveal_float()
+
+    (lt, eq), _ = run_pair(fn, parties, share_ints(core, xs))
+    np.testing.assert_array_equal(lt, xs < 0)
+    np.testing.assert_array_equal(eq, xs == 0)
+
+
+@given(data=st.data(), n=st.integers(1, 20), bits=st.sampled_from([4, 20, 40, 64]))
+@SETTINGS
+def test_relu_from_one_opening(parties, core, data, n, bits):
+    lim = (1 << (bits - 1)) - 1
+    xs = np.array(data.draw(st.lists(st.integers(-lim, lim), min_size=n, max_size=n))
+                  + [0, lim, -lim], dtype=np.int64)
+
+    def fn(party, t):
+        x = as_share(party, t)
+        with recorded_requests(party) as kinds:
+            before = party.pending_checks
+            y = compare.relu(x, bits)
+            opened = party.pending_checks - before
+        return y.reveal_float(), kinds, opened
+
+    (y, kinds, opened), _ = run_pair(fn, parties, share_ints(core, xs))
+    np.testing.assert_array_equal(y, np.maximum(xs, 0))
+    assert kinds == ["ltz"] and opened == xs.size
+
+
+@given(data=st.data(), n=st.integers(1, 20), bits=st.sampled_from([3, 16, 64]))
+@SETTINGS
+def test_interval_membership(parties, core, data, n, bits):
+    mod = 1 << bits
+    xs = np.array(data.draw(st.lists(st.integers(-(2**62), 2**62), min_size=n, max_size=n)),
+                  dtype=np.int64)
+    lo = data.draw(st.integers(0, mod - 1))
+    size = data.draw(st.integers(1, mod))
+    xs = np.concatenate([xs, np.array([lo, lo - 1, lo + size - 1, lo + size]) % 2**62])
+
+    def fn(party, t):
+        return compare.in_interval(as_share(party, t), lo, size, bits).reveal_float()
+
+    got, _ = run_pair(fn, parties, share_ints(core, xs))
+    want = ((xs.astype(object) - lo) % mod) < size
+    np.testing.assert_array_equal(got, want.astype(float))
+
+
+@given(j=st.integers(0, 63), bits=st.sampled_from([6, 8]))
+@SETTINGS
+def test_one_hot_of_a_secret_index(parties, core, j, bits):
+    def fn(party, t):
+        return compare.one_hot(as_share(party, t), bits).reveal_float()
+
+    got, _ = run_pair(fn, parties, share_ints(core, np.array(j)))
+    want = np.zeros(1 << bits)
+    want[j] = 1
+    np.testing.assert_array_equal(got, want)
 
 
 @given(data=st.data(), n=st.integers(1, 12), fan=st.integers(1, 4))

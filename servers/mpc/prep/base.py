@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from splitface.servers.mpc.prep.material import Request
+from splitface.servers.mpc.prep.material import FssKey, Item, Request
 
 AuthPair = tuple[np.ndarray, np.ndarray]  # (value share, MAC share), both Z_2^128 arrays
 NONCE_BYTES = 16
@@ -48,21 +48,43 @@ class TruncPair:
 
 
 @dataclass
-class CompareMask:
-    """Authenticated r and one-hot encodings of the chunks of (r >> skip) mod 2^bits (LSB
-    chunk first; skip is 0 unless asked for)."""
+class LtzMask:
+    """Authenticated r, the sign bit s = bit (skip+bits-1) of r, for ReLU also s*r, and a
+    DCF key for [(c >> skip) mod 2^(bits-1) < (r >> skip) mod 2^(bits-1)] whose payload is
+    (1 - 2s) * (1[, r]) with MACs (compare.py derives [x < 0] and ReLU(x) from c = x + r)."""
 
     r: AuthPair
-    onehots: list[AuthPair]
+    sign: AuthPair
+    sign_r: AuthPair | None
+    key: FssKey
 
 
 @dataclass
-class TruncCompareMask:
-    """A truncation pair whose r also comes with one-hot chunks of (r >> skip) mod 2^bits,
-    so one opening serves a truncation and coarse sign tests (compare.truncate_and_test)."""
+class TruncLtzMask:
+    """A truncation pair whose r also comes with the sign bit and DCF key of an LtzMask, so
+    one opening serves a truncation and sign tests (compare.truncate_and_test)."""
 
     trunc: TruncPair
-    onehots: list[AuthPair]
+    sign: AuthPair
+    key: FssKey
+
+
+@dataclass
+class IntervalMask:
+    """Authenticated r and a DCF key for [c < r mod 2^n] with payload (1, alpha)."""
+
+    r: AuthPair
+    key: FssKey
+
+
+@dataclass
+class CheckedInput:
+    """A client-input triple whose first ``n_probe`` masks a_k come with [sum a_k^2] and DCF
+    keys for [c < -a_k mod 2^64] (range and norm checks of the probe, compare.py)."""
+
+    triple: Triple
+    sum_sq: AuthPair
+    key: FssKey
 
 
 class Preprocessing(ABC):
@@ -82,10 +104,10 @@ class Preprocessing(ABC):
         """This party's additive share of alpha of ``epoch`` (default: the session's)."""
 
     @abstractmethod
-    def _fetch(self, req: Request) -> list[AuthPair]:
-        """This party's authenticated values for one request, in layout order."""
+    def _fetch(self, req: Request) -> Item:
+        """This party's authenticated values and FSS keys for one request."""
 
-    def fetch(self, req: Request) -> list[AuthPair]:
+    def fetch(self, req: Request) -> Item:
         """Timed :meth:`_fetch`."""
         t0 = time.perf_counter()
         try:
@@ -93,61 +115,82 @@ class Preprocessing(ABC):
         finally:
             self.seconds += time.perf_counter() - t0
 
+    def _values(self, req: Request) -> list[AuthPair]:
+        return self.fetch(req).values
+
     def triples(self, shape: Sequence[int]) -> Triple:
-        return Triple(*self.fetch(Request("triple", (tuple(shape),))))
+        return Triple(*self._values(Request("triple", (tuple(shape),))))
 
     def fan_triples(self, groups: Sequence[tuple[int, int]]) -> Triple:
         """Triples whose left factor a is shared by several products: group g has
         a_g (size_g) and b_g1..b_gk, c_gj = a_g * b_gj, all flattened in order."""
-        return Triple(*self.fetch(Request("fan_triple", (tuple((int(s), int(k))
-                                                               for s, k in groups),))))
+        return Triple(*self._values(Request("fan_triple", (tuple((int(s), int(k))
+                                                                 for s, k in groups),))))
 
     def matrix_triples(self, m: int, n: int, p: int) -> Triple:
-        return Triple(*self.fetch(Request("mtriple", (m, n, p))))
+        return Triple(*self._values(Request("mtriple", (m, n, p))))
 
     def trunc_pairs(self, shape: Sequence[int], shift: int) -> TruncPair:
-        return TruncPair(*self.fetch(Request("trunc", (tuple(shape), shift))))
+        return TruncPair(*self._values(Request("trunc", (tuple(shape), shift))))
 
-    def trunc_compare_masks(self, shape: Sequence[int], shift: int, skip: int, bits: int,
-                            chunk: int) -> TruncCompareMask:
-        r, r_sh, r_msb, *onehots = self.fetch(
-            Request("trunc_cmp", (tuple(shape), shift, skip, bits, chunk)))
-        return TruncCompareMask(TruncPair(r, r_sh, r_msb), onehots)
+    def ltz_masks(self, shape: Sequence[int], bits: int, skip: int = 0, relu: bool = False
+                  ) -> LtzMask:
+        item = self.fetch(Request("ltz", (tuple(shape), bits, skip, relu)))
+        r, sign, *rest = item.values
+        return LtzMask(r, sign, rest[0] if relu else None, item.keys[0])
 
-    def compare_masks(self, shape: Sequence[int], bits: int, chunk: int, skip: int = 0
-                      ) -> CompareMask:
-        """r and one-hot chunks of (r >> skip) mod 2^bits."""
-        params = (tuple(shape), bits, chunk) + ((skip,) if skip else ())
-        r, *onehots = self.fetch(Request("cmp", params))
-        return CompareMask(r, onehots)
+    def trunc_ltz_masks(self, shape: Sequence[int], shift: int, skip: int, bits: int
+                        ) -> TruncLtzMask:
+        item = self.fetch(Request("trunc_ltz", (tuple(shape), shift, skip, bits)))
+        r, r_sh, r_msb, sign = item.values
+        return TruncLtzMask(TruncPair(r, r_sh, r_msb), sign, item.keys[0])
+
+    def interval_masks(self, shape: Sequence[int], n: int) -> IntervalMask:
+        item = self.fetch(Request("interval", (tuple(shape), n)))
+        return IntervalMask(item.values[0], item.keys[0])
+
+    def lookup_mask(self, bits: int) -> IntervalMask:
+        """r and a DPF key at r mod 2^bits with payload (1, alpha): a one-hot of a secret
+        index from one opening (compare.one_hot)."""
+        item = self.fetch(Request("lookup", (bits,)))
+        return IntervalMask(item.values[0], item.keys[0])
+
+    def checked_input(self, n: int, n_probe: int) -> CheckedInput:
+        item = self.fetch(Request("checked_input", (n, n_probe)))
+        a, b, c, sq = item.values
+        return CheckedInput(Triple(a, b, c), sq, item.keys[0])
 
     def fixed_mask(self, key: str, n: int, p: int) -> AuthPair:
-        return self.fetch(Request("fixed_mask", (key, n, p)))[0]
+        return self._values(Request("fixed_mask", (key, n, p)))[0]
 
     def fixed_triples(self, key: str, m: int, n: int, p: int) -> tuple[AuthPair, AuthPair]:
-        a, c = self.fetch(Request("fixed_triple", (key, m, n, p)))
+        a, c = self._values(Request("fixed_triple", (key, m, n, p)))
         return a, c
 
     def rows_triples(self, key: str, rows: Sequence[int], p: int, transpose: bool,
                      d: int) -> tuple[AuthPair, AuthPair]:
         """(V, U[rows] @ V) or, transposed, (V', U[rows]^T @ V') for a fixed mask U."""
-        v, c = self.fetch(Request("rows_triple", (key, tuple(int(r) for r in rows), p,
-                                                  transpose, d)))
+        v, c = self._values(Request("rows_triple", (key, tuple(int(r) for r in rows), p,
+                                                    transpose, d)))
         return v, c
 
     def client_triples(self, n: int) -> Triple:
-        return Triple(*self.fetch(Request("client_triple", ((n,),))))
+        return Triple(*self._values(Request("client_triple", ((n,),))))
+
+    def random(self, shape: Sequence[int]) -> AuthPair:
+        """Uniform authenticated values (e.g. to mask the unused upper bits of an opening)."""
+        return self._values(Request("random", (tuple(shape),)))[0]
 
     def zero_check(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Value shares of a scalar triple (a, b, ab) for the MAC check's randomised zero
         test (their MACs are not used)."""
-        a, b, c = self.fetch(Request("zero_check", ()))
+        a, b, c = self._values(Request("zero_check", ()))
         return a[0], b[0], c[0]
 
     def rekey(self, shape: Sequence[int]) -> tuple[AuthPair, AuthPair]:
         """One random r authenticated under this session's (old) key and under the dealer's
         current key: [r]_old, [r]_new (re-keying, docs/PROTOCOL.md)."""
-        old, new = self.fetch(Request("rekey", (tuple(shape),)))
+        old, new = self._values(Request("rekey", (tuple(shape),)))
         return old, new
 
     def open(self, timeout_s: float | None = None) -> None:  # noqa: B027 - optional hook

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from splitface.servers.mpc.errors import ProtocolError
+from splitface.servers.mpc.fss import dcf, dpf
 from splitface.servers.mpc.prep import material
 from splitface.servers.mpc.prep.keyring import KeyRing
 from splitface.servers.mpc.prep.material import FixedMasks, Request
@@ -45,14 +46,15 @@ class SessionError(ProtocolError):
 
 @dataclass
 class Part:
-    """One party's part of a request: a seed (party 0) or explicit arrays (party 1)."""
+    """One party's part of a request: party 0 a seed (its value shares and FSS roots come
+    from it) plus the FSS corrections; party 1 explicit arrays."""
 
     seed: bytes | None
     arrays: list[np.ndarray]
 
     @property
     def nbytes(self) -> int:
-        return 16 if self.seed is not None else sum(a.nbytes for a in self.arrays)
+        return (16 if self.seed is not None else 0) + sum(a.nbytes for a in self.arrays)
 
 
 @dataclass
@@ -80,6 +82,7 @@ class DealerCore:
         self._sessions: dict[str, Session] = {}
         self._half: dict[int, tuple[str, int]] = {}  # party -> (session id, epoch) it registered
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._rotation_asks: dict[int, int] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ keys
@@ -93,8 +96,24 @@ class DealerCore:
         return self.keys.share(self.keys.current if epoch is None else epoch, party)
 
     def rotate(self, epoch: int) -> int:
-        """End ``epoch`` (MAC failure or planned rotation); sessions under it serve only
-        re-keying from now on. Returns the current epoch."""
+        """End ``epoch`` unconditionally (an operator's command, or tests playing both
+        servers); sessions under it serve only re-keying from now on."""
+        with self._lock:
+            self._rotation_asks.clear()
+        return self.keys.rotate(epoch)
+
+    def request_rotation(self, party: int, epoch: int) -> int:
+        """A server asks to end ``epoch`` (a failed MAC check, or an admin's rotation): the
+        epoch ends once BOTH servers asked, so one server alone can neither force re-keying
+        rounds nor use up the key ring. Returns the current epoch."""
+        _check_party(party)
+        with self._lock:
+            if epoch != self.keys.current:
+                return self.keys.current
+            self._rotation_asks[party] = epoch
+            if self._rotation_asks.get(1 - party) != epoch:
+                return self.keys.current
+            self._rotation_asks.clear()
         return self.keys.rotate(epoch)
 
     # ------------------------------------------------------------ sessions
@@ -214,12 +233,22 @@ class DealerCore:
             if s.fixed_elements + n > self._max_fixed:
                 raise ProtocolError("fixed masks exceed this session's size cap")
             s.fixed_elements += n
-        values = material.generate(req, self._rng, s.fixed)
+        session_alpha = self.keys.key(s.epoch).alpha_ring()
+        plain = material.generate(req, self._rng, s.fixed, session_alpha)
         alphas = [self.keys.key(e).alpha_ring()
                   for e in material.mac_epochs(req, s.epoch, self.keys.current)]
         seed = fresh_seed()
-        p0 = material.expand_p0(req, seed)
-        parts = (Part(seed, []), Part(None, material.split_for_p1(values, p0, alphas)))
+        p0_pairs, p0_roots = material.expand_p0(req, seed)
+        p1 = material.split_for_p1(plain.values, p0_pairs, alphas)
+        p1_roots, corrections = [], []
+        for spec, point, payload, root0 in zip(material.layout(req).fss, plain.points,
+                                               plain.payloads, p0_roots, strict=True):
+            root1 = self._rng.uint64((spec.keys, 2))
+            build = dcf.gen if spec.kind == "dcf" else dpf.gen
+            keys = build(point, payload, spec.n, np.stack([root0, root1]))
+            p1_roots.append(root1)
+            corrections += keys.corrections()
+        parts = (Part(seed, corrections), Part(None, p1 + p1_roots + corrections))
         return parts[asking], parts[1 - asking]
 
 

@@ -7,9 +7,9 @@ import os
 import numpy as np
 
 from splitface.servers.mpc.prep import material
-from splitface.servers.mpc.prep.base import AuthPair, Preprocessing
+from splitface.servers.mpc.prep.base import Preprocessing
 from splitface.servers.mpc.prep.dealer import DealerCore
-from splitface.servers.mpc.prep.material import Request
+from splitface.servers.mpc.prep.material import Item, Request
 
 
 class LocalPreprocessing(Preprocessing):
@@ -31,12 +31,12 @@ class LocalPreprocessing(Preprocessing):
     def mac_key_share(self, epoch: int | None = None) -> np.ndarray:
         return self.core.mac_key_share(self.party, self.epoch if epoch is None else epoch)
 
-    def _fetch(self, req: Request) -> list[AuthPair]:
+    def _fetch(self, req: Request) -> Item:
         part = self.core.serve(self.session, self.party, self._seq, req)
         self._seq += 1
         if part.seed is not None:
-            return material.expand_p0(req, part.seed)
-        return material.unpack_p1(req, part.arrays)
+            return material.item_p0(req, part.seed, part.arrays)
+        return material.item_p1(req, part.arrays)
 
 
 def local_pair(core: DealerCore | None = None, session: str | None = None,

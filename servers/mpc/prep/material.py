@@ -1,10 +1,12 @@
 """What each kind of preprocessing request contains, and how it is generated and split.
 
-A request names a kind and its parameters. Its *layout* is the list of shapes of the
-authenticated values it yields; the dealer generates the plain values, party 0 expands
-its shares of every value and MAC from a 16-byte AES-CTR seed, and party 1 receives
-explicit corrections ``(v - s0, alpha*v - t0)``. So P0 receives 16 bytes per request and
-P1 32 bytes per authenticated element.
+A request names a kind and its parameters. Its *layout* lists the shapes of the
+authenticated values it yields and the function-secret-sharing keys that come with them
+(``FssSpec``: comparison keys (DCF) or point-function keys (DPF), fss/). The dealer
+generates the plain values; party 0 expands its shares of every value and MAC, and its
+root seeds of every FSS key, from a 16-byte AES-CTR seed; party 1 receives explicit
+corrections ``(v - s0, alpha*v - t0)`` and its root seeds. Both receive the FSS keys'
+correction words, which are common to the two keys of a pair.
 
 Ring parameters: values mod 2^K (K=64) inside shares mod 2^128; alpha < 2^64 (S=64).
 """
@@ -12,7 +14,8 @@ Ring parameters: values mod 2^K (K=64) inside shares mod 2^128; alpha < 2^64 (S=
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,9 +25,12 @@ from splitface.shared import ring
 from splitface.shared.fixedpoint import K
 from splitface.shared.prg import Prg
 
-KINDS = ("triple", "fan_triple", "mtriple", "trunc", "trunc_cmp", "cmp", "fixed_mask",
-         "fixed_triple", "client_triple", "rows_triple", "zero_check", "rekey")
+KINDS = ("triple", "fan_triple", "mtriple", "trunc", "trunc_ltz", "ltz", "interval",
+         "lookup", "checked_input", "fixed_mask", "fixed_triple", "client_triple",
+         "rows_triple", "zero_check", "rekey", "random")
 MAX_ELEMENTS = 1 << 26
+MAX_FSS_LEVELS = 1 << 24  # keys x levels of one request (bounds the dealer's work)
+MAX_DIM = 1 << 31
 
 
 @dataclass(frozen=True)
@@ -53,19 +59,49 @@ def _freeze(p: Any) -> Any:
     return tuple(_freeze(v) for v in p) if isinstance(p, list) else p
 
 
-def cmp_chunks(bits: int, chunk: int) -> list[int]:
-    """Widths of the one-hot chunks for an L-bit comparison, least significant first.
+@dataclass(frozen=True)
+class FssSpec:
+    """``keys`` FSS key pairs of one kind (``dcf`` or ``dpf``) over ``n``-bit inputs with
+    payloads of ``width`` ring elements."""
 
-    The low L-1 bits are cut into chunks of ``chunk`` bits; the top chunk also carries
-    bit L-1, so its one-hot has one more bit.
-    """
-    widths, done = [], 0
-    while done < bits - 1:
-        w = min(chunk, bits - 1 - done)
-        widths.append(w)
-        done += w
-    widths[-1] += 1
-    return widths
+    kind: str
+    keys: int
+    n: int
+    width: int
+
+    def correction_shapes(self) -> list[tuple[tuple[int, ...], type]]:
+        """The common correction arrays (shape, dtype), in wire order."""
+        k, n, p = self.keys, self.n, self.width
+        cw = [((n, k, 2), np.uint64), ((n, k, 2), np.uint8)]
+        if self.kind == "dcf":
+            cw.append(((n, 2, k, p), np.uint64))
+        return [*cw, ((2, k, p), np.uint64)]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Shapes of a request's authenticated values and the FSS keys that come with them."""
+
+    values: tuple[tuple[int, ...], ...]
+    fss: tuple[FssSpec, ...] = ()
+
+
+@dataclass
+class FssKey:
+    """One party's half of a batch of FSS key pairs: its root seeds and the corrections."""
+
+    spec: FssSpec
+    root: np.ndarray  # (keys, 2) uint64
+    corrections: list[np.ndarray] = field(default_factory=list)
+
+
+@dataclass
+class Item:
+    """One party's part of a request, ready for the protocol: (value, MAC) share pairs in
+    layout order, and FSS keys in layout order."""
+
+    values: list[tuple[np.ndarray, np.ndarray]]
+    keys: list[FssKey] = field(default_factory=list)
 
 
 def fan_groups(p: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -73,20 +109,24 @@ def fan_groups(p: Any) -> tuple[np.ndarray, np.ndarray]:
     sizes[g] elements multiplied by fans[g] right vectors."""
     if not isinstance(p, tuple) or not p or len(p) > 4096:
         raise ProtocolError("fan triple needs 1 to 4096 groups")
-    try:
-        sizes = np.array([int(g[0]) for g in p], dtype=np.int64)
-        fans = np.array([int(g[1]) for g in p], dtype=np.int64)
-    except (TypeError, ValueError, IndexError):
-        raise ProtocolError("fan triple groups must be (size, fan-out) pairs") from None
-    if sizes.min() < 1 or fans.min() < 1 or fans.max() > 64 or sizes.max() > MAX_ELEMENTS:
-        raise ProtocolError("fan triple group out of range")
+    if not all(isinstance(g, tuple) and len(g) == 2 and type(g[0]) is int
+               and type(g[1]) is int and 1 <= g[0] <= MAX_ELEMENTS and 1 <= g[1] <= 64
+               for g in p):
+        raise ProtocolError("fan triple groups must be (size, fan-out) pairs in range")
+    sizes = np.array([g[0] for g in p], dtype=np.int64)
+    fans = np.array([g[1] for g in p], dtype=np.int64)
     return sizes, fans
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=64)
 def fan_index(p: Any) -> np.ndarray:
     """For every right-operand element of a fan triple, the index of its left element
-    (cached: a protocol asks for the same few group structures over and over)."""
+    (cached for the servers' own protocol, which asks for the same few group structures
+    over and over; the dealer uses :func:`fan_index_uncached` on requests it is sent)."""
+    return fan_index_uncached(p)
+
+
+def fan_index_uncached(p: Any) -> np.ndarray:
     sizes, fans = fan_groups(p)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     idx = np.concatenate([np.tile(np.arange(st, st + sz), f)
@@ -102,27 +142,40 @@ def _key(p: Any) -> str:
 
 
 def _shape(p: Any) -> tuple[int, ...]:
-    if not isinstance(p, tuple) or not all(isinstance(d, int) and d >= 0 for d in p):
+    if not isinstance(p, tuple) or len(p) > 4 or not all(
+            type(d) is int and 0 <= d < MAX_DIM for d in p):
         raise ProtocolError(f"bad shape {p!r} in preprocessing request")
     return p
 
 
-def layout(req: Request) -> list[tuple[int, ...]]:
-    """Shapes of the authenticated values of a request (validates its parameters)."""
+def _int(v: Any, lo: int, hi: int, what: str) -> int:
+    if type(v) is not int or not lo <= v <= hi:
+        raise ProtocolError(f"{what} must be an integer in [{lo}, {hi}]")
+    return v
+
+
+def layout(req: Request) -> Layout:
+    """Shapes of a request's authenticated values and its FSS keys (validates parameters)."""
     try:
-        return list(_layout_cached(req))
+        return _layout_cached(req)
     except TypeError:  # unhashable parameters from a malformed request: validate uncached
         return _layout(req)
 
 
 @functools.lru_cache(maxsize=1024)
-def _layout_cached(req: Request) -> tuple[tuple[int, ...], ...]:
+def _layout_cached(req: Request) -> Layout:
     """Training asks for the same few layouts thousands of times (a cache, not state)."""
-    return tuple(_layout(req))
+    return _layout(req)
 
 
-def _layout(req: Request) -> list[tuple[int, ...]]:
+def _cmp_window(skip: int, bits: int) -> None:
+    if skip < 0 or bits < 2 or skip + bits > K:
+        raise ProtocolError(f"comparison window skip={skip} bits={bits} out of range")
+
+
+def _layout(req: Request) -> Layout:
     k, p = req.kind, req.params
+    fss: list[FssSpec] = []
     try:
         if k in ("triple", "client_triple"):
             s = _shape(p[0])
@@ -131,48 +184,62 @@ def _layout(req: Request) -> list[tuple[int, ...]]:
             sizes, fans = fan_groups(p[0])
             out = [(sum(sizes),), (int(np.dot(sizes, fans)),), (int(np.dot(sizes, fans)),)]
         elif k == "mtriple":
-            m, n, q = (int(v) for v in p)
+            m, n, q = _shape(tuple(p))
             out = [(m, n), (n, q), (m, q)]
         elif k == "trunc":
             s = _shape(p[0])
-            shift = int(p[1])
-            if not 0 < shift < K - 2:
-                raise ProtocolError(f"truncation shift {shift} out of range")
+            _int(p[1], 1, K - 3, "truncation shift")
             out = [s, s, s]
-        elif k == "trunc_cmp":
-            s, shift, skip, bits, chunk = _shape(p[0]), int(p[1]), int(p[2]), int(p[3]), int(p[4])
-            if not 0 < shift < K - 2:
-                raise ProtocolError(f"truncation shift {shift} out of range")
-            if skip < 0 or bits < 2 or skip + bits > K or not 1 <= chunk <= 8:
-                raise ProtocolError(f"comparison skip={skip} bits={bits} chunk={chunk} "
-                                    "out of range")
-            out = [s, s, s] + [(*s, 1 << w) for w in cmp_chunks(bits, chunk)]
-        elif k == "cmp":
-            s, bits, chunk = _shape(p[0]), int(p[1]), int(p[2])
-            skip = int(p[3]) if len(p) > 3 else 0
-            if not 2 <= bits <= K - 1 or not 1 <= chunk <= 8 or skip < 0 or skip + bits > K:
-                raise ProtocolError(f"comparison bits={bits} chunk={chunk} skip={skip} "
-                                    "out of range")
-            out = [s] + [(*s, 1 << w) for w in cmp_chunks(bits, chunk)]
+        elif k in ("ltz", "trunc_ltz"):
+            # ltz: (shape, bits, skip, relu); trunc_ltz: (shape, shift, skip, bits)
+            s = _shape(p[0])
+            if k == "ltz":
+                bits, skip, relu = _int(p[1], 2, K, "bits"), _int(p[2], 0, K, "skip"), p[3]
+                if not isinstance(relu, bool) or (relu and skip):
+                    raise ProtocolError("relu is a bool, only with skip 0")
+                out = [s, s] + ([s] if relu else [])  # r, sign bit (, sign bit * r)
+            else:
+                _int(p[1], 1, K - 3, "truncation shift")
+                skip, bits, relu = _int(p[2], 0, K, "skip"), _int(p[3], 2, K, "bits"), False
+                out = [s, s, s, s]  # r, r' >> shift, r_msb, sign bit
+            _cmp_window(skip, bits)
+            fss.append(FssSpec("dcf", math.prod(s), bits - 1, 4 if relu else 2))
+        elif k == "interval":
+            s, n = _shape(p[0]), _int(p[1], 1, K, "interval bits")
+            out = [s]
+            fss.append(FssSpec("dcf", math.prod(s), n, 2))
+        elif k == "lookup":
+            m = _int(p[0], 1, 20, "lookup bits")
+            out = [()]
+            fss.append(FssSpec("dpf", 1, m, 2))
+        elif k == "checked_input":
+            n_total, n_probe = _int(p[0], 1, 1 << 16, "inputs"), _int(p[1], 0, p[0], "probe")
+            out = [(n_total,)] * 3 + [()]  # a, b, ab and sum of the probe's a_k^2
+            fss.append(FssSpec("dcf", n_probe, K, 2))
         elif k == "fixed_mask":
             _key(p[0])
-            out = [(int(p[1]), int(p[2]))]
+            out = [_shape((p[1], p[2]))]
         elif k == "fixed_triple":
             _key(p[0])
-            m, n, q = int(p[1]), int(p[2]), int(p[3])
+            m, n, q = _shape(tuple(p[1:4]))
             out = [(m, n), (m, q)]
         elif k == "rows_triple":
             _key(p[0])
-            rows, q, transpose, d = p[1], int(p[2]), bool(p[3]), int(p[4])
-            if not isinstance(rows, tuple) or not all(isinstance(r, int) and r >= 0
-                                                      for r in rows):
+            rows, q, transpose, d = p[1], p[2], p[3], p[4]
+            if not isinstance(rows, tuple) or len(rows) > 1 << 16 or not all(
+                    type(r) is int and 0 <= r < MAX_DIM for r in rows):
                 raise ProtocolError("rows must be a list of row indices")
+            if not isinstance(transpose, bool):
+                raise ProtocolError("transpose must be a bool")
             b = len(rows)
+            q, d = _shape((q, d))
             out = [(b, q), (d, q)] if transpose else [(d, q), (b, q)]
         elif k == "zero_check":
             if p:
                 raise ProtocolError("zero_check takes no parameters")
             out = [(), (), ()]
+        elif k == "random":
+            out = [_shape(p[0])]
         elif k == "rekey":
             s = _shape(p[0])
             if len(p) != 1:
@@ -182,9 +249,11 @@ def _layout(req: Request) -> list[tuple[int, ...]]:
             raise ProtocolError(f"unknown preprocessing kind {k!r}")
     except (IndexError, TypeError, ValueError) as exc:
         raise ProtocolError(f"bad parameters for {k}: {exc}") from None
-    if sum(int(np.prod(s, dtype=np.int64)) for s in out) > MAX_ELEMENTS:
+    if sum(math.prod(s) for s in out) > MAX_ELEMENTS:  # Python ints: no overflow
         raise ProtocolError("preprocessing request too large")
-    return out
+    if sum(f.keys * f.n * f.width for f in fss) > MAX_FSS_LEVELS:
+        raise ProtocolError("preprocessing request has too many FSS keys")
+    return Layout(tuple(out), tuple(fss))
 
 
 STACK_CACHE_ELEMENTS = 4 << 20  # masks up to this size keep their float64 limb split (64 B/el.)
@@ -231,82 +300,135 @@ class FixedMasks:
         self._stacks.pop(key, None)
 
 
-def generate(req: Request, rng: Prg, fixed: FixedMasks) -> list[np.ndarray]:
-    """The plain values of a request (dealer side only)."""
-    shapes = layout(req)
+@dataclass
+class Plain:
+    """The dealer's plain view of a request: the values, and per FSS spec the points and
+    payloads of its keys (points (K,) uint64, payloads (2, K, P) ring)."""
+
+    values: list[np.ndarray]
+    points: list[np.ndarray] = field(default_factory=list)
+    payloads: list[np.ndarray] = field(default_factory=list)
+
+
+def _mask64(bits: int) -> np.uint64:
+    return np.uint64((1 << bits) - 1) if bits < 64 else np.uint64(2**64 - 1)
+
+
+def _sign_payload(sbit: np.ndarray, parts: list[np.ndarray], alpha: np.ndarray) -> np.ndarray:
+    """(1 - 2 sbit) * (parts..., alpha*parts...) as a (2, K, 2*len(parts)) payload."""
+    cols = [p.reshape(2, -1) for p in parts]
+    cols += [ring.mul(alpha.reshape(2, 1), c) for c in cols]
+    pay = np.stack(cols, axis=-1)
+    return np.where(sbit.reshape(1, -1, 1).astype(bool), ring.neg(pay), pay)
+
+
+def generate(req: Request, rng: Prg, fixed: FixedMasks, alpha: np.ndarray) -> Plain:
+    """The plain values of a request and its FSS points and payloads (dealer side only);
+    ``alpha`` is the session's MAC key, which FSS payloads carry beside the values."""
+    shapes = layout(req).values
     k = req.kind
     if k in ("triple", "client_triple"):
         a, b = rng.ring(shapes[0]), rng.ring(shapes[1])
-        return [a, b, ring.mul(a, b)]
+        return Plain([a, b, ring.mul(a, b)])
     if k == "fan_triple":
         a, b = rng.ring(shapes[0]), rng.ring(shapes[1])
-        return [a, b, ring.mul(a[:, fan_index(req.params[0])], b)]
+        return Plain([a, b, ring.mul(a[:, fan_index_uncached(req.params[0])], b)])
     if k == "mtriple":
         a, b = rng.ring(shapes[0]), rng.ring(shapes[1])
-        return [a, b, ring.matmul(a, b)]
-    if k in ("trunc", "trunc_cmp"):
+        return Plain([a, b, ring.matmul(a, b)])
+    if k in ("trunc", "trunc_ltz"):
         shift = int(req.params[1])
         r = rng.ring(shapes[0])
         low = r[0] & np.uint64((1 << (K - 1)) - 1)
         r_sh = ring.from_uint64(low >> np.uint64(shift))
         r_msb = ring.from_uint64(ring.bit(r, K - 1))
         if k == "trunc":
-            return [r, r_sh, r_msb]
-        skip, bits, chunk = int(req.params[2]), int(req.params[3]), int(req.params[4])
-        return [r, r_sh, r_msb, *_onehot_chunks(r[0] >> np.uint64(skip), bits, chunk)]
-    if k == "cmp":
-        s, bits, chunk = req.params[0], int(req.params[1]), int(req.params[2])
-        skip = int(req.params[3]) if len(req.params) > 3 else 0
-        r = rng.ring(s)
-        return [r, *_onehot_chunks(r[0] >> np.uint64(skip), bits, chunk)]
+            return Plain([r, r_sh, r_msb])
+        skip, bits = int(req.params[2]), int(req.params[3])
+        point, sbit = _ltz_point(r, skip, bits)
+        return Plain([r, r_sh, r_msb, ring.from_uint64(sbit)], [point],
+                     [_sign_payload(sbit, [ring.from_int64(np.ones_like(point, np.int64))],
+                                    alpha)])
+    if k == "ltz":
+        bits, skip, relu = int(req.params[1]), int(req.params[2]), bool(req.params[3])
+        r = rng.ring(shapes[0])
+        point, sbit = _ltz_point(r, skip, bits)
+        one = ring.from_int64(np.ones(point.shape, np.int64))
+        sb = ring.from_uint64(sbit)
+        if not relu:
+            return Plain([r, sb], [point], [_sign_payload(sbit, [one], alpha)])
+        sbr = np.where(sbit.astype(bool), r, np.uint64(0))
+        return Plain([r, sb, sbr], [point], [_sign_payload(sbit, [one, r], alpha)])
+    if k == "interval":
+        n = int(req.params[1])
+        r = rng.ring(shapes[0])
+        one = ring.from_int64(np.ones(r[0].size, np.int64))
+        return Plain([r], [r[0].reshape(-1) & _mask64(n)],
+                     [_sign_payload(np.zeros(r[0].size, np.uint64), [one], alpha)])
+    if k == "lookup":
+        m = int(req.params[0])
+        r = rng.ring(())
+        return Plain([r], [r[0].reshape(1) & _mask64(m)],
+                     [_sign_payload(np.zeros(1, np.uint64), [ring.from_int64(np.ones(1, np.int64))],
+                                    alpha)])
+    if k == "checked_input":
+        n_probe = int(req.params[1])
+        a, b = rng.ring(shapes[0]), rng.ring(shapes[1])
+        probe = a[:, :n_probe]
+        sq = ring.sum_axis(ring.mul(probe, probe), 0)
+        neg_a = ring.neg(probe)[0]  # x = y + a = c - r with c = y, r = -a (mod 2^64)
+        one = ring.from_int64(np.ones(n_probe, np.int64))
+        return Plain([a, b, ring.mul(a, b), sq], [neg_a],
+                     [_sign_payload(np.zeros(n_probe, np.uint64), [one], alpha)])
     if k == "fixed_mask":
         b = rng.ring(shapes[0])
         fixed.put(req.params[0], b)
-        return [b]
+        return Plain([b])
     if k == "fixed_triple":
         a = rng.ring(shapes[0])
         c = fixed.product(str(req.params[0]), a)
         if ring.shape_of(c) != shapes[1]:
             raise ProtocolError("fixed triple shape does not match the stored mask")
-        return [a, c]
-    if k == "zero_check":  # (a, b, ab): the MAC check's randomised zero test (party.py)
-        a, b = rng.ring(()), rng.ring(())
-        return [a, b, ring.mul(a, b)]
+        return Plain([a, c])
+    if k == "zero_check":  # (a, b, ab): the MAC check's randomised zero test (party.py);
+        a, b = rng.ring(()), rng.ring(())  # b odd: b * X = 0 only for X = 0
+        b[0] |= np.uint64(1)
+        return Plain([a, b, ring.mul(a, b)])
+    if k == "random":
+        return Plain([rng.ring(shapes[0])])
     if k == "rekey":  # one r, authenticated under the old and under the new key
         r = rng.ring(shapes[0])
-        return [r, r]
+        return Plain([r, r])
     if k == "rows_triple":
         key, rows, transpose = str(req.params[0]), req.params[1], bool(req.params[3])
         v = rng.ring(shapes[0])
         c = fixed.rows_product(key, rows, v, transpose)
         if ring.shape_of(c) != shapes[1]:
             raise ProtocolError("rows triple shape does not match the stored mask")
-        return [v, c]
+        return Plain([v, c])
     raise ProtocolError(f"unknown kind {k!r}")
 
 
-def _onehot_chunks(r64: np.ndarray, bits: int, chunk: int) -> list[np.ndarray]:
-    """One-hot encodings (as ring arrays) of the chunks of r64 mod 2^bits, LSB chunk first."""
-    rl = r64 & np.uint64((1 << bits) - 1) if bits < 64 else r64
-    out, offset = [], 0
-    for w in cmp_chunks(bits, chunk):
-        v = (rl >> np.uint64(offset)) & np.uint64((1 << w) - 1)
-        out.append(ring.from_uint64(
-            (v[..., None] == np.arange(1 << w, dtype=np.uint64)).astype(np.uint64)))
-        offset += w
-    return out
+def _ltz_point(r: np.ndarray, skip: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """The DCF point (r >> skip) mod 2^(bits-1) and the sign bit, bit skip+bits-1 of r."""
+    r64 = r[0].reshape(-1)
+    return (r64 >> np.uint64(skip)) & _mask64(bits - 1), \
+        (r64 >> np.uint64(skip + bits - 1)) & np.uint64(1)
 
 
-def expand_p0(req: Request, seed: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Party 0's (value share, MAC share) pairs, expanded from the request's seed."""
+def expand_p0(req: Request, seed: bytes) -> tuple[list[tuple[np.ndarray, np.ndarray]],
+                                                  list[np.ndarray]]:
+    """Party 0's (value share, MAC share) pairs and FSS root seeds, from the request's seed."""
+    lay = layout(req)
     prg = Prg(seed)
-    return [(prg.ring(s), prg.ring(s)) for s in layout(req)]
+    pairs = [(prg.ring(s), prg.ring(s)) for s in lay.values]
+    return pairs, [prg.uint64((f.keys, 2)) for f in lay.fss]
 
 
 def mac_epochs(req: Request, session_epoch: int, current_epoch: int) -> list[int]:
     """The key epoch each value of a request is MAC'd under: the session's, except the
     second value of a ``rekey`` item, which carries the current (new) key."""
-    n = len(layout(req))
+    n = len(layout(req).values)
     if req.kind == "rekey":
         return [session_epoch, current_epoch]
     return [session_epoch] * n
@@ -323,16 +445,44 @@ def split_for_p1(values: list[np.ndarray], p0: list[tuple[np.ndarray, np.ndarray
     return out
 
 
-def unpack_p1(req: Request, arrays: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Validate and pair up party 1's arrays."""
-    shapes = layout(req)
-    if len(arrays) != 2 * len(shapes):
-        raise ProtocolError("dealer sent the wrong number of arrays")
-    out = []
-    for i, s in enumerate(shapes):
-        v, m = arrays[2 * i], arrays[2 * i + 1]
-        for a in (v, m):
-            if a.dtype != np.uint64 or a.shape != (2, *s):
-                raise ProtocolError(f"dealer array has shape {a.shape}, expected {(2, *s)}")
-        out.append((v, m))
+def _check(a: np.ndarray, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    if not isinstance(a, np.ndarray) or a.dtype != dtype or a.shape != shape:
+        raise ProtocolError(f"dealer array has shape {getattr(a, 'shape', '?')}, expected "
+                            f"{shape}")
+    return a
+
+
+def _corrections(lay: Layout, arrays: list[np.ndarray]) -> list[list[np.ndarray]]:
+    out, i = [], 0
+    for f in lay.fss:
+        shapes = f.correction_shapes()
+        out.append([_check(arrays[i + j], s, t) for j, (s, t) in enumerate(shapes)])
+        i += len(shapes)
+    if i != len(arrays):
+        raise ProtocolError("dealer sent the wrong number of FSS arrays")
     return out
+
+
+def item_p0(req: Request, seed: bytes, arrays: list[np.ndarray]) -> Item:
+    """Party 0's item from its seed and the common FSS corrections."""
+    lay = layout(req)
+    pairs, roots = expand_p0(req, seed)
+    cws = _corrections(lay, arrays)
+    return Item(pairs, [FssKey(f, r, c) for f, r, c in zip(lay.fss, roots, cws, strict=True)])
+
+
+def item_p1(req: Request, arrays: list[np.ndarray]) -> Item:
+    """Validate and assemble party 1's arrays: value corrections, root seeds, FSS
+    corrections."""
+    lay = layout(req)
+    nv, nf = 2 * len(lay.values), len(lay.fss)
+    if len(arrays) < nv + nf:
+        raise ProtocolError("dealer sent the wrong number of arrays")
+    pairs = []
+    for i, s in enumerate(lay.values):
+        v = _check(arrays[2 * i], (2, *s), np.uint64)
+        m = _check(arrays[2 * i + 1], (2, *s), np.uint64)
+        pairs.append((v, m))
+    roots = [_check(arrays[nv + j], (f.keys, 2), np.uint64) for j, f in enumerate(lay.fss)]
+    cws = _corrections(lay, arrays[nv + nf:])
+    return Item(pairs, [FssKey(f, r, c) for f, r, c in zip(lay.fss, roots, cws, strict=True)])

@@ -18,8 +18,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from splitface.servers.mpc.errors import ProtocolError
-from splitface.servers.mpc.prep.base import AuthPair, Preprocessing
-from splitface.servers.mpc.prep.material import Request
+from splitface.servers.mpc.prep.base import Preprocessing
+from splitface.servers.mpc.prep.material import Item, Request
 
 
 class PrefetchingPreprocessing(Preprocessing):
@@ -29,7 +29,7 @@ class PrefetchingPreprocessing(Preprocessing):
         self.inner, self.party = inner, inner.party
         self.session, self.epoch = inner.session, inner.epoch
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
-        self._queue: collections.deque[tuple[Request, Future]] = collections.deque()
+        self._queue: collections.deque[tuple[Request, Future[Item]]] = collections.deque()
         self._lock = threading.Lock()
         self._recording: list[Request] | None = None
         self._closed = False
@@ -64,7 +64,7 @@ class PrefetchingPreprocessing(Preprocessing):
         out, self._recording = self._recording or [], None
         return out
 
-    def _fetch(self, req: Request) -> list[AuthPair]:
+    def _fetch(self, req: Request) -> Item:
         if self._recording is not None:
             self._recording.append(req)
         with self._lock:

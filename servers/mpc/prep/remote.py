@@ -17,8 +17,8 @@ import zmq
 
 from splitface.servers.mpc.errors import ProtocolError
 from splitface.servers.mpc.prep import material
-from splitface.servers.mpc.prep.base import AuthPair, Preprocessing
-from splitface.servers.mpc.prep.material import Request
+from splitface.servers.mpc.prep.base import Preprocessing
+from splitface.servers.mpc.prep.material import Item, Request
 from splitface.shared import wire
 from splitface.shared.wire import Message, WireError
 
@@ -114,11 +114,12 @@ class DealerClient:
         return reply.arrays[0].copy()
 
     def rotate(self, epoch: int) -> int:
-        """End key ``epoch`` (after a failed MAC check, or a planned rotation)."""
+        """Ask to end key ``epoch`` (after a failed MAC check, or a planned rotation); it
+        ends once both servers asked. Returns the dealer's current epoch."""
         reply = self.call("rotate", {"epoch": epoch}, expect="epoch")
         e = reply.meta.get("current")
-        if not isinstance(e, int) or e <= epoch:
-            raise ProtocolError("the dealer did not move to a new key epoch")
+        if not isinstance(e, int) or e < epoch:
+            raise ProtocolError("the dealer sent a malformed key epoch")
         return e
 
     def confirm(self, epoch: int) -> None:
@@ -162,7 +163,7 @@ class RemotePreprocessing(Preprocessing):
             self._alpha[e] = self.client.key_share(e)
         return self._alpha[e]
 
-    def _fetch(self, req: Request) -> list[AuthPair]:
+    def _fetch(self, req: Request) -> Item:
         reply = self.client.call("get", {"session": self.session, "seq": self._seq,
                                          "req": req.to_wire()}, expect="part")
         if reply.meta.get("seq") != self._seq:
@@ -172,8 +173,8 @@ class RemotePreprocessing(Preprocessing):
             seed = reply.meta.get("seed")
             if not isinstance(seed, bytes) or len(seed) != 16:
                 raise ProtocolError("dealer sent no seed to party 0")
-            return material.expand_p0(req, seed)
-        return material.unpack_p1(req, list(reply.arrays))
+            return material.item_p0(req, seed, list(reply.arrays))
+        return material.item_p1(req, list(reply.arrays))
 
     def close(self) -> None:
         """Drop the session at the dealer (best effort) and release the socket."""
