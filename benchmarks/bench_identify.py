@@ -31,7 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from splitface.servers.mpc.cluster import LoopbackCluster
 from splitface.servers.recognition.identify import plaintext_identify
+from splitface.servers.recognition.jobs import bench_names
 from splitface.shared.fixedpoint import F
+from splitface.shared.names import NAME_WORDS, decode_name
 
 
 def unit(v: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -70,9 +72,11 @@ def main(argv: list[str] | None = None) -> dict:
                 probe = unit(rng.normal(size=args.dim))
             t1 = time.perf_counter()
             req, r0, r1 = cluster.client_job("splitface.servers.recognition.jobs:identify_query",
-                                             probe, 2, dim=args.dim, threshold=args.threshold,
+                                             probe, NAME_WORDS, checked_probe=args.dim,
+                                             dim=args.dim, threshold=args.threshold,
                                              pipeline=mode == "pipelined" or q == 0)
-            idx, ok = req.result(r0["opened"], r1["opened"]).tolist()
+            name = decode_name(req.result(r0["opened"], r1["opened"]))
+            assert r0["ok"] == r1["ok"] == 1, "a unit probe failed the range check"
             dt = time.perf_counter() - t1
             times[mode]["total"].append(dt)
             times[mode]["online"].append(dt - max(r0["prep_seconds"], r1["prep_seconds"]))
@@ -82,9 +86,9 @@ def main(argv: list[str] | None = None) -> dict:
             rounds.append(r0["rounds"])
             t2 = time.perf_counter()
             enc = np.rint(probe * 2**F) / 2**F
-            ref = plaintext_identify(np.rint(w * 2**F) / 2**F, enc, args.threshold)
+            ref_idx, _ = plaintext_identify(np.rint(w * 2**F) / 2**F, enc, args.threshold)
             plain.append(time.perf_counter() - t2)
-            agree += int((idx, ok) == ref)
+            agree += int(name == (bench_names(args.gallery)[ref_idx] if ref_idx >= 0 else None))
         s0, s1 = cluster.stats()
     result = {
         "gallery": args.gallery, "dim": args.dim, "queries": args.queries,

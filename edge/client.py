@@ -23,6 +23,7 @@ from splitface.shared import api, wire
 from splitface.shared.card_binding import CardAuthRequest, RequestKind
 from splitface.shared.client_protocol import ClientRequest, InputOfferError, OutputMismatchError
 from splitface.shared.closing import Closing
+from splitface.shared.names import decode_name
 from splitface.shared.wire import Message, WireError
 
 log = logging.getLogger("splitface.edge.client")
@@ -72,7 +73,6 @@ class Outcome:
     status: str
     identity: str | None = None
     accepted: bool | None = None
-    index: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -224,20 +224,17 @@ class SplitfaceClient(Closing):
         return self._with_retries(run)
 
     def identify(self, embedding: np.ndarray) -> Outcome:
-        """1:N identification; the servers never learn the result."""
+        """1:N identification: the matched name, or none. The servers never learn the
+        result, and the reply carries nothing but that name (no list of identities)."""
         emb = _check_embedding(embedding)
         rid = new_request_id()
         out, req, t = self._transact(api.Offer(rid, "identify", emb.size), emb)
-        idx, accept = self._result(out, req)
-        names = out[0].meta.get("identities") or []
-        if out[1].meta.get("identities") != names:
-            raise ServersDisagree("the servers report different identity lists")
-        if accept not in (0, 1) or (accept and not 0 <= idx < len(names)) or \
-                (not accept and idx != -1):
-            raise ServersDisagree(f"inconsistent result (index {idx}, accept {accept})")
-        name = names[idx] if accept else None
-        return Outcome(rid, "identified" if accept else "unknown", identity=name,
-                       accepted=bool(accept), index=idx if accept else None, timings_ms=t)
+        try:
+            name = decode_name(np.asarray(self._result(out, req), dtype=np.int64))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ServersDisagree(f"malformed identification result: {exc}") from None
+        return Outcome(rid, "identified" if name else "unknown", identity=name,
+                       accepted=name is not None, timings_ms=t)
 
     def verify(self, identity: str, embedding: np.ndarray, *, card_id: bytes = b"",
                signer: CardSigner | None = None) -> Outcome:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from splitface.shared.card_binding import payload_digest
+from splitface.shared.names import NAME_WORDS
 from splitface.shared.wire import Message
 
 OPS = ("enroll", "identify", "verify", "status", "train", "revoke", "reconcile", "rotate_key")
@@ -47,6 +48,8 @@ OUT_OF_SYNC = "out_of_sync"
 ABORTED = "aborted"
 TIMEOUT = "timeout"
 BUSY = "busy"
+BAD_PROBE = "bad_probe"  # the servers found the probe out of range (not a unit embedding)
+RATE_LIMITED = "rate_limited"
 
 
 class ApiError(ValueError):
@@ -70,11 +73,11 @@ class Offer:
 
     def inputs(self) -> int:
         """How many values the edge inputs: the embedding plus one mask per output."""
-        return {"enroll": self.dim, "identify": self.dim + 2, "verify": self.dim + 1}.get(
-            self.op, 0)
+        return self.dim + self.outputs() if self.op in INPUT_OPS else 0
 
     def outputs(self) -> int:
-        return {"identify": 2, "verify": 1}.get(self.op, 0)
+        """Identification returns the matched name's words, verification the accept bit."""
+        return {"identify": NAME_WORDS, "verify": 1}.get(self.op, 0)
 
     def to_meta(self) -> dict[str, Any]:
         meta: dict[str, Any] = {"req": self.request_id, "op": self.op}

@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                        peer_timeout_s=timeout, train_epochs=cfg.train.epochs,
                        train_batch_size=cfg.train.batch_size,
                        train_learning_rate=cfg.train.learning_rate,
-                       admin_terminals=frozenset(getattr(cfg, "admin_terminals", ())))
+                       admin_terminals=frozenset(getattr(cfg, "admin_terminals", ())),
+                       audit_path=cfg.state_dir / "audit.jsonl")
     watchdog = sdnotify.Watchdog.from_env()
     dealer = dealer_client()
     dealer.timeout_s = min(timeout, 5.0)  # epoch queries: a dead dealer must not stall the loop

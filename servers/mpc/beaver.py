@@ -19,6 +19,7 @@ import numpy as np
 
 from splitface.servers.mpc.errors import ShapeError
 from splitface.servers.mpc.prep.material import fan_index
+from splitface.servers.mpc.rounds import Opening, run_round
 from splitface.servers.mpc.share import AuthShare
 from splitface.shared import fixedpoint, ring
 from splitface.shared.fixedpoint import F
@@ -167,6 +168,13 @@ def matmul(x: AuthShare, w: AuthShare | Any) -> AuthShare:
     """[x @ w] for a shared or public right operand."""
     if not isinstance(w, AuthShare):
         return share_matmul_public(x, w)
+    with x.party.op("matmul"):
+        (z,) = run_round(x.party, [matmul_opening(x, w)])
+    return rescale(z)
+
+
+def matmul_opening(x: AuthShare, w: AuthShare) -> Opening:
+    """The round of a shared product x @ w, result unscaled (to run beside other work)."""
     x2, squeeze = _as_matrix(x)
     w2 = w.reshape(w.shape[0], 1) if w.ndim == 1 else w
     if w2.ndim != 2 or x2.shape[1] != w2.shape[0]:
@@ -174,10 +182,20 @@ def matmul(x: AuthShare, w: AuthShare | Any) -> AuthShare:
     m, n = x2.shape
     p = w2.shape[1]
     party = x.party
-    with party.op("matmul"):
-        t = party.prep.matrix_triples(m, n, p)
-        d, e = party.open((ring.sub(x2.val, t.a[0]), ring.sub(x2.mac, t.a[1])),
-                          (ring.sub(w2.val, t.b[0]), ring.sub(w2.mac, t.b[1])))
+    t = party.prep.matrix_triples(m, n, p)
+
+    def finish(opened: list[np.ndarray]) -> AuthShare:
+        d, e = opened
+        return _matrix_beaver(party, t, d, e, m, p, x.frac + w.frac
+                              ).reshape(_squeeze_shape(m, p, squeeze, w.ndim == 1))
+
+    return Opening([(ring.sub(x2.val, t.a[0]), ring.sub(x2.mac, t.a[1])),
+                    (ring.sub(w2.val, t.b[0]), ring.sub(w2.mac, t.b[1]))], finish)
+
+
+def _matrix_beaver(party, t, d: np.ndarray, e: np.ndarray, m: int, p: int, frac: int
+                   ) -> AuthShare:
+    """[C] + d[B] + [A]e + de (SecureML), values and MACs."""
     de = ring.matmul(d, e)
     dstack = ring.stack_limbs(ring.concat([t.b[0], t.b[1]], axis=1))  # d @ [B | mB]
     dB = ring.matmul_limbs(d, dstack)
@@ -186,8 +204,7 @@ def matmul(x: AuthShare, w: AuthShare | Any) -> AuthShare:
     if party.id == 0:
         val = ring.add(val, de)
     mac = ring.add(ring.add(ring.add(t.c[1], dB[:, :, p:]), aE[:, m:]), party.alpha_times(de))
-    z = AuthShare(party, val, mac, x.frac + w.frac)
-    return rescale(z.reshape(_squeeze_shape(m, p, squeeze, w.ndim == 1)))
+    return AuthShare(party, val, mac, frac)
 
 
 def _encode_public_matrix(c: Any) -> tuple[np.ndarray, int]:
@@ -308,19 +325,26 @@ class FixedOperand:
     def left_matmul(self, x: AuthShare, *, rescale_result: bool = True) -> AuthShare:
         """[x @ W] for x of shape (m, n) or (n,), opening only x - A; unscaled (x.frac +
         W.frac fractional bits) if ``rescale_result`` is False."""
+        with self.party.op("fixed_matmul"):
+            (z,) = run_round(self.party, [self.left_matmul_opening(x)])
+        return rescale(z) if rescale_result else z
+
+    def left_matmul_opening(self, x: AuthShare) -> Opening:
+        """The round of :meth:`left_matmul`, result unscaled (to run beside other work)."""
         x2, squeeze = _as_matrix(x)
         if x2.shape[1] != self.n:
             raise ShapeError(f"query has {x2.shape[1]} features, model expects {self.n}")
         m, party = x2.shape[0], self.party
-        with party.op("fixed_matmul"):
-            a, c = party.prep.fixed_triples(self.key, m, self.n, self.p)
-            (d,) = party.open((ring.sub(x2.val, a[0]), ring.sub(x2.mac, a[1])))
-        xe, db = self._products(ring.concat([x2.val, x2.mac], axis=0), d)
-        val = ring.add(ring.add(xe[:, :m], db[:, :, :self.p]), c[0])
-        mac = ring.add(ring.add(xe[:, m:], db[:, :, self.p:]), c[1])
-        z = AuthShare(party, val, mac, x.frac + self.frac)
-        z = z.reshape(self.p) if squeeze else z
-        return rescale(z) if rescale_result else z
+        a, c = party.prep.fixed_triples(self.key, m, self.n, self.p)
+
+        def finish(opened: list[np.ndarray]) -> AuthShare:
+            xe, db = self._products(ring.concat([x2.val, x2.mac], axis=0), opened[0])
+            val = ring.add(ring.add(xe[:, :m], db[:, :, :self.p]), c[0])
+            mac = ring.add(ring.add(xe[:, m:], db[:, :, self.p:]), c[1])
+            z = AuthShare(party, val, mac, x.frac + self.frac)
+            return z.reshape(self.p) if squeeze else z
+
+        return Opening([(ring.sub(x2.val, a[0]), ring.sub(x2.mac, a[1]))], finish)
 
 
 class FixedRows:

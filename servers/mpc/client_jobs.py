@@ -25,6 +25,15 @@ def offer(party: Party, state: dict[str, Any], n: int) -> list[np.ndarray]:
     return arrays
 
 
+def offer_checked(party: Party, state: dict[str, Any], n: int, n_probe: int
+                  ) -> list[np.ndarray]:
+    """Job: like :func:`offer`, with the probe-check material for the first n_probe
+    inputs (identification and verification)."""
+    checked, arrays = client_io.offer_checked_input(party, n, n_probe)
+    state["offer_checked"] = checked
+    return arrays
+
+
 def take_input(party: Party, state: dict[str, Any], masked: np.ndarray, n_values: int,
                frac: int = F) -> tuple[AuthShare, AuthShare]:
     """Accept the client's masked vector: (values at ``frac`` bits, output masks)."""

@@ -104,12 +104,18 @@ class LoopbackCluster(Closing):
                 raise JobError(r[1])
         return out[0][1], out[1][1]
 
-    def client_job(self, job: str, values: np.ndarray, n_out: int, **kw: Any
+    def client_job(self, job: str, values: np.ndarray, n_out: int, *,
+                   checked_probe: int | None = None, **kw: Any
                    ) -> tuple[ClientRequest, Any, Any]:
         """Play the edge: input ``values`` (reals) by the client protocol, then run ``job``
-        with the masked vector; returns the request (for unmasking) and both results."""
+        with the masked vector; returns the request (for unmasking) and both results.
+        ``checked_probe``: the first that many inputs are a probe the servers range-check."""
         req = ClientRequest(values, n_out)
-        o0, o1 = self.run("splitface.servers.mpc.client_jobs:offer", {"n": req.n_total})
+        if checked_probe is None:
+            o0, o1 = self.run("splitface.servers.mpc.client_jobs:offer", {"n": req.n_total})
+        else:
+            o0, o1 = self.run("splitface.servers.mpc.client_jobs:offer_checked",
+                              {"n": req.n_total, "n_probe": checked_probe})
         r0, r1 = self.run(job, {"masked": req.masked(o0, o1), **kw})
         return req, r0, r1
 

@@ -192,12 +192,12 @@ def interval_opening(x: AuthShare, lo: int, size: int, n: int = K) -> Opening:
     m = party.prep.interval_masks(flat.shape, n)
 
     def finish(opened: list[np.ndarray]) -> AuthShare:
-        return _interval_from(party, opened[0][0], m.key, lo, size, n).reshape(x.shape)
+        return interval_from(party, opened[0][0], m.key, lo, size, n).reshape(x.shape)
 
     return Opening([(ring.add(flat.val, m.r[0]), ring.add(flat.mac, m.r[1]))], finish)
 
 
-def _interval_from(party, c64: np.ndarray, key: FssKey, lo: int, size: int, n: int
+def interval_from(party, c64: np.ndarray, key: FssKey, lo: int, size: int, n: int
                    ) -> AuthShare:
     """[(c - r - lo) mod 2^n < size] for a key at r mod 2^n (local)."""
     cy = (c64 - np.uint64(lo % (1 << 64))) & _mask(n)

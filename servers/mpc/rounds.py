@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -37,3 +37,22 @@ def run_round(party, openings: Sequence[Opening], sync: bytes | None = None) -> 
         results.append(o.finish(opened[i:i + k]))
         i += k
     return results
+
+
+class SideWork(Protocol):
+    """Independent work whose openings ride on the rounds a protocol runs anyway (e.g. the
+    probe check beside an identification)."""
+
+    def openings(self) -> list[Opening]:
+        """This round's openings ([] when done)."""
+
+
+def drain(party, side: Sequence[SideWork], sync: bytes | None = None) -> None:
+    """Run the side work's remaining openings in rounds of their own (``sync`` rides on
+    the first)."""
+    while True:
+        extra = [o for w in side for o in w.openings()]
+        if not extra:
+            return
+        run_round(party, extra, sync=sync)
+        sync = None

@@ -1,27 +1,58 @@
 """Open-set identification (1:N) and verification (1:1) on authenticated shares.
 
-Scores are cosine similarities of L2-normalised embeddings with L2-normalised templates,
-so |score| <= 1 and a difference of two scores is below 2 in absolute value. Decisions
-resolve scores to SCORE_FRAC = 12 fractional bits: 2^-12 = 0.00024, a hundred times finer
-than the int8 embedder's own deviation from float (cosine 0.97 on average,
-docs/MODELS.md). Comparisons read the SCORE_BITS-bit window above the lower fractional
-bits of the unscaled scores (no truncation round), so a difference below 2^-12 may count
-as a tie. A 15-bit window needs 56 one-hot entries of dealer material per comparison,
-where 20 bits at 16 fractional bits needed 128. Nothing but the final (index, accept)
-pair is ever opened, and only towards the edge (through its output masks).
+Scores are cosine similarities of the probe with L2-normalised templates, so |score| <= 1
+for a unit probe (which the servers enforce, probe_check.py). Identification:
+
+1. scores s_j = probe . w_j from the fixed gallery (one opening: the probe's masked value);
+2. for large galleries the scores are truncated to SCORE_FRAC = 12 fractional bits (one
+   opening; error 0 or +1 unit); small galleries keep all 2F bits (one round fewer);
+3. each score is packed with its identity: v_j = s_j * 2^m + (N - j), and a public
+   *threshold sentinel* v_T = floor(threshold * 2^f) * 2^m joins them: the maximum of the
+   packed values is the best identity if its score reaches the threshold, else the
+   sentinel (ties go to the lower j, and a score equal to the threshold accepts);
+4. a tournament of ReLUs, max(a, b) = b + ReLU(a - b), ONE opening per level and no
+   product (compare.relu): ceil(log2(N + 1)) rounds;
+5. the winner's low m bits are its row in a public name table; a one-hot of that secret
+   row (one opening, a DPF key) times the table gives the name's words as shares. The
+   sentinel's row is empty: an unknown face gets no name, and no index of a near miss.
+
+Only the name words are opened, and only towards the edge (through its output masks).
+The chosen identity's score is within one unit of the decision precision of the best
+score, for any N: every score is truncated once and the tournament compares exactly.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from splitface.servers.mpc import compare
-from splitface.servers.mpc.beaver import FixedOperand, mul_many
+from splitface.servers.mpc import compare, truncation
+from splitface.servers.mpc.beaver import FixedOperand, matmul_opening, share_matmul_public
+from splitface.servers.mpc.compare import party_constant
 from splitface.servers.mpc.errors import ShapeError
-from splitface.servers.mpc.share import AuthShare, stack
+from splitface.servers.mpc.rounds import Opening, SideWork, drain, run_round
+from splitface.servers.mpc.share import AuthShare, concat
+from splitface.shared import ring
+from splitface.shared.names import NAME_WORDS, encode_name
 
-SCORE_FRAC = 12  # fractional bits the decisions resolve
-SCORE_BITS = SCORE_FRAC + 3  # sign, |difference| < 2, and the fraction
+SCORE_FRAC = 12  # fractional bits the decisions resolve when scores are truncated
+SCORE_INT_BITS = 1  # |score| < 2: unit probe (enforced) and unit templates
+TRUNCATE_FROM = 1024  # galleries at least this large truncate scores (fewer DCF levels)
+
+
+class NameTable:
+    """The public table a winner's row selects: row N - j holds identity j's name as
+    NAME_WORDS words (shared/names.py); row 0 is the sentinel's (empty: "unknown")."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.size = len(names)
+        self.bits = max(1, self.size.bit_length())
+        table = np.zeros((1 << self.bits, NAME_WORDS), dtype=np.int64)
+        for j, name in enumerate(names):
+            try:
+                table[self.size - j] = encode_name(name)
+            except ValueError as exc:
+                raise ShapeError(f"identity {j}: {exc}") from None
+        self.table = table
 
 
 class Gallery:
@@ -33,37 +64,90 @@ class Gallery:
         self.dim, self.size = templates.shape
         self.operand = FixedOperand(templates, key, consume=consume)
 
-    def scores(self, probe: AuthShare) -> AuthShare:
+    def scores_opening(self, probe: AuthShare) -> Opening:
         """[probe . w_j] for every identity j, unscaled (2F fractional bits)."""
-        return self.operand.left_matmul(probe, rescale_result=False)
+        return self.operand.left_matmul_opening(probe)
 
 
-def identify(gallery: Gallery, probe: AuthShare, threshold: float) -> AuthShare:
-    """[(index or -1, accept)]: argmax identity if its score reaches the threshold.
+def _frac_after(gallery: Gallery, probe: AuthShare) -> tuple[int, bool]:
+    frac = probe.frac + gallery.operand.frac
+    return (SCORE_FRAC, True) if gallery.size >= TRUNCATE_FROM else (frac, False)
 
-    The index of a rejected probe is replaced by -1 under MPC, so an unknown face learns
-    nothing about its nearest enrolled identity.
+
+def _rounds(party, side: list[SideWork], sync: bytes | None):
+    """A round runner that adds the side work's openings (and, once, the sync digest)."""
+    state = {"sync": sync}
+
+    def run(openings: list[Opening]) -> list:
+        extra = [o for w in side for o in w.openings()]
+        out = run_round(party, openings + extra, sync=state.pop("sync", None))
+        return out[:len(openings)]
+
+    def finish() -> None:  # side work not done yet gets rounds of its own
+        drain(party, side, state.pop("sync", None))
+
+    return run, finish
+
+
+def identify(gallery: Gallery, probe: AuthShare, threshold: float, names: NameTable,
+             side: list[SideWork] | None = None, sync: bytes | None = None) -> AuthShare:
+    """[name words] of the best identity whose score reaches ``threshold``, else zeros.
+
+    ``side`` is independent work (the probe check) whose openings ride on these rounds;
+    ``sync`` (the digest of the terminal's input) rides on the first round.
     """
     if probe.shape != (gallery.dim,):
         raise ShapeError(f"probe has shape {probe.shape}, gallery expects ({gallery.dim},)")
+    if names.size != gallery.size:
+        raise ShapeError(f"{names.size} names for {gallery.size} templates")
     party = probe.party
+    round_, finish = _rounds(party, side or [], sync)
     with party.op("identify"):
-        scores = gallery.scores(probe)
-        skip = scores.frac - SCORE_FRAC  # compare at SCORE_FRAC bits without truncating
-        best, idx = compare.argmax(scores, bits=SCORE_BITS, skip=skip)
-        accept = 1 - compare.ltz(best - threshold, SCORE_BITS, skip)
-        (gated,) = mul_many([(accept, idx + 1)])
-    return stack([gated - 1, accept])
+        (scores,) = round_([gallery.scores_opening(probe)])
+        frac, trunc = _frac_after(gallery, probe)
+        if trunc:
+            (scores,) = round_([truncation.truncate_opening(scores, scores.frac - frac)])
+        m = names.bits
+        packed = scores.mul_ring(_pow2(m)).add_ring(_public_ints(
+            np.arange(gallery.size, 0, -1, dtype=np.int64)))
+        sentinel = int(np.floor(threshold * (1 << frac))) << m
+        values = concat([AuthShare(party, packed.val, packed.mac, 0),
+                         party_constant(party, np.array([sentinel], dtype=np.int64))])
+        bits = frac + SCORE_INT_BITS + m + 2  # |a - b| < 2^(bits-1) with room to spare
+        while values.shape[0] > 1:
+            n, h = values.shape[0], values.shape[0] // 2
+            a, b = values[0:2 * h:2], values[1:2 * h:2]
+            (gain,) = round_([compare.relu_opening(a - b, bits)])
+            best = b + gain
+            values = concat([best, values[n - 1:n]]) if n % 2 else best
+        (onehot,) = round_([compare.one_hot_opening(values.reshape(1), m)])
+        finish()
+    return share_matmul_public(onehot, names.table)
 
 
-def verify(template: AuthShare, probe: AuthShare, threshold: float) -> AuthShare:
-    """[accept] for a claimed identity's template (a shared vector)."""
+def verify(template: AuthShare, probe: AuthShare, threshold: float,
+           side: list[SideWork] | None = None, sync: bytes | None = None) -> AuthShare:
+    """[accept] = [probe . template >= threshold], exact at 2F fractional bits: one
+    product, one comparison."""
     if template.shape != probe.shape or probe.ndim != 1:
         raise ShapeError(f"probe {probe.shape} and template {template.shape} differ")
-    with probe.party.op("verify"):
-        score = probe @ template
-        skip = score.frac - SCORE_FRAC
-        return (1 - compare.ltz(score - threshold, SCORE_BITS, skip)).reshape(1)
+    party = probe.party
+    round_, finish = _rounds(party, side or [], sync)
+    with party.op("verify"):
+        (score,) = round_([matmul_opening(probe.reshape(1, -1), template.reshape(-1, 1))])
+        shifted = score.reshape(1) - threshold
+        bits = shifted.frac + SCORE_INT_BITS + 3
+        ((below,),) = round_([compare.ltz_opening(shifted, [0], bits)])
+        finish()
+    return 1 - below.reshape(())
+
+
+def _pow2(m: int) -> np.ndarray:
+    return ring.from_pyint(1 << m)
+
+
+def _public_ints(v: np.ndarray) -> np.ndarray:
+    return ring.from_int64(v)
 
 
 def plaintext_identify(templates: np.ndarray, probe: np.ndarray, threshold: float

@@ -7,11 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from splitface.servers.mpc import client_jobs
+from splitface.servers.mpc import client_io, client_jobs
 from splitface.servers.mpc.party import Party
 from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
+from splitface.servers.mpc.probe_check import ProbeCheck
+from splitface.servers.mpc.rounds import run_round
 from splitface.servers.mpc.share import AuthShare, concat
-from splitface.servers.recognition.identify import Gallery, identify
+from splitface.servers.recognition.identify import Gallery, NameTable, identify
 from splitface.shared.fixedpoint import F
 
 
@@ -41,14 +43,21 @@ def gallery_prepare(party: Party, state: dict[str, Any], dim: int, key: str) -> 
     w = AuthShare(party, val.reshape(2, dim, total // dim), mac.reshape(2, dim, total // dim), F)
     del val, mac
     state["gallery"] = Gallery(w, party.fresh_key(key), consume=True)
+    state["names"] = NameTable(bench_names(state["gallery"].size))
     del w
     party.check()
     return time.perf_counter() - t0
 
 
+def bench_names(n: int) -> list[str]:
+    """The names benchmark galleries use: identity j is "id-j"."""
+    return [f"id-{j}" for j in range(n)]
+
+
 def identify_query(party: Party, state: dict[str, Any], masked: np.ndarray, dim: int,
                    threshold: float, pipeline: bool = False) -> dict[str, Any]:
-    """One identification: probe in, (index or -1, accept) out to the client, with costs.
+    """One identification as the service runs it: probe in (range-checked), the matched
+    name's words out to the client (or nothing), with its costs.
 
     ``pipeline``: at the start of the query, queue every preprocessing request it will
     make (recorded on the first query: they depend on public sizes only), so the dealer
@@ -65,12 +74,18 @@ def identify_query(party: Party, state: dict[str, Any], masked: np.ndarray, dim:
             prep.record()
         else:
             prep.expect(plan)
-    probe, masks = client_jobs.take_input(party, state, masked, dim)
-    out = identify(state["gallery"], probe, threshold)
-    opened = client_jobs.deliver(party, out, masks)
+    checked = state.pop("offer_checked")
+    x = client_io.accept_input(party, checked.triple, masked, sync=False)
+    probe, masks = client_io.split_inputs(x, dim, F)
+    check = ProbeCheck(party, checked, masked, dim)
+    out = identify(state["gallery"], probe, threshold, state["names"], [check],
+                   client_io.input_digest(masked))
+    opened, ok = run_round(party, [client_io.output_opening(party, out, masks),
+                                   client_io.bit_opening(party, check.ok)])
+    party.check()
     if pipeline and plan is None:
         state["identify_plan"] = prep.stop_recording()
-    return {"opened": opened, "frac": out.frac, "seconds": time.perf_counter() - t0,
+    return {"opened": opened, "ok": ok, "seconds": time.perf_counter() - t0,
             "prep_seconds": party.prep.seconds - prep0,
             "prep_misses": getattr(prep, "misses", 0) - misses0,
             "bytes": party.channel.stats.bytes_sent - b0,

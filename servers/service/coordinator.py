@@ -37,7 +37,8 @@ from splitface.servers.mpc.errors import MacCheckError, ProtocolError
 from splitface.servers.mpc.party import Party
 from splitface.servers.mpc.prep.base import NONCE_BYTES, Preprocessing, session_id
 from splitface.servers.mpc.prep.remote import DealerClient, DealerRefused, DealerUnavailable
-from splitface.servers.recognition.identify import Gallery
+from splitface.servers.recognition.identify import Gallery, NameTable
+from splitface.servers.service.admission import AuditLog, RateLimiter
 from splitface.servers.service.gateway import EdgeGateway, Inbound
 from splitface.servers.service.handlers import Handlers, NodeOptions, Txn, check_authorized
 from splitface.servers.service.rekey import rekey_store
@@ -156,6 +157,11 @@ class Coordinator:
         self.nonces = nonces
         self.opts = options
         self.handlers = Handlers(self)
+        self.rate = RateLimiter(options.rate)
+        self.audit = AuditLog(options.audit_path, party_id)
+        self._refused: collections.OrderedDict[tuple[str, str], tuple[str, str]] = \
+            collections.OrderedDict()  # P1: refusals P0 sent before the offer arrived here
+        self._names: tuple[int, NameTable] | None = None
         self.party: Party | None = None
         self.session = ""
         self.peer_ok = False
@@ -385,6 +391,12 @@ class Coordinator:
         except (UnicodeDecodeError, ValueError):
             raise ProtocolError(f"peer sent a malformed {name!r}") from None
 
+    def name_table(self, version: int, names: list[str]) -> NameTable:
+        """The public name table of a model version (built once per version)."""
+        if self._names is None or self._names[0] != version:
+            self._names = (version, NameTable(names))
+        return self._names[1]
+
     def gallery(self, version: int, build: Callable[[], Gallery]) -> Gallery:
         """The opened gallery of this session and model version (built once per session)."""
         if self._gallery is None or self._gallery[:2] != (self.session, version):
@@ -446,10 +458,12 @@ class Coordinator:
                 try:  # both servers refuse a non-admin's admin request at once, alike
                     check_authorized(self.opts, Txn(inbound, inbound.offer))
                 except ApiError as exc:
-                    self.gateway.reply(inbound.ident, api.error(inbound.offer.request_id,
-                                                                exc.code, exc.reason))
+                    self._refuse(inbound, exc.code, exc.reason)
                 else:
-                    if len(self._queue) >= 1000:
+                    refused = self._refused.pop((inbound.key, inbound.offer.request_id), None)
+                    if refused is not None:  # P0 refused it before it reached this server
+                        self._refuse(inbound, *refused)
+                    elif len(self._queue) >= 1000:
                         self.gateway.reply(inbound.ident, api.error(
                             inbound.offer.request_id, api.BUSY, "queue full"))
                     else:
@@ -458,6 +472,14 @@ class Coordinator:
         if len(self._submits) > 1000:  # stale submits of abandoned requests
             for k in list(self._submits)[:500]:
                 del self._submits[k]
+
+    def _refuse(self, inbound: Inbound, code: str, reason: str) -> None:
+        """A per-request refusal: the terminal is told, the audit log keeps it."""
+        op = inbound.offer.op if inbound.offer is not None else inbound.msg.kind
+        self.audit.refusal(inbound.name or inbound.key[:8], op, inbound.offer.request_id
+                           if inbound.offer is not None else "", code, reason)
+        self.gateway.reply(inbound.ident, api.error(
+            inbound.offer.request_id if inbound.offer is not None else "", code, reason))
 
     def _refuse_queue(self, code: str, reason: str) -> None:
         while self._queue:
@@ -482,6 +504,14 @@ class Coordinator:
 
     def _lead(self, inbound: Inbound) -> None:
         txn = Txn(inbound, inbound.offer)
+        refusal = self.rate.admit(inbound.name or inbound.key, inbound.offer.op)
+        if refusal is not None:  # P0 decides admission; P1 answers the terminal alike
+            with contextlib.suppress(TransportError):
+                self.channel.send(Message("refuse", {"req": txn.req, "key": inbound.key,
+                                                     "code": api.RATE_LIMITED,
+                                                     "reason": refusal}))
+            self._refuse(inbound, api.RATE_LIMITED, refusal)
+            return
         try:
             self.channel.send(Message("begin", {"req": txn.req, "key": inbound.key,
                                                 "sid": self.session,
@@ -518,6 +548,9 @@ class Coordinator:
                 self._close_party()
                 self.peer_ok = False
             return
+        if msg.kind == "refuse":
+            self._peer_refused(msg.meta)
+            return
         if msg.kind != "begin" or self.party is None:
             return  # stale abort or message from an aborted exchange
         req, key = msg.meta.get("req"), msg.meta.get("key")
@@ -539,6 +572,20 @@ class Coordinator:
         self.channel.send(Message("begin_ack", {"ok": True, "sid": self.session,
                                                 **self._view(txn)}))
         self._run(txn)
+
+    def _peer_refused(self, meta: dict) -> None:
+        """P0 refused a request: answer the terminal here too, now or when it arrives."""
+        req, key = meta.get("req"), meta.get("key")
+        code, reason = str(meta.get("code", api.ABORTED))[:40], str(meta.get("reason", ""))[:300]
+        for i, ib in enumerate(self._queue):
+            if ib.offer.request_id == req and ib.key == key:
+                del self._queue[i]
+                self._refuse(ib, code, reason)
+                return
+        if isinstance(req, str) and isinstance(key, str):
+            self._refused[(key, req)] = (code, reason)
+            while len(self._refused) > 1000:
+                self._refused.popitem(last=False)
 
     def _expire_queue(self) -> None:
         """P1: requests P0 never started (it did not get them, or is down) are answered."""
@@ -584,6 +631,8 @@ class Coordinator:
             reply = self.handlers.dispatch(txn)
         except ApiError as exc:
             reply = api.error(txn.req, exc.code, exc.reason)
+            self.audit.refusal(txn.inbound.name or txn.inbound.key[:8], txn.offer.op, txn.req,
+                               exc.code, exc.reason)
             self._abort_and_resync(str(exc), quiet=True)
         except (ProtocolError, TransportError, WireError, StoreError) as exc:
             failed = isinstance(exc, MacCheckError) or (self.party is not None

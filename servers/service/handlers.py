@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,10 +28,13 @@ from splitface.servers.cards.registry import BindingStatus, CardRegistryError
 from splitface.servers.mpc import client_io
 from splitface.servers.mpc.errors import ProtocolError
 from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
+from splitface.servers.mpc.probe_check import ProbeCheck
+from splitface.servers.mpc.rounds import drain, run_round
 from splitface.servers.mpc.share import AuthShare
 from splitface.servers.recognition import training
 from splitface.servers.recognition.identify import Gallery, identify, verify
 from splitface.servers.recognition.progress import TrainingProgress
+from splitface.servers.service.admission import RateOptions
 from splitface.servers.service.gateway import Inbound
 from splitface.servers.store import StoredShare, StoreError
 from splitface.shared import api
@@ -56,6 +60,20 @@ class NodeOptions:
     train_batch_size: int = 128
     train_learning_rate: float = 1.0
     admin_terminals: frozenset[str] = frozenset()
+    rate: RateOptions = field(default_factory=RateOptions)
+    audit_path: Path | None = None
+
+
+@dataclass
+class Inputs:
+    """A terminal's accepted input: the embedding, its output masks, the submit it came in,
+    the probe check, and the digest both servers compare in their first round."""
+
+    probe: AuthShare
+    masks: AuthShare
+    submit: Inbound
+    check: ProbeCheck
+    digest: bytes
 
 
 @dataclass
@@ -96,19 +114,44 @@ class Handlers:
         return handler(txn)
 
     # ------------------------------------------------------------ inputs and cards
-    def _offer_inputs(self, txn: Txn, extra: dict[str, Any] | None = None
-                      ) -> tuple[AuthShare, Inbound]:
+    def _offer_inputs(self, txn: Txn, extra: dict[str, Any] | None = None) -> Inputs:
+        """Offer input triples (with the probe-check material for the embedding), take the
+        terminal's masked vector; the servers confirm they got the same one in their first
+        round together (``Inputs.digest``)."""
         node = self.node
-        triple, arrays = client_io.offer_input(node.party, txn.offer.inputs())
+        checked, arrays = client_io.offer_checked_input(node.party, txn.offer.inputs(),
+                                                        txn.offer.dim)
         meta = {"req": txn.req, "n": txn.offer.inputs(), **(extra or {})}
         node.gateway.reply(txn.inbound.ident, Message("offer", meta, arrays))
         txn.awaiting_reply = False
         sub = node.wait_submit(txn)
         txn.awaiting_reply = True
         txn.inbound = sub  # reply on the connection the submit came from
-        # both servers must have received the same masked vector (checked in accept_input)
-        x = client_io.accept_input(node.party, triple, np.asarray(sub.msg.arrays[0]))
-        return x, sub
+        try:
+            masked = client_io.check_masked(sub.msg.arrays[0], txn.offer.inputs())
+        except client_io.InputError as exc:
+            raise ApiError(api.BAD_REQUEST, str(exc)) from None
+        x = client_io.accept_input(node.party, checked.triple, masked, sync=False)
+        probe, masks = client_io.split_inputs(x, txn.offer.dim, F)
+        return Inputs(probe, masks, sub, ProbeCheck(node.party, checked, masked, txn.offer.dim),
+                      client_io.input_digest(masked))
+
+    def _release(self, txn: Txn, inputs: Inputs, result: AuthShare | None) -> np.ndarray:
+        """Open the result for the terminal beside the probe check's verdict, MAC-check
+        everything, then release it only for a probe in range (else a refusal)."""
+        node = self.node
+        openings = [client_io.bit_opening(node.party, inputs.check.ok)]
+        if result is not None:
+            openings.append(client_io.output_opening(node.party, result.reshape(-1),
+                                                     inputs.masks))
+        with node.party.op("client_output"):
+            out = run_round(node.party, openings)
+        node.party.check()
+        if out[0] != 1:
+            node.rate.bad_probe(txn.inbound.name)
+            raise ApiError(api.BAD_PROBE, "the probe is out of range: the servers accept only "
+                                          "L2-normalised embeddings (|x| = 1, |x_k| < 2)")
+        return out[1] if result is not None else np.empty(0)
 
     def _card_check(self, txn: Txn, sub: Inbound, kind: RequestKind) -> CardAuthRequest:
         """Both servers check the card signature and must both accept."""
@@ -136,8 +179,8 @@ class Handlers:
         assert card is not None
         return card
 
-    def _card_bound_inputs(self, txn: Txn, kind: RequestKind) -> tuple[AuthShare, Inbound,
-                                                                       CardAuthRequest | None]:
+    def _card_bound_inputs(self, txn: Txn, kind: RequestKind
+                           ) -> tuple[Inputs, CardAuthRequest | None]:
         """Offer inputs (with this server's card nonce when the request names a card), take
         the masked vector and, for a card-bound request, require both servers' card check."""
         extra = {}
@@ -147,9 +190,9 @@ class Handlers:
             except NonceStoreFullError:
                 raise ApiError(api.BUSY, "too many card challenges outstanding; retry "
                                          "shortly") from None
-        x, sub = self._offer_inputs(txn, extra)
-        card = self._card_check(txn, sub, kind) if txn.offer.card_id else None
-        return x, sub, card
+        inputs = self._offer_inputs(txn, extra)
+        card = self._card_check(txn, inputs.submit, kind) if txn.offer.card_id else None
+        return inputs, card
 
     def _enrol_card_rules(self, txn: Txn) -> None:
         """Refuse, before any input, an enrolment that would add samples or a card to an
@@ -182,7 +225,10 @@ class Handlers:
         self._enrol_card_rules(txn)
         if mine:  # an orphan from a crash between the two commits: replace it
             node.store.delete_enrolments([txn.req])
-        x, _, card = self._card_bound_inputs(txn, RequestKind.ENROLL)
+        inputs, card = self._card_bound_inputs(txn, RequestKind.ENROLL)
+        drain(node.party, [inputs.check], inputs.digest)  # the probe check's own rounds
+        self._release(txn, inputs, None)  # stored only if verified and in range
+        x = inputs.probe
         try:
             node.store.add_enrolment(txn.req, txn.offer.identity,
                                      StoredShare(x.val, x.mac, F))
@@ -216,21 +262,20 @@ class Handlers:
             raise ApiError(api.WRONG_DIMENSION, f"model expects dim {templates.val.shape[2]}")
         gallery = node.gallery(version, lambda: Gallery(
             self._share(templates).T, node.party.fresh_key(f"gallery-v{version}")))
+        table = node.name_table(version, meta["identities"])
         prep = node.party.prep
         prefetching = isinstance(prep, PrefetchingPreprocessing)
         if prefetching:
             prep.record()
-        x, _ = self._offer_inputs(txn)
-        probe, masks = client_io.split_inputs(x, txn.offer.dim, F)
-        out = identify(gallery, probe, node.opts.threshold)
-        opened = client_io.open_for_client(node.party, out.reshape(-1), masks)
-        node.party.check()
+        inputs = self._offer_inputs(txn)
+        out = identify(gallery, inputs.probe, node.opts.threshold, table, [inputs.check],
+                       inputs.digest)
+        opened = self._release(txn, inputs, out)
         if prefetching:
             # identifications come in runs (surveillance): have the dealer prepare the
             # next one now; another request type discards it on both servers alike
             prep.expect(prep.stop_recording())
-        return Message("result", {"req": txn.req, "model_version": version,
-                                  "identities": meta["identities"]}, [opened])
+        return Message("result", {"req": txn.req, "model_version": version}, [opened])
 
     def verify(self, txn: Txn) -> Message:
         node = self.node
@@ -245,12 +290,10 @@ class Handlers:
                                          node.cards.cards_of(txn.offer.identity)):
             raise ApiError(api.CARD_REJECTED, f"{txn.offer.identity!r} is card-bound: present "
                                               "the card")
-        x, _, _ = self._card_bound_inputs(txn, RequestKind.VERIFY)
-        probe, masks = client_io.split_inputs(x, txn.offer.dim, F)
-        accept = verify(templates[names.index(txn.offer.identity)], probe,
-                        node.opts.threshold)
-        opened = client_io.open_for_client(node.party, accept, masks)
-        node.party.check()
+        inputs, _ = self._card_bound_inputs(txn, RequestKind.VERIFY)
+        accept = verify(templates[names.index(txn.offer.identity)], inputs.probe,
+                        node.opts.threshold, [inputs.check], inputs.digest)
+        opened = self._release(txn, inputs, accept)
         return Message("result", {"req": txn.req, "model_version": version}, [opened])
 
     def train(self, txn: Txn) -> Message:

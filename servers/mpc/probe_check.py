@@ -1,0 +1,70 @@
+"""The servers check a probe's range inside MPC, so the accept bit cannot be bought with a
+crafted vector; they learn one bit (in range or not) and nothing else.
+
+A terminal could send scaled basis vectors and binary-search the scale on the accept bit,
+recovering template coordinates, or vectors that wrap around the ring. So before anything
+is released both servers require, on shares:
+
+1. every probe coordinate |x_k| < 2 (as x_k + 2 in [0, 4) mod 2^64, exact for any input):
+   the masks a_k of the terminal's input come with DCF keys at -a_k, and the masked input
+   y = x - a is public, so each test is local -- no extra opening;
+2. ||x||^2 in [NORM2_MIN, NORM2_MAX]: with the dealer's [sum a_k^2],
+   ||x||^2 = sum y_k^2 + 2 sum y_k [a_k] + [sum a_k^2] is local too, and one interval test
+   (one opening) decides it -- exact, because the coordinates are bounded;
+3. ok = [bad == 0] for bad = (out-of-range coordinates) + (1 - norm in range): a second
+   interval test. Only ok is opened (beside the result, before it is released).
+
+Two openings in all, each in a round the identification needs anyway.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from splitface.servers.mpc import compare
+from splitface.servers.mpc.prep.base import CheckedInput
+from splitface.servers.mpc.rounds import Opening
+from splitface.servers.mpc.share import AuthShare
+from splitface.shared import ring
+from splitface.shared.fixedpoint import F
+
+COORD_LIMIT = 1 << (F + 1)  # |x_k| < 2.0 in ring units
+NORM2_MIN, NORM2_MAX = 0.98, 1.02  # ||x|| within 1 % of 1 (the edge sends unit vectors)
+BAD_BITS = 16  # the count of failed tests is below 2^16 (dim <= 1024)
+
+
+class ProbeCheck:
+    """The range checks of one probe: ``openings()`` gives the next round's openings
+    (norm, then the final zero test), ``ok`` the authenticated result bit."""
+
+    def __init__(self, party, checked: CheckedInput, masked: np.ndarray, dim: int) -> None:
+        self.party = party
+        y = masked[:, :dim]
+        # 1. coordinates, locally: x_k = y_k + a_k = c - r with c = y_k and r = -a_k
+        self.coords_ok = compare.interval_from(party, y[0], checked.key, -COORD_LIMIT,
+                                               2 * COORD_LIMIT, 64)
+        # 2. ||x||^2 at 2F fractional bits, locally
+        a = AuthShare(party, checked.triple.a[0][:, :dim], checked.triple.a[1][:, :dim])
+        cross = a.mul_ring(y).sum(0)
+        sq = AuthShare(party, checked.sum_sq[0].reshape(2), checked.sum_sq[1].reshape(2))
+        y2 = ring.sum_axis(ring.mul(y, y), 0)
+        self.norm2 = (cross + cross + sq).add_ring(y2)
+        self.dim = dim
+        self._stage = 0
+        self._in_norm: AuthShare | None = None
+        self.ok: AuthShare | None = None
+
+    def openings(self) -> list[Opening]:
+        """The openings of the next round ([] when done)."""
+        if self._stage == 0:
+            self._stage = 1
+            lo = round(NORM2_MIN * (1 << 2 * F))
+            size = round(NORM2_MAX * (1 << 2 * F)) - lo + 1
+            op = compare.interval_opening(self.norm2.reshape(1), lo, size, 64)
+            return [Opening(op.pairs, lambda o: setattr(self, "_in_norm", op.finish(o)))]
+        if self._stage == 1:
+            self._stage = 2
+            bad = (self.dim - self.coords_ok.sum()) + (1 - self._in_norm.reshape(()))
+            op = compare.interval_opening(bad.reshape(1), 0, 1, BAD_BITS)
+            return [Opening(op.pairs, lambda o: setattr(self, "ok", op.finish(o).reshape(())))]
+        return []

@@ -1,0 +1,143 @@
+"""Identification v2 and the probe check against numpy (in-process parties).
+
+The name of the best identity reaching the threshold, or nothing; near ties, galleries
+that are not powers of two, one identity, the truncated path of large galleries; and a
+probe outside the range (a large coordinate, a wrong norm, a vector that wraps around the
+ring) is refused.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from splitface.servers.mpc import client_io
+from splitface.servers.mpc.local_runtime import make_parties, run_pair
+from splitface.servers.mpc.prep.dealer import DealerCore
+from splitface.servers.mpc.probe_check import ProbeCheck
+from splitface.servers.recognition.identify import Gallery, NameTable, identify, verify
+from splitface.shared import fixedpoint
+from splitface.shared.client_protocol import ClientRequest
+from splitface.shared.names import NAME_WORDS, decode_name
+from tests.mpc.harness import as_share, share_floats
+
+RNG = np.random.default_rng(7)  # test data only
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def _run(core: DealerCore, templates: np.ndarray, probe: np.ndarray, threshold: float,
+         names: list[str], *, one: int | None = None):
+    """(name or None, ok) as the terminal and the servers would see them."""
+    parties = make_parties(core)
+    dim = templates.shape[1]
+    req = ClientRequest(probe, NAME_WORDS if one is None else 1)
+    w = share_floats(core, templates.T if one is None else templates[one])
+    offers, checks = [], []
+    for p in parties:
+        t, arrays = client_io.offer_checked_input(p, req.n_total, dim)
+        checks.append(t)
+        offers.append(arrays)
+    masked = req.masked(*offers)
+
+    def fn(party, wt, chk):
+        x = client_io.accept_input(party, chk.triple, masked, sync=False)
+        probe_s, masks = client_io.split_inputs(x, dim, fixedpoint.F)
+        check = ProbeCheck(party, chk, masked, dim)
+        digest = client_io.input_digest(masked)
+        if one is None:
+            gallery = Gallery(as_share(party, wt), party.fresh_key("g"))
+            out = identify(gallery, probe_s, threshold, NameTable(names), [check], digest)
+        else:
+            out = verify(as_share(party, wt), probe_s, threshold, [check], digest).reshape(1)
+        opened = client_io.open_for_client(party, out.reshape(-1), masks)
+        ok = check.ok.reveal()
+        return opened, int(ok[0] if ok.ndim else ok)
+
+    (o0, ok0), (o1, ok1) = run_pair(fn, parties, w, checks)
+    assert ok0 == ok1
+    result = req.result(o0, o1)
+    return (decode_name(result) if one is None else int(result[0])), ok0
+
+
+def _plain(templates: np.ndarray, probe: np.ndarray, threshold: float, frac: int):
+    s = np.floor(fixedpoint.encode(probe)[0].view(np.int64).astype(float)[None, :]
+                 @ fixedpoint.encode(templates)[0].view(np.int64).astype(float).T
+                 / 2.0 ** (32 - frac)).ravel()
+    j = int(np.argmax(s))
+    return j if s[j] >= np.floor(threshold * 2**frac) else None, s
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 100])
+def test_identify_matches_numpy(n):
+    core = DealerCore()
+    templates = unit(RNG.normal(size=(n, 16)))
+    names = [f"person {i}" for i in range(n)]
+    for k in range(4):
+        probe = unit(templates[k % n] + RNG.normal(size=16) * 0.3) if k < 3 else \
+            unit(RNG.normal(size=16))
+        got, ok = _run(core, templates, probe, 0.6, names)
+        want, _ = _plain(templates, probe, 0.6, 32)
+        assert ok == 1
+        assert got == (names[want] if want is not None else None)
+
+
+def test_near_ties_pick_within_one_unit_of_the_best():
+    """Scores equal to within 2^-12 in the truncated path: the pick is one of them, and
+    never more than one unit of 2^-12 below the best (no loss builds up over rounds)."""
+    core = DealerCore()
+    base = unit(RNG.normal(size=16))
+    n = 1030  # large enough to take the truncated path
+    templates = np.repeat(base[None, :], n, axis=0) + RNG.normal(size=(n, 16)) * 1e-6
+    templates = unit(templates)
+    names = [f"twin {i:04d}" for i in range(n)]
+    got, ok = _run(core, templates, base, 0.5, names)
+    assert ok == 1 and got is not None
+    j = names.index(got)
+    exact = fixedpoint.encode(templates)[0].view(np.int64) @ fixedpoint.encode(base)[0].view(
+        np.int64) / 2.0**32
+    assert exact[j] >= exact.max() - 2.0 ** -12
+
+
+@pytest.mark.parametrize("probe_kind", ["big_coordinate", "short", "long", "wraps"])
+def test_a_probe_out_of_range_is_refused(probe_kind):
+    core = DealerCore()
+    templates = unit(RNG.normal(size=(5, 16)))
+    names = [f"p{i}" for i in range(5)]
+    probe = unit(templates[0] + RNG.normal(size=16) * 0.1)
+    if probe_kind == "big_coordinate":
+        probe = probe.copy()
+        probe[3] = 2.5
+    elif probe_kind == "short":
+        probe = probe * 0.9
+    elif probe_kind == "long":
+        probe = probe * 1.2
+    else:  # (2^16, 1, 0...): its square wraps the 64-bit ring to the square of a unit vector
+        probe = np.zeros(16)
+        probe[0], probe[1] = 2.0**16, 1.0
+    _, ok = _run(core, templates, probe, 0.5, names)
+    assert ok == 0
+
+
+def test_verify_matches_numpy_and_checks_the_probe():
+    core = DealerCore()
+    templates = unit(RNG.normal(size=(3, 16)))
+    near = unit(templates[1] + RNG.normal(size=16) * 0.2)
+    got, ok = _run(core, templates, near, 0.5, [], one=1)
+    assert ok == 1 and got == int(near @ templates[1] >= 0.5)
+    far = unit(RNG.normal(size=16))
+    got, ok = _run(core, templates, far, 0.5, [], one=1)
+    assert ok == 1 and got == int(far @ templates[1] >= 0.5)
+    _, ok = _run(core, templates, near * 3.0, 0.5, [], one=1)
+    assert ok == 0
+
+
+def test_name_table_round_trip():
+    t = NameTable(["ada", "Zoë Ünal", "x" * 128])
+    for j, name in enumerate(["ada", "Zoë Ünal", "x" * 128]):
+        assert decode_name(t.table[t.size - j]) == name
+    assert decode_name(t.table[0]) is None
+    with pytest.raises(Exception, match="bytes"):
+        NameTable(["y" * 129])
