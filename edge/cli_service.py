@@ -167,7 +167,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_admin(args: argparse.Namespace) -> int:
     def body() -> int:
         with _client(args, timeout_s=args.timeout) as client:
-            out = client.admin(args.op, args.identity or "")
+            out = client.admin(args.op.replace("-", "_"), args.identity or "")
         details = {k: v for k, v in out.details.items() if k != "req"}
         _emit(args, details, f"{out.status}: " + ", ".join(f"{k}={v}" for k, v in
                                                            details.items() if k != "status"))
@@ -214,8 +214,9 @@ def add_status(sub: argparse._SubParsersAction) -> None:
 
 
 def add_admin(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("admin", help="train | revoke IDENTITY | reconcile (admin terminals)")
-    p.add_argument("op", choices=("train", "revoke", "reconcile"))
+    p = sub.add_parser("admin", help="train | revoke IDENTITY | reconcile | rotate-key "
+                                     "(admin terminals)")
+    p.add_argument("op", choices=("train", "revoke", "reconcile", "rotate-key"))
     p.add_argument("identity", nargs="?", help="for revoke")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds (training is slow)")
     _config_arg(p)

@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="listen on all interfaces (tcp://*:PORT) instead of the given host")
     p.add_argument("--model-dir", type=Path, default=Path("/opt/splitface/models"),
                    help="models.model_dir for the terminals (default /opt/splitface/models)")
+    p.add_argument("--admin", action="append", default=[], metavar="NAME",
+                   help="a terminal that may enrol, train, revoke and rotate keys (repeat "
+                        "for several; e.g. --admin edge-1)")
 
     p = sub.add_parser("add-edge", help="add a terminal and put its key on both allow-lists")
     p.add_argument("--deployment", type=Path, required=True)
@@ -74,8 +77,11 @@ def _run(args: argparse.Namespace) -> int:
         dep = init_deployment(args.out, InitOptions(
             edges=args.edges, host=args.host, p0_host=args.p0_host, p1_host=args.p1_host,
             dealer_host=args.dealer_host, base_port=args.base_port, layout=args.layout,
-            bind_any=args.bind_any, model_dir=args.model_dir))
+            bind_any=args.bind_any, model_dir=args.model_dir, admins=tuple(args.admin)))
         print(f"created deployment {dep.root}: p0, p1, dealer, {args.edges} terminal(s)")
+        if not args.admin:
+            print("no admin terminal (--admin NAME): nobody can enrol or train until "
+                  "admin_terminals is set in p0/config.toml and p1/config.toml")
         print("copy each folder to its machine (docs/DEPLOY.md); keep the rest private")
         return 0
     if args.command == "add-edge":

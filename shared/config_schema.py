@@ -426,8 +426,11 @@ def _toml_string(text: str) -> str:
 
 
 def _path_text(path: Path, base_dir: Path | None) -> str:
-    """Paths inside the config's folder are written relative, so the folder can be moved."""
+    """Paths inside the config's folder are written relative, so the folder can be moved;
+    a relative path given here means relative to the current directory (as on a command
+    line), so it is made absolute first -- never written as if relative to the config."""
     if base_dir is not None:
+        path = path if path.is_absolute() else path.absolute()
         try:
             return path.relative_to(base_dir).as_posix()
         except ValueError:

@@ -148,6 +148,7 @@ class InitOptions:
     layout: Literal["system", "local"] = "system"
     bind_any: bool = False
     model_dir: Path = Path("/opt/splitface/models")
+    admins: tuple[str, ...] = ()  # terminals that may enrol, train, revoke, rotate keys
 
 
 def init_deployment(out: Path, options: InitOptions) -> Deployment:
@@ -157,6 +158,10 @@ def init_deployment(out: Path, options: InitOptions) -> Deployment:
         raise DeploymentError(f"{out} exists and is not empty; choose a new --out folder")
     if options.edges < 0:
         raise DeploymentError("--edges must be >= 0")
+    for admin in options.admins:
+        problem = check_name(admin)
+        if problem:
+            raise DeploymentError(f"--admin: terminal name {problem}")
     last = options.base_port + (EVENTS + options.edges if options.layout == "local" else DEALER)
     if options.base_port < 1 or last > 65535:
         raise DeploymentError(f"ports {options.base_port}..{last} do not fit in 1-65535; "
@@ -191,6 +196,7 @@ def init_deployment(out: Path, options: InitOptions) -> Deployment:
             dealer_public_key_file=kdir / "dealer.key",
             allowed_edge_keys_dir=dep.allow_list(name),
             state_dir=dep.folder(name) / _state_dir(options.layout, name),
+            admin_terminals=tuple(options.admins),
         )
         write_config(config, dep.config_path(name), header=_header(f"server P{party}", name))
 

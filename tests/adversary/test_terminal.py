@@ -9,6 +9,8 @@ that user.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -16,12 +18,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from splitface.edge.client import ServerRefused
 from splitface.servers.deploy_local import LocalDeployment
+from splitface.shared import api
 from splitface.shared.card_binding import (
     CardAuthRequest,
     CardChallenge,
     RequestKind,
     encode_card_public_key,
 )
+from splitface.shared.names import decode_name
 from tests.services.conftest import client_for, free_base_port, unit
 
 RNG = np.random.default_rng(41)  # test data only
@@ -143,3 +147,58 @@ def test_an_identity_gets_at_most_one_card(dep, victim_card):
     with client_for(dep) as admin, pytest.raises(ServerRefused) as err:
         admin.enroll("victim", _near(VICTIM), card_id=card.card_id, signer=card.sign)
     assert err.value.code == "card_rejected" and "already has a card" in err.value.reason
+
+
+# ---------------------------------------------------------------- the accept bit as an oracle
+def _raw(c, op: str, k: int, probe: np.ndarray, identity: str = "") -> tuple[str, object]:
+    """Send a probe as is (the client library would normalise it): ('ok', result words)
+    or ('refused', code)."""
+    offer = api.Offer(f"rawprobe-{op}-{k:06d}", op, probe.size, identity)
+    try:
+        out, req, _ = c._transact(offer, probe)
+    except ServerRefused as exc:
+        return "refused", exc.code
+    return "ok", c._result(out, req)
+
+
+def test_scaled_probes_are_refused_not_answered(dep, victim_card):
+    """The review's attack: a non-admin terminal sends the attacker's own face scaled by
+    10..400 to verify as a card-less user (the bystander); the accept bit of a scaled probe
+    was a coin flip (5 of 12 accepted). Now every such probe is refused as out of range,
+    and after a few the terminal is shut out altogether."""
+    codes = []
+    with client_for(dep, "edge-2") as c:
+        assert c.verify("bystander", _near(ATTACKER)).accepted is False  # unit norm: no
+        for k in range(8):
+            kind, got = _raw(c, "verify", k, ATTACKER * (10.0 + 37.3 * k), "bystander")
+            assert kind == "refused", got  # never an accept bit
+            codes.append(got)
+    assert codes[:5] == ["bad_probe"] * 5 and set(codes[5:]) == {"rate_limited"}
+    audit = (dep.root / "p0" / "state" / "audit.jsonl")
+    entries = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert sum(e["code"] == "bad_probe" and e["terminal"] == "edge-2" for e in entries) == 5
+
+
+def test_basis_vector_probes_cannot_read_templates(dep, victim_card):
+    """The original oracle: scaled basis vectors binary-searched on the accept bit. A basis
+    vector has unit norm but scaling it is refused, so the search has nothing to read; the
+    unit basis vectors themselves get ordinary answers (the documented residual leak that
+    rate limits bound)."""
+    with client_for(dep) as c:
+        e0 = np.zeros(128)
+        e0[0] = 1.0
+        kind, _ = _raw(c, "identify", 0, e0)
+        assert kind == "ok"
+        for k, scale in enumerate((0.5, 2.0, 1e3)):
+            kind, code = _raw(c, "identify", k + 1, e0 * scale)
+            assert (kind, code) == ("refused", "bad_probe")
+
+
+def test_an_identification_reply_carries_only_the_matched_name(dep, victim_card):
+    with client_for(dep, "edge-2") as c:  # not an admin: no list of names in status
+        s0, _ = c.status()
+        assert "identities" not in s0
+    with client_for(dep) as c:
+        out, req, _ = c._transact(api.Offer("onlythename01", "identify", 128), _near(BYSTANDER))
+        assert set(out[0].meta) == {"req", "model_version"}  # no list of names travels
+        assert decode_name(np.asarray(c._result(out, req))) == "bystander"
