@@ -198,13 +198,17 @@ class SplitfaceClient(Closing):
         return out, req, timings
 
     def _with_retries(self, fn: Callable[[], Outcome]) -> Outcome:
+        """Retry a request whose failure may pass (a server or the dealer restarting, the
+        pair resynchronising); enrolment reuses its request id, so a retry never doubles."""
         for attempt in range(self.opts.retries + 1):
             try:
                 return fn()
-            except ServerUnavailable:
-                if attempt == self.opts.retries:
+            except (ServerUnavailable, ServerRefused) as exc:
+                transient = isinstance(exc, ServerUnavailable) or exc.code in api.TRANSIENT
+                if not transient or attempt == self.opts.retries:
                     raise
-                log.info("server unavailable; retrying (%d/%d)", attempt + 1, self.opts.retries)
+                log.info("%s; retrying (%d/%d)", exc, attempt + 1, self.opts.retries)
+                time.sleep(min(2.0, 0.2 * 2 ** attempt))
         raise AssertionError("unreachable")
 
     def enroll(self, identity: str, embedding: np.ndarray, *, request_id: str | None = None,
@@ -227,27 +231,36 @@ class SplitfaceClient(Closing):
         """1:N identification: the matched name, or none. The servers never learn the
         result, and the reply carries nothing but that name (no list of identities)."""
         emb = _check_embedding(embedding)
-        rid = new_request_id()
-        out, req, t = self._transact(api.Offer(rid, "identify", emb.size), emb)
-        try:
-            name = decode_name(np.asarray(self._result(out, req), dtype=np.int64))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ServersDisagree(f"malformed identification result: {exc}") from None
-        return Outcome(rid, "identified" if name else "unknown", identity=name,
-                       accepted=name is not None, timings_ms=t)
+
+        def run() -> Outcome:
+            rid = new_request_id()
+            out, req, t = self._transact(api.Offer(rid, "identify", emb.size), emb)
+            try:
+                name = decode_name(np.asarray(self._result(out, req), dtype=np.int64))
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise ServersDisagree(f"malformed identification result: {exc}") from None
+            return Outcome(rid, "identified" if name else "unknown", identity=name,
+                           accepted=name is not None, timings_ms=t)
+
+        return self._with_retries(run)
 
     def verify(self, identity: str, embedding: np.ndarray, *, card_id: bytes = b"",
                signer: CardSigner | None = None) -> Outcome:
         """1:1 verification against a claimed identity (optionally card-bound)."""
         emb = _check_embedding(embedding)
-        rid = new_request_id()
-        out, req, t = self._transact(api.Offer(rid, "verify", emb.size,
-                                               api.check_identity(identity), card_id), emb, signer)
-        (accept,) = self._result(out, req)
-        if accept not in (0, 1):
-            raise ServersDisagree(f"inconsistent verification bit {accept}")
-        return Outcome(rid, "accepted" if accept else "rejected", identity=identity,
-                       accepted=bool(accept), timings_ms=t)
+        identity = api.check_identity(identity)
+
+        def run() -> Outcome:
+            rid = new_request_id()
+            out, req, t = self._transact(api.Offer(rid, "verify", emb.size, identity, card_id),
+                                         emb, signer)
+            (accept,) = self._result(out, req)
+            if accept not in (0, 1):
+                raise ServersDisagree(f"inconsistent verification bit {accept}")
+            return Outcome(rid, "accepted" if accept else "rejected", identity=identity,
+                           accepted=bool(accept), timings_ms=t)
+
+        return self._with_retries(run)
 
     def admin(self, op: str, identity: str = "") -> Outcome:
         """train / revoke / reconcile (the terminal must be an admin on both servers)."""

@@ -50,6 +50,10 @@ TIMEOUT = "timeout"
 BUSY = "busy"
 BAD_PROBE = "bad_probe"  # the servers found the probe out of range (not a unit embedding)
 RATE_LIMITED = "rate_limited"
+DEALER_UNAVAILABLE = "dealer_unavailable"
+# a retry with the same request id may succeed (the pair was resynchronising, the dealer or
+# the other server was restarting); the client retries these by itself
+TRANSIENT = frozenset({PEER_UNAVAILABLE, DEALER_UNAVAILABLE, ABORTED, TIMEOUT, BUSY})
 
 
 class ApiError(ValueError):

@@ -171,6 +171,7 @@ class Coordinator:
         self.served: collections.Counter[str] = collections.Counter()
         self._last_resync = float("-inf")
         self._resync_wanted = False
+        self._dealer_down = ""  # why the dealer did not answer the last resync, if it did not
         self._current: tuple[str, str] | None = None
         self.last_progress = time.monotonic()
 
@@ -243,6 +244,14 @@ class Coordinator:
         for _ in range(3):  # a re-key is followed by a fresh session at the new epoch
             try:
                 again = self._handshake(timeout_s)
+                self._dealer_down = ""
+            except (DealerUnavailable, DealerRefused) as exc:
+                if not self._dealer_down:
+                    log.warning("P%d: the dealer is unavailable: %s", self.id, exc)
+                self._dealer_down = str(exc)[:200]
+                self._close_party()
+                self.peer_ok = False
+                return False
             except (TransportError, WireError, ProtocolError, StoreError) as exc:
                 log.warning("P%d: resync failed: %s", self.id, exc)
                 self._close_party()
@@ -433,7 +442,7 @@ class Coordinator:
                 if time.monotonic() - self._last_resync > 2.0:
                     self.resync()
                 if not self.peer_ok:
-                    self._refuse_queue(api.PEER_UNAVAILABLE, "the other server is unreachable")
+                    self._refuse_queue(*self._link_down())
                     return
             if self._queue:
                 self._lead(self._queue.popleft())
@@ -480,6 +489,17 @@ class Coordinator:
                            if inbound.offer is not None else "", code, reason)
         self.gateway.reply(inbound.ident, api.error(
             inbound.offer.request_id if inbound.offer is not None else "", code, reason))
+
+    def _link_down(self) -> tuple[str, str]:
+        """Why no request can run now, naming the part that failed and a next step."""
+        if self._dealer_down:
+            return (api.DEALER_UNAVAILABLE,
+                    f"the dealer does not answer P{self.id} ({self._dealer_down}): check that "
+                    "splitface-dealer is running and reachable; retrying")
+        other = 1 - self.id
+        return (api.PEER_UNAVAILABLE,
+                f"P{other} is not reachable over the peer link: check that splitface-server "
+                f"--party {other} is running and that P1 can reach P0's peer port; retrying")
 
     def _refuse_queue(self, code: str, reason: str) -> None:
         while self._queue:
@@ -640,6 +660,14 @@ class Coordinator:
             if failed and self.party is not None:
                 reply = api.error(txn.req, api.ABORTED, "integrity check failed; aborted")
                 self.retire_key(self.party.epoch, str(exc))
+            elif isinstance(exc, (DealerUnavailable, DealerRefused)):
+                log.warning("P%d: request %s: the dealer failed: %s", self.id, txn.req, exc)
+                reply = api.error(txn.req, api.DEALER_UNAVAILABLE,
+                                  f"the dealer failed during the request ({exc}); retry")
+            elif isinstance(exc, TransportError):
+                log.warning("P%d: request %s: the peer link failed: %s", self.id, txn.req, exc)
+                reply = api.error(txn.req, api.PEER_UNAVAILABLE,
+                                  f"the peer link to P{1 - self.id} failed ({exc}); retry")
             else:
                 log.warning("P%d: request %s aborted: %s", self.id, txn.req, exc)
                 reply = api.error(txn.req, api.ABORTED, f"aborted: {exc}")

@@ -51,6 +51,11 @@ class DealerClient:
         sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = self._keys
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, self._max)
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        # a dealer that restarts drops the connection: the request in flight is lost, so
+        # the wait for its reply ends at once instead of at the timeout
+        self._monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         sock.connect(self._endpoint)
         return sock
 
@@ -58,11 +63,26 @@ class DealerClient:
         """Thread-safe: a call waiting for the dealer gives up (shutdown)."""
         self._closing.set()
 
+    def _drain_monitor(self) -> bool:
+        """True if the connection dropped since the last look."""
+        dropped = False
+        while self._monitor.poll(0):
+            self._monitor.recv_multipart()
+            dropped = True
+        return dropped
+
     def _wait_reply(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
         while not self._closing.is_set() and time.monotonic() < deadline:
-            if self._sock.poll(200):
+            ready = dict(poller.poll(200))
+            if self._sock in ready:
                 return True
+            if self._monitor in ready and self._drain_monitor():
+                raise DealerUnavailable("the connection to the dealer dropped (did it "
+                                        "restart?); the request was lost")
         return False
 
     def call(self, kind: str, meta: dict[str, Any] | None = None, expect: str = "ok",
@@ -70,13 +90,19 @@ class DealerClient:
         """One request; raises DealerUnavailable (no answer) or DealerRefused (error reply)."""
         self._nonce += 1
         msg = Message(kind, {**(meta or {}), "party": self.party, "nonce": self._nonce})
+        self._drain_monitor()  # a drop before this request does not concern it
         try:
             self._sock.send_multipart(wire.encode(msg), copy=False)
         except zmq.ZMQError as exc:
             self._reset()
             raise DealerUnavailable(f"the dealer could not be reached: {exc}") from None
         timeout = self.timeout_s if timeout_s is None else timeout_s
-        if not self._wait_reply(timeout):
+        try:
+            answered = self._wait_reply(timeout)
+        except DealerUnavailable:
+            self._reset()
+            raise
+        if not answered:
             self._reset()  # a REQ socket is stuck after a lost reply
             if self._closing.is_set():
                 raise DealerUnavailable("preprocessing is shutting down")
@@ -95,8 +121,14 @@ class DealerClient:
         return reply
 
     def _reset(self) -> None:
-        self._sock.close(linger=0)
+        self._close_socket()
         self._sock = self._connect()
+
+    def _close_socket(self) -> None:
+        with contextlib.suppress(zmq.ZMQError):
+            self._sock.disable_monitor()
+        self._monitor.close(linger=0)
+        self._sock.close(linger=0)
 
     # ------------------------------------------------------------ key epochs
     def current_epoch(self) -> int:
@@ -130,7 +162,7 @@ class DealerClient:
         return dict(self.call("stats", expect="stats").meta.get("stats", {}))
 
     def close(self) -> None:
-        self._sock.close(linger=0)
+        self._close_socket()
 
 
 class RemotePreprocessing(Preprocessing):
