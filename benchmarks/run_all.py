@@ -23,6 +23,7 @@ PLAN = [
     ("identify", ["bench_identify.py", "--gallery", "10000", "--queries", "10"]),
     ("identify", ["bench_identify.py", "--gallery", "100000", "--queries", "5"]),
     ("train", ["bench_train.py", "--identities", "10", "--per-identity", "100", "--epochs", "5"]),
+    ("fss", ["bench_fss.py"]),
     ("edge", ["bench_edge.py"]),
     ("detect", ["bench_detect.py"]),
     ("card", ["bench_card.py"]),
@@ -130,6 +131,9 @@ def targets(results: list[tuple[str, list[str], dict | str]]) -> list[str]:
                          r["peak_rss_mb"]))
         if name == "train":
             rows.append(("training 1,000 x 128 x 10 x 5 epochs, s", "<= 2", r["train_s"]))
+        if name == "fss":
+            rows += [("numba DCF key generation, x over numpy", ">= 2", r["speedup_gen"]),
+                     ("numba DCF evaluation, x over numpy", ">= 2", r["speedup_eval"])]
         if name == "edge" and "int8" in r:
             rows.append(("edge 640x480 detect+landmarks+align+embed ms (int8, full range)",
                          "<= 10", r["int8"]["total_ms_p50"]))

@@ -16,7 +16,7 @@ from typing import Any
 
 from splitface.edge.cli import _pipeline_args, pipeline_options_from_args
 
-EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_CONFIG = 3, 4, 78
+EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE, EXIT_CONFIG = 3, 4, 64, 78
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
@@ -40,6 +40,7 @@ def _run(args: argparse.Namespace, body) -> int:
     """Map the client's failures to clear messages and exit codes."""
     from splitface.edge.client import ServerRefused, ServersDisagree, ServerUnavailable
     from splitface.edge.pipeline.errors import PipelineError
+    from splitface.shared.api import ApiError
     from splitface.shared.config_schema import ConfigError
 
     try:
@@ -56,6 +57,9 @@ def _run(args: argparse.Namespace, body) -> int:
     except PipelineError as exc:
         print(f"{exc.status}: {exc}", file=sys.stderr)
         return 2
+    except ApiError as exc:  # refused here before anything was sent (e.g. a bad name)
+        print(f"invalid request: {exc.code}: {exc.reason}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
@@ -151,6 +155,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     def body() -> int:
         with _client(args) as client:
             s0, s1 = client.status()
+        if "records" not in s0 or "records" not in s1:  # not an admin terminal
+            up = bool(s0.get("peer_ok")) and bool(s1.get("peer_ok"))
+            _emit(args, {"peer_link": up},
+                  f"servers answer, peer link {'up' if up else 'DOWN'} (store details are "
+                  "shown to admin terminals only)")
+            return 0 if up else 1
         consistent = s0["digest"] == s1["digest"] and s0["model_version"] == s1["model_version"]
         rec = {"identities": s0["identities"], "records": [s0["records"], s1["records"]],
                "model_version": [s0["model_version"], s1["model_version"]],

@@ -216,7 +216,8 @@ class SplitfaceClient(Closing):
         """Enrol one embedding for ``identity`` (idempotent for a given request id)."""
         emb = _check_embedding(embedding)
         rid = request_id or new_request_id()
-        offer = api.Offer(rid, "enroll", emb.size, api.check_identity(identity), card_id)
+        identity = api.normal_identity(identity)
+        offer = api.Offer(rid, "enroll", emb.size, identity, card_id)
 
         def run() -> Outcome:
             out, _, t = self._transact(offer, emb, signer)
@@ -248,7 +249,7 @@ class SplitfaceClient(Closing):
                signer: CardSigner | None = None) -> Outcome:
         """1:1 verification against a claimed identity (optionally card-bound)."""
         emb = _check_embedding(embedding)
-        identity = api.check_identity(identity)
+        identity = api.normal_identity(identity)
 
         def run() -> Outcome:
             rid = new_request_id()

@@ -18,13 +18,14 @@ is admin-only too.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from splitface.shared.card_binding import payload_digest
-from splitface.shared.names import NAME_WORDS
+from splitface.shared.names import NAME_BYTES, NAME_WORDS
 from splitface.shared.wire import Message
 
 OPS = ("enroll", "identify", "verify", "status", "train", "revoke", "reconcile", "rotate_key")
@@ -33,7 +34,8 @@ ADMIN_OPS = frozenset({"enroll", "train", "revoke", "reconcile", "rotate_key"})
 INPUT_OPS = frozenset({"enroll", "identify", "verify"})
 MAX_DIM = 1024
 _REQ = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-_IDENT = re.compile(r"^[\w .'@-]{1,128}$")
+_IDENT = re.compile(r"[\w .'@-]+")
+IDENTITY_BYTES = NAME_BYTES  # an identification result carries the name (shared/names.py)
 
 # error codes sent to the edge
 BAD_REQUEST = "bad_request"
@@ -103,9 +105,18 @@ def check_request_id(v: Any) -> str:
 
 
 def check_identity(v: Any) -> str:
-    if not isinstance(v, str) or not _IDENT.match(v):
-        raise ApiError(BAD_REQUEST, "identity must be 1-128 letters, digits, space or ._'@-")
+    """A name every part can carry: letters, digits, space or ._'@- only (no newline), at
+    most IDENTITY_BYTES of UTF-8 (the name table's row), in Unicode NFC (one spelling)."""
+    if (not isinstance(v, str) or not _IDENT.fullmatch(v)
+            or len(v.encode()) > IDENTITY_BYTES or unicodedata.normalize("NFC", v) != v):
+        raise ApiError(BAD_REQUEST, f"identity must be letters, digits, space or ._'@-, at most "
+                                    f"{IDENTITY_BYTES} bytes of UTF-8 in NFC form")
     return v
+
+
+def normal_identity(v: str) -> str:
+    """What a terminal sends for a name typed or read from a folder: its NFC form, checked."""
+    return check_identity(unicodedata.normalize("NFC", v) if isinstance(v, str) else v)
 
 
 def parse_offer(msg: Message) -> Offer:

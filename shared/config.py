@@ -91,6 +91,31 @@ class TrainOptions:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LimitOptions:
+    """What one terminal may ask: both servers apply their own limits, and either refuses."""
+
+    per_second: float = setting("identify + verify requests per second, per terminal.", 10.0,
+                                check=in_range(0.0, 10_000.0, lo_open=True))
+    burst: float = setting("Requests a terminal may send at once above per_second.", 30.0,
+                           check=in_range(1.0, 100_000.0))
+    strikes_per_hour: float = setting(
+        "Out-of-range probes or offers abandoned without a submit a terminal may produce in an "
+        "hour before it is refused everything (an honest terminal produces none).", 5.0,
+        check=in_range(1.0, 10_000.0))
+    verify_per_identity_per_hour: float = setting(
+        "Verifications naming one identity, from all terminals together, per hour: bounds "
+        "hill-climbing on the accept bit (docs/SECURITY.md).", 60.0,
+        check=in_range(1.0, 1_000_000.0))
+    submit_timeout_s: float = setting(
+        "Seconds the servers wait for a terminal's submit after its offer; every other "
+        "terminal waits meanwhile, and an honest terminal submits within one round trip.",
+        1.0, check=in_range(0.2, 60.0))
+    card_submit_timeout_s: float = setting(
+        "The same for a card-bound request, whose submit waits for the card's signature.",
+        5.0, check=in_range(0.2, 120.0))
+
+
+@dataclass(frozen=True, kw_only=True)
 class ServerConfig:
     """One MPC server (P0 or P1). P0 binds the peer link, P1 connects to it."""
 
@@ -129,6 +154,7 @@ class ServerConfig:
         "servers must list the same ones.", (), check=check_name)
     identify: IdentifyOptions = setting("Identification settings.", IdentifyOptions())
     train: TrainOptions = setting("Secure training settings.", TrainOptions())
+    limits: LimitOptions = setting("Per-terminal and per-identity limits.", LimitOptions())
 
     def problems(self) -> list[Problem]:
         """Cross-key rules: the peer link's direction depends on the party."""

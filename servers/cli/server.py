@@ -13,6 +13,7 @@ from splitface.servers.cli.common import config_error_exit, setup_logging, stop_
 from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
 from splitface.servers.mpc.prep.remote import DealerClient, RemotePreprocessing
 from splitface.servers.mpc.threads import limit_blas_threads
+from splitface.servers.service.admission import RateOptions
 from splitface.servers.service.coordinator import Coordinator, terminal_names
 from splitface.servers.service.gateway import EdgeGateway
 from splitface.servers.service.handlers import NodeOptions
@@ -74,7 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     cards = CardRegistry(cfg.state_dir / "cards.db")
     # a terminal sends its submit milliseconds after the offers; waiting longer only holds
     # every other terminal's request behind an abandoned one
-    opts = NodeOptions(threshold=cfg.identify.threshold, submit_timeout_s=min(timeout, 5.0),
+    lim = cfg.limits
+    rate = RateOptions(per_second=lim.per_second, burst=lim.burst,
+                       strikes_per_hour=lim.strikes_per_hour,
+                       verify_per_identity_per_hour=lim.verify_per_identity_per_hour)
+    opts = NodeOptions(threshold=cfg.identify.threshold, submit_timeout_s=lim.submit_timeout_s,
+                       card_submit_timeout_s=lim.card_submit_timeout_s, rate=rate,
                        peer_timeout_s=timeout, train_epochs=cfg.train.epochs,
                        train_batch_size=cfg.train.batch_size,
                        train_learning_rate=cfg.train.learning_rate,

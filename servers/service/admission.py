@@ -2,14 +2,16 @@
 
 An accept/reject bit always leaks a little: a terminal with unlimited unit-norm queries
 can hill-climb towards a template (docs/SECURITY.md). The defence is rate: each terminal
-has a token bucket for requests that produce a result bit (identify, verify), and a much
-smaller budget for probes the servers refused as out of range, which an honest terminal
-never sends; a terminal that spends it is refused everything until its budget refills.
-P0 decides admission and tells P1 (coordinator.py), so both servers answer alike.
+has a token bucket for requests that produce a result bit (identify, verify), a much
+smaller budget of strikes for what an honest terminal never does (a probe the servers
+refused as out of range, an offer abandoned without its submit), and each identity a
+budget of verifications naming it. Both servers run their own limiter and either may
+refuse (coordinator.py): a malicious server cannot lift the limits the honest one keeps.
 
 Every refusal goes to the audit log: one JSON object per line in the server's state
 folder (mode 0600, rotated at AUDIT_MAX_BYTES), and to the log at WARNING level. Entries
-name the terminal, the operation, the code and the reason; never an embedding or a share.
+name the terminal, the operation, the code, the reason and whether this server decided
+it or repeats the other server's word; never an embedding or a share.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,15 +31,17 @@ log = logging.getLogger("splitface.audit")
 
 AUDIT_MAX_BYTES = 16 << 20
 RESULT_OPS = frozenset({"identify", "verify"})
+MAX_TRACKED = 100_000  # terminals or identity names with a bucket; the oldest are forgotten
 
 
 @dataclass(frozen=True)
 class RateOptions:
-    """Per-terminal budgets (public configuration)."""
+    """Per-terminal and per-identity budgets (public configuration, ``[limits]``)."""
 
-    per_second: float = 10.0  # sustained identify + verify requests
+    per_second: float = 10.0  # sustained identify + verify requests per terminal
     burst: float = 30.0
-    bad_probes_per_hour: float = 5.0  # out-of-range probes before the terminal is shut out
+    strikes_per_hour: float = 5.0  # out-of-range probes or abandoned offers, then shut out
+    verify_per_identity_per_hour: float = 60.0  # verifications naming one identity
 
 
 class _Bucket:
@@ -56,42 +61,63 @@ class _Bucket:
         return False
 
 
+class _Buckets:
+    """Token buckets by key, the least recently used forgotten beyond MAX_TRACKED (a
+    forgotten key starts again full: the bound trades a little leniency for memory)."""
+
+    def __init__(self, rate: float, capacity: float) -> None:
+        self.rate, self.capacity = rate, capacity
+        self._by_key: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def get(self, key: str, now: float) -> _Bucket:
+        b = self._by_key.pop(key, None)
+        if b is None:
+            b = _Bucket(self.rate, self.capacity, now)
+        self._by_key[key] = b
+        while len(self._by_key) > MAX_TRACKED:
+            self._by_key.popitem(last=False)
+        b.refill(now)
+        return b
+
+
 class RateLimiter:
-    """Token buckets per terminal: results, and out-of-range probes."""
+    """Each server's own admission decision (both servers run one and either may refuse).
+
+    * results: identify + verify per terminal (token bucket);
+    * strikes: out-of-range probes and offers abandoned without a submit, which an honest
+      terminal never produces; a terminal that spends them is refused everything;
+    * verifications naming one identity, from all terminals together: the accept bit of a
+      1:1 verification is the hill-climbing oracle (docs/SECURITY.md); counted for every
+      name asked, enrolled or not, so the refusal says nothing about enrolment.
+    """
 
     def __init__(self, options: RateOptions = RateOptions(), clock=time.monotonic) -> None:
         self.opts, self._clock = options, clock
-        self._results: dict[str, _Bucket] = {}
-        self._bad: dict[str, _Bucket] = {}
+        self._results = _Buckets(options.per_second, options.burst)
+        self._strikes = _Buckets(options.strikes_per_hour / 3600.0, options.strikes_per_hour)
+        self._identity = _Buckets(options.verify_per_identity_per_hour / 3600.0,
+                                  options.verify_per_identity_per_hour)
 
-    def _bad_bucket(self, terminal: str, now: float) -> _Bucket:
-        b = self._bad.get(terminal)
-        if b is None:
-            b = self._bad[terminal] = _Bucket(self.opts.bad_probes_per_hour / 3600.0,
-                                              self.opts.bad_probes_per_hour, now)
-        return b
-
-    def admit(self, terminal: str, op: str) -> str | None:
+    def admit(self, terminal: str, op: str, identity: str = "") -> str | None:
         """None if the request may run, else the reason it may not."""
         now = self._clock()
-        bad = self._bad_bucket(terminal, now)
-        bad.refill(now)
-        if bad.tokens < 1.0:
-            return ("too many out-of-range probes from this terminal: refused until its "
-                    "budget refills")
+        if self._strikes.get(terminal, now).tokens < 1.0:
+            return ("too many out-of-range probes or abandoned requests from this terminal: "
+                    "refused until its budget refills")
         if op not in RESULT_OPS:
             return None
-        b = self._results.get(terminal)
-        if b is None:
-            b = self._results[terminal] = _Bucket(self.opts.per_second, self.opts.burst, now)
-        if not b.take(now):
+        if not self._results.get(terminal, now).take(now):
             return f"rate limit: at most {self.opts.per_second:g} identify/verify per second"
+        if op == "verify" and not self._identity.get(identity, now).take(now):
+            return (f"rate limit: at most {self.opts.verify_per_identity_per_hour:g} "
+                    "verifications of one identity an hour")
         return None
 
-    def bad_probe(self, terminal: str) -> None:
-        """Count a refused probe against the terminal's small budget."""
+    def strike(self, terminal: str, why: str) -> None:
+        """Count an out-of-range probe or an abandoned offer against the terminal."""
         now = self._clock()
-        self._bad_bucket(terminal, now).take(now)
+        self._strikes.get(terminal, now).take(now)
+        log.warning("terminal %r: strike (%s)", terminal, why)
 
 
 class AuditLog:
@@ -104,12 +130,16 @@ class AuditLog:
             path.parent.mkdir(parents=True, exist_ok=True)
             make_private(path)
 
-    def refusal(self, terminal: str, op: str, request_id: str, code: str, reason: str
-                ) -> None:
+    def refusal(self, terminal: str, op: str, request_id: str, code: str, reason: str,
+                decided_by: str = "self") -> None:
+        """Record a refusal; ``decided_by`` is "self", or "peer" when this server only
+        repeats the other server's word (it cannot check it, and must not own it)."""
         entry = {"time": round(time.time(), 3), "party": self.party, "terminal": terminal,
-                 "op": op, "req": request_id, "code": code, "reason": reason[:300]}
-        log.warning("refused %s %s from terminal %r: %s: %s", op, request_id, terminal, code,
-                    reason[:300])
+                 "op": op, "req": request_id, "code": code, "reason": reason[:300],
+                 "decided_by": decided_by}
+        log.warning("refused %s %s from terminal %r: %s: %s%s", op, request_id, terminal, code,
+                    reason[:300], " (the other server's decision)" if decided_by == "peer"
+                    else "")
         if self.path is None:
             return
         line = json.dumps(entry, sort_keys=True) + "\n"

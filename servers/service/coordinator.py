@@ -52,6 +52,8 @@ log = logging.getLogger("splitface.server")
 
 PrepFactory = Callable[[str, int], Preprocessing]  # (session id, key epoch) -> preprocessing
 MAX_BLOB = 64 << 20  # largest public byte string exchanged with the peer (record lists)
+MAX_QUEUED = 4  # requests one terminal may have waiting: one terminal cannot fill the queue
+OFFER_TWIN_S = 2.0  # P1 waits this long for the twin of an offer P0 started
 MAX_REKEY_FAILURES = 2  # failed re-keying checks per old epoch before an operator must act
 
 
@@ -172,6 +174,7 @@ class Coordinator:
         self._last_resync = float("-inf")
         self._resync_wanted = False
         self._dealer_down = ""  # why the dealer did not answer the last resync, if it did not
+        self._link_gen = -1  # the peer link's generation when the session started
         self._current: tuple[str, str] | None = None
         self.last_progress = time.monotonic()
 
@@ -263,11 +266,17 @@ class Coordinator:
                 return False
             if not again:
                 self.peer_ok = True
+                self._link_gen = self._link_generation()
                 log.info("P%d: new MPC session %s at key epoch %d", self.id, self.session[:8],
                          self.party.epoch if self.party else 0)
                 return True
         self.peer_ok = False
         return False
+
+    def _link_generation(self) -> int:
+        """Connections made or lost on the peer link so far (-1 for links that do not say)."""
+        events = getattr(self.channel, "link_events", None)
+        return events() if events is not None else -1
 
     def _handshake(self, timeout_s: float) -> bool | None:
         """P0's side of one resync exchange (resync, ack, go) and what follows; None: the
@@ -436,6 +445,9 @@ class Coordinator:
             poll_ms = 0
         self._pump(poll_ms)
         if self.id == 0:
+            if self.peer_ok and self._link_generation() != self._link_gen:
+                self.peer_ok = False  # P1 reconnected or dropped: its session is gone
+                self._last_resync = float("-inf")
             if self._resync_wanted:
                 self.resync()
             if not self.peer_ok:
@@ -471,22 +483,37 @@ class Coordinator:
                 else:
                     refused = self._refused.pop((inbound.key, inbound.offer.request_id), None)
                     if refused is not None:  # P0 refused it before it reached this server
-                        self._refuse(inbound, *refused)
+                        self._refuse(inbound, *refused, decided_by="peer")
                     elif len(self._queue) >= 1000:
                         self.gateway.reply(inbound.ident, api.error(
                             inbound.offer.request_id, api.BUSY, "queue full"))
                     else:
+                        self._evict_oldest_of(inbound.key)
                         self._queue.append(inbound)
             inbound = self.gateway.receive(0)
         if len(self._submits) > 1000:  # stale submits of abandoned requests
             for k in list(self._submits)[:500]:
                 del self._submits[k]
 
-    def _refuse(self, inbound: Inbound, code: str, reason: str) -> None:
+    def _evict_oldest_of(self, key: str) -> None:
+        """Keep at most MAX_QUEUED - 1 waiting requests of one terminal before queueing its
+        next: the oldest goes (a terminal with a request socket has one outstanding request;
+        older ones were abandoned by a timeout or a restart), so one terminal can neither
+        fill the queue nor leave stale offers that the other server no longer holds."""
+        mine = [i for i, ib in enumerate(self._queue) if ib.key == key]
+        if len(mine) < MAX_QUEUED:
+            return
+        old = self._queue[mine[0]]
+        del self._queue[mine[0]]
+        self.gateway.reply(old.ident, api.error(old.offer.request_id, api.ABORTED,
+                                                "superseded by this terminal's newer requests"))
+
+    def _refuse(self, inbound: Inbound, code: str, reason: str, decided_by: str = "self"
+                ) -> None:
         """A per-request refusal: the terminal is told, the audit log keeps it."""
         op = inbound.offer.op if inbound.offer is not None else inbound.msg.kind
         self.audit.refusal(inbound.name or inbound.key[:8], op, inbound.offer.request_id
-                           if inbound.offer is not None else "", code, reason)
+                           if inbound.offer is not None else "", code, reason, decided_by)
         self.gateway.reply(inbound.ident, api.error(
             inbound.offer.request_id if inbound.offer is not None else "", code, reason))
 
@@ -507,14 +534,16 @@ class Coordinator:
             self.gateway.reply(ib.ident, api.error(ib.offer.request_id, code, reason))
 
     def _status(self, inbound: Inbound) -> Message:
-        version, meta, _ = self.store.models()
+        """Readiness for any terminal; the store's contents and activity (record count,
+        digest, model version, names) only for admin terminals."""
         body = {"req": inbound.msg.meta.get("req", ""), "status": "ok", "party": self.id,
-                "model_version": version, "records": len(self.store.record_ids()),
-                "digest": self.store.digest(), "peer_ok": self.peer_ok,
-                "key_epoch": self.store.key_epoch()}
-        if inbound.name in self.opts.admin_terminals:  # the enrolled names are admin business
-            body["identities"] = self.store.identities()
-            body["model_identities"] = meta.get("identities", [])
+                "peer_ok": self.peer_ok}
+        if inbound.name in self.opts.admin_terminals:
+            version, meta, _ = self.store.models()
+            body.update({"model_version": version, "records": len(self.store.record_ids()),
+                         "digest": self.store.digest(), "key_epoch": self.store.key_epoch(),
+                         "identities": self.store.identities(),
+                         "model_identities": meta.get("identities", [])})
         return Message("done", body)
 
     def _view(self, txn: Txn) -> dict[str, Any]:
@@ -524,8 +553,9 @@ class Coordinator:
 
     def _lead(self, inbound: Inbound) -> None:
         txn = Txn(inbound, inbound.offer)
-        refusal = self.rate.admit(inbound.name or inbound.key, inbound.offer.op)
-        if refusal is not None:  # P0 decides admission; P1 answers the terminal alike
+        refusal = self.rate.admit(inbound.name or inbound.key, inbound.offer.op,
+                                  inbound.offer.identity)
+        if refusal is not None:  # P1 answers the terminal alike (and keeps its own limits)
             with contextlib.suppress(TransportError):
                 self.channel.send(Message("refuse", {"req": txn.req, "key": inbound.key,
                                                      "code": api.RATE_LIMITED,
@@ -537,11 +567,16 @@ class Coordinator:
                                                 "sid": self.session,
                                                 "offer": _offer_digest(inbound),
                                                 **self._view(txn)}))
-            ack = self.channel.recv(("begin_ack", "abort"), timeout=self.opts.peer_timeout_s)
+            # P1 answers within its wait for the offer's twin (OFFER_TWIN_S)
+            ack = self.channel.recv(("begin_ack", "abort"),
+                                    timeout=min(self.opts.peer_timeout_s, OFFER_TWIN_S + 2.0))
+            if ack.meta.get("resync"):
+                self.peer_ok = False  # the next step starts a new session
             if ack.kind == "abort" or not ack.meta.get("ok"):
                 raise ApiError(str(ack.meta.get("code", api.PEER_UNAVAILABLE)),
                                f"the other server declined: {ack.meta.get('reason', 'abort')}")
             if ack.meta.get("sid") != self.session:
+                self.peer_ok = False
                 raise ApiError(api.PEER_UNAVAILABLE, "the other server is in another session")
             txn.peer = ack.meta
         except ApiError as exc:
@@ -571,8 +606,22 @@ class Coordinator:
         if msg.kind == "refuse":
             self._peer_refused(msg.meta)
             return
-        if msg.kind != "begin" or self.party is None:
+        if msg.kind != "begin":
             return  # stale abort or message from an aborted exchange
+        if self.party is None or msg.meta.get("sid") != self.session:
+            # e.g. this server restarted and P0 has not noticed: say so at once, so that P0
+            # resynchronises now instead of waiting out its peer timeout
+            self.channel.send(Message("begin_ack", {"ok": False, "code": api.PEER_UNAVAILABLE,
+                                                    "resync": True,
+                                                    "reason": "P1 is not in P0's session"}))
+            for i, ib in enumerate(self._queue):  # the terminal hears it from both now
+                if ib.offer.request_id == msg.meta.get("req") and ib.key == msg.meta.get("key"):
+                    del self._queue[i]
+                    self.gateway.reply(ib.ident, api.error(
+                        ib.offer.request_id, api.PEER_UNAVAILABLE,
+                        "the servers are starting a new session; retry"))
+                    break
+            return
         req, key = msg.meta.get("req"), msg.meta.get("key")
         inbound = self._await_offer(req, key, msg.meta.get("offer"))
         if inbound is None:
@@ -581,13 +630,16 @@ class Coordinator:
             return
         txn = Txn(inbound, inbound.offer, dict(msg.meta))
         try:
-            if msg.meta.get("sid") != self.session:
-                raise ApiError(api.PEER_UNAVAILABLE, "the servers are in different sessions")
             check_authorized(self.opts, txn)
+            # P1's own limits: a malicious P0 must not lift them by starting anything
+            refusal = self.rate.admit(inbound.name or inbound.key, inbound.offer.op,
+                                      inbound.offer.identity)
+            if refusal is not None:
+                raise ApiError(api.RATE_LIMITED, refusal)
         except ApiError as exc:
             self.channel.send(Message("begin_ack", {"ok": False, "code": exc.code,
                                                     "reason": exc.reason}))
-            self.gateway.reply(inbound.ident, api.error(txn.req, exc.code, exc.reason))
+            self._refuse(inbound, exc.code, exc.reason)
             return
         self.channel.send(Message("begin_ack", {"ok": True, "sid": self.session,
                                                 **self._view(txn)}))
@@ -600,7 +652,7 @@ class Coordinator:
         for i, ib in enumerate(self._queue):
             if ib.offer.request_id == req and ib.key == key:
                 del self._queue[i]
-                self._refuse(ib, code, reason)
+                self._refuse(ib, code, reason, decided_by="peer")
                 return
         if isinstance(req, str) and isinstance(key, str):
             self._refused[(key, req)] = (code, reason)
@@ -617,7 +669,9 @@ class Coordinator:
                                                    "request"))
 
     def _await_offer(self, req: Any, key: Any, digest: Any) -> Inbound | None:
-        deadline = time.monotonic() + self.opts.peer_timeout_s
+        """P1: the terminal's offer P0 started, which the terminal sent to both servers at
+        once; waiting for it longer than OFFER_TWIN_S only holds every other terminal up."""
+        deadline = time.monotonic() + min(self.opts.peer_timeout_s, OFFER_TWIN_S)
         while time.monotonic() < deadline:
             for i, ib in enumerate(self._queue):
                 if ib.offer.request_id == req and ib.key == key:
@@ -632,10 +686,13 @@ class Coordinator:
         return None
 
     def wait_submit(self, txn: Txn) -> Inbound:
-        deadline = time.monotonic() + self.opts.submit_timeout_s
+        deadline = time.monotonic() + (self.opts.card_submit_timeout_s if txn.offer.card_id
+                                       else self.opts.submit_timeout_s)
         key = (txn.inbound.key, txn.req)
         while key not in self._submits:
             if time.monotonic() > deadline:
+                # both servers held every other terminal's request for it: a strike
+                self.rate.strike(txn.inbound.name or txn.inbound.key, "offer abandoned")
                 raise ApiError(api.TIMEOUT, "no submit from the terminal in time")
             self._pump(20)
         sub = self._submits.pop(key)

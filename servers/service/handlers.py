@@ -54,7 +54,8 @@ class NodeOptions:
     """Behaviour of a server node (from the server's config file)."""
 
     threshold: float = 0.5
-    submit_timeout_s: float = 10.0
+    submit_timeout_s: float = 1.0  # an honest terminal submits within a round trip
+    card_submit_timeout_s: float = 5.0  # ... after the card's signature for a card request
     peer_timeout_s: float = 10.0
     train_epochs: int = 5
     train_batch_size: int = 128
@@ -137,21 +138,30 @@ class Handlers:
                       client_io.input_digest(masked))
 
     def _release(self, txn: Txn, inputs: Inputs, result: AuthShare | None) -> np.ndarray:
-        """Open the result for the terminal beside the probe check's verdict, MAC-check
-        everything, then release it only for a probe in range (else a refusal)."""
+        """Open the probe check's verdict, MAC-check everything so far, and only for a probe
+        in range open the result for the terminal (then MAC-check that opening too).
+
+        The result is never opened beside the verdict: a server colluding with the terminal
+        knows the terminal's output mask, so an opened result is a plaintext to it, and an
+        additive error on any earlier opening could change what is opened before a late
+        check caught it (docs/PROTOCOL.md, "Release").
+        """
         node = self.node
-        openings = [client_io.bit_opening(node.party, inputs.check.ok)]
-        if result is not None:
-            openings.append(client_io.output_opening(node.party, result.reshape(-1),
-                                                     inputs.masks))
         with node.party.op("client_output"):
-            out = run_round(node.party, openings)
+            (ok,) = run_round(node.party, [client_io.bit_opening(node.party, inputs.check.ok)])
+        if ok != 1:  # counted before the check: a server aborting it must not make it free
+            node.rate.strike(txn.inbound.name or txn.inbound.key, "out-of-range probe")
         node.party.check()
-        if out[0] != 1:
-            node.rate.bad_probe(txn.inbound.name)
+        if ok != 1:
             raise ApiError(api.BAD_PROBE, "the probe is out of range: the servers accept only "
                                           "L2-normalised embeddings (|x| = 1, |x_k| < 2)")
-        return out[1] if result is not None else np.empty(0)
+        if result is None:
+            return np.empty(0)
+        with node.party.op("client_output"):
+            (opened,) = run_round(node.party, [client_io.output_opening(
+                node.party, result.reshape(-1), inputs.masks)])
+        node.party.check()
+        return opened
 
     def _card_check(self, txn: Txn, sub: Inbound, kind: RequestKind) -> CardAuthRequest:
         """Both servers check the card signature and must both accept."""
@@ -278,21 +288,25 @@ class Handlers:
         return Message("result", {"req": txn.req, "model_version": version}, [opened])
 
     def verify(self, txn: Txn) -> Message:
+        """1:1 verification. Every name gets the same answer path: a name that is not
+        enrolled, or a card-bound one asked without its card, is verified against a zero
+        template (always "rejected"), so a terminal cannot test who is enrolled or who
+        holds a card (docs/SECURITY.md)."""
         node = self.node
         version, meta, models = self._models(txn)
         names = meta["identities"]
-        if txn.offer.identity not in names:
-            raise ApiError(api.UNKNOWN_IDENTITY, f"{txn.offer.identity!r} is not enrolled")
         templates = self._share(models["templates"])
         if txn.offer.dim != templates.shape[1]:
             raise ApiError(api.WRONG_DIMENSION, f"model expects dim {templates.shape[1]}")
-        if not txn.offer.card_id and any(c.is_bound for c in
-                                         node.cards.cards_of(txn.offer.identity)):
-            raise ApiError(api.CARD_REJECTED, f"{txn.offer.identity!r} is card-bound: present "
-                                              "the card")
         inputs, _ = self._card_bound_inputs(txn, RequestKind.VERIFY)
-        accept = verify(templates[names.index(txn.offer.identity)], inputs.probe,
-                        node.opts.threshold, [inputs.check], inputs.digest)
+        bound = any(c.is_bound for c in node.cards.cards_of(txn.offer.identity))
+        if txn.offer.identity in names and (txn.offer.card_id or not bound):
+            template = templates[names.index(txn.offer.identity)]
+        else:
+            template = AuthShare(node.party, *(np.zeros_like(a[:, 0]) for a in
+                                               (templates.val, templates.mac)), templates.frac)
+        accept = verify(template, inputs.probe, node.opts.threshold, [inputs.check],
+                        inputs.digest)
         opened = self._release(txn, inputs, accept)
         return Message("result", {"req": txn.req, "model_version": version}, [opened])
 
@@ -304,6 +318,14 @@ class Handlers:
         names = node.store.identities()
         if not names:
             raise ApiError(api.NO_MODEL, "nothing enrolled")
+        for name in names:  # enrolled before names were limited: one bad row would fail
+            try:            # every identification, so it never reaches a model
+                api.check_identity(name)
+            except ApiError:
+                raise ApiError(api.BAD_REQUEST, f"identity {name!r} cannot be an "
+                                                "identification result (too long or not NFC): "
+                                                "revoke it and enrol it under a valid name"
+                               ) from None
         dims = {e.share.val.shape[1] for e in enrolments}
         if len(dims) != 1:
             raise ApiError(api.WRONG_DIMENSION, f"enrolments have mixed dimensions {dims}")

@@ -7,11 +7,20 @@ routing id over to the newest connection (ROUTER_HANDOVER), so either server can
 at any time and the link works again at the next resynchronisation. ZMTP heartbeats find
 a dead connection within seconds; a send to a peer that is not connected fails at once
 (ROUTER_MANDATORY, IMMEDIATE) instead of queueing stale messages for later.
+
+A socket monitor counts connections made and lost (``generation``): a reply awaited from a
+peer whose connection dropped or was replaced (it restarted) never comes, so ``recv``
+fails at once instead of waiting out its timeout, and the coordinator starts a new
+session when the generation moved.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
+
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from splitface.shared import wire
 from splitface.shared.closing import Closing
@@ -21,6 +30,7 @@ from splitface.shared.wire import Message
 PEER_ID = b"splitface-p1"
 HEARTBEAT_MS = 1000  # ZMTP PING interval; a peer silent for HEARTBEAT_TIMEOUT_MS is gone
 HEARTBEAT_TIMEOUT_MS = 4000
+_LINK_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
 
 
 def _heartbeats(sock: zmq.Socket) -> None:
@@ -45,6 +55,8 @@ class ZmqChannel(Closing):
         self._max = max_bytes
         self._timeout = default_timeout
         self.stats = ChannelStats()
+        self.generation = 0  # connections made or lost so far (see the module docstring)
+        self._monitor = socket.get_monitor_socket(_LINK_EVENTS)
 
     @classmethod
     def bind(cls, context: zmq.Context, endpoint: str, *, public_key: bytes, secret_key: bytes,
@@ -102,11 +114,32 @@ class ZmqChannel(Closing):
             raise TransportError(f"send failed: {reason}") from exc
         self.stats.record_send(sum(len(f) for f in frames))
 
+    def link_events(self) -> int:
+        """Count the link events that happened since the last call; returns ``generation``."""
+        while self._monitor.poll(0):
+            event = recv_monitor_message(self._monitor)["event"]
+            if event & _LINK_EVENTS:
+                self.generation += 1
+        return self.generation
+
     def recv(self, expect: str | tuple[str, ...] | None = None,
              timeout: float | None = None) -> Message:
         timeout = self._timeout if timeout is None else timeout
-        if timeout is not None and not self._sock.poll(int(timeout * 1000)):
-            raise TransportTimeout(f"no message from peer within {timeout} s")
+        start = self.link_events()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready = dict(poller.poll(None if left is None else int(left * 1000)))
+            if self._sock in ready:
+                break
+            if self._monitor in ready and self.link_events() != start:
+                raise TransportError("the other server's connection dropped or was replaced "
+                                     "(a restart?)")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TransportTimeout(f"no message from peer within {timeout} s")
         try:
             frames = self._sock.recv_multipart(copy=False)
         except zmq.ZMQError as exc:
@@ -121,4 +154,7 @@ class ZmqChannel(Closing):
         return wire.decode(buffers, expect=expect, max_bytes=self._max)
 
     def close(self) -> None:
+        with contextlib.suppress(zmq.ZMQError):
+            self._sock.disable_monitor()
+        self._monitor.close(linger=0)
         self._sock.close(linger=0)

@@ -10,15 +10,17 @@ that user.
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
+import zmq
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from splitface.edge.client import ServerRefused
 from splitface.servers.deploy_local import LocalDeployment
-from splitface.shared import api
+from splitface.shared import api, wire
 from splitface.shared.card_binding import (
     CardAuthRequest,
     CardChallenge,
@@ -26,6 +28,7 @@ from splitface.shared.card_binding import (
     encode_card_public_key,
 )
 from splitface.shared.names import decode_name
+from splitface.shared.wire import Message
 from tests.services.conftest import client_for, free_base_port, unit
 
 RNG = np.random.default_rng(41)  # test data only
@@ -53,7 +56,7 @@ def _near(v: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def dep(tmp_path_factory):
     root = tmp_path_factory.mktemp("terminal") / "dep"
-    d = LocalDeployment.create(root, edges=2, base_port=free_base_port(),
+    d = LocalDeployment.create(root, edges=3, base_port=free_base_port(),
                                train={"epochs": 2, "batch_size": 16})
     d.start()
     with client_for(d) as c:
@@ -202,3 +205,89 @@ def test_an_identification_reply_carries_only_the_matched_name(dep, victim_card)
         out, req, _ = c._transact(api.Offer("onlythename01", "identify", 128), _near(BYSTANDER))
         assert set(out[0].meta) == {"req", "model_version"}  # no list of names travels
         assert decode_name(np.asarray(c._result(out, req))) == "bystander"
+
+
+# ---------------------------------------------------------------- what a terminal learns (review 2)
+def test_status_hides_store_activity_from_non_admins(dep, victim_card):
+    """Record count, digest, model version and key epoch would let any terminal watch
+    enrolments and revocations happen; a non-admin sees only that the servers are up."""
+    with client_for(dep, "edge-2") as spy, client_for(dep) as admin:
+        before = spy.status()
+        admin.enroll("bystander", _near(BYSTANDER))
+        after = spy.status()
+    for b, a in zip(before, after, strict=True):
+        assert set(b) == {"req", "status", "party", "peer_ok"}
+        assert {**b, "req": ""} == {**a, "req": ""}
+
+
+def test_verify_answers_every_name_alike(dep, victim_card):
+    """Unknown names, card-bound names without their card and enrolled names all get an
+    ordinary verification: "rejected" for a stranger's face, never "unknown identity" or
+    "card-bound" (a membership oracle needing no face)."""
+    with client_for(dep, "edge-3") as c:
+        outs = {name: c.verify(name, _near(ATTACKER))
+                for name in ("bystander", "victim", "nobody-of-that-name")}
+        assert {o.status for o in outs.values()} == {"rejected"}
+        assert c.verify("victim", _near(VICTIM)).status == "rejected"  # no card: rejected
+
+
+def _raw_offer(dep: LocalDeployment, terminal: str, meta: dict, ctx: zmq.Context
+               ) -> list[zmq.Socket]:
+    """An offer sent to both servers as is; the sockets are returned unread."""
+    pub, sec, k0, k1 = dep.edge_keys(terminal)
+    socks = []
+    for endpoint, server_key in zip(dep.endpoints(), (k0, k1), strict=True):
+        s = ctx.socket(zmq.REQ)
+        s.curve_publickey, s.curve_secretkey, s.curve_serverkey = pub, sec, server_key
+        s.setsockopt(zmq.LINGER, 0)
+        s.connect(endpoint)
+        s.send_multipart(wire.encode(Message("offer", meta)))
+        socks.append(s)
+    return socks
+
+
+def test_abandoned_offers_are_strikes_and_stall_nobody_for_long(dep, victim_card):
+    """A terminal that sends offers and never its submit held both servers for 5 s each,
+    uncounted: one key kept the servers ~50x oversubscribed. Now each costs one strike
+    and at most the submit timeout (1 s), a terminal has at most 4 requests waiting, and
+    after its strikes it is refused everything."""
+    ctx = zmq.Context()
+    try:
+        socks = [s for k in range(4) for s in _raw_offer(
+            dep, "edge-3", {"req": f"loris-{k:010d}", "op": "identify", "dim": 128}, ctx)]
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        with client_for(dep, "edge-1", timeout=12.0) as victim:
+            assert victim.identify(_near(BYSTANDER)).identity == "bystander"
+        assert time.monotonic() - t0 < 6.0  # behind four abandoned offers of 1 s at most
+        socks += [s for k in range(4, 6) for s in _raw_offer(
+            dep, "edge-3", {"req": f"loris-{k:010d}", "op": "identify", "dim": 128}, ctx)]
+        time.sleep(3.0)
+        with client_for(dep, "edge-3") as c, pytest.raises(ServerRefused) as err:
+            c.identify(_near(BYSTANDER))  # five strikes: shut out
+        assert err.value.code == api.RATE_LIMITED and "abandoned" in err.value.reason
+        for s in socks:
+            s.close(linger=0)
+    finally:
+        ctx.term()
+
+
+@pytest.mark.parametrize("name", ["É" * 70, "漢" * 43, "a" * 127 + "é", "alice\n",
+                                  "E\u0301ric"])
+def test_a_name_no_identification_result_can_carry_is_refused_at_enrolment(dep, victim_card,
+                                                                           name):
+    """Such a name (more than 128 UTF-8 bytes, a trailing newline, not NFC) used to enrol
+    and train, then fail every identification by every terminal."""
+    ctx = zmq.Context()
+    try:
+        socks = _raw_offer(dep, "edge-1", {"req": "longname-0001", "op": "enroll",
+                                           "dim": 128, "identity": name}, ctx)
+        for s in socks:
+            assert s.poll(10_000), "no answer"
+            reply = wire.decode(s.recv_multipart())
+            assert reply.kind == "error" and reply.meta["code"] == api.BAD_REQUEST
+            s.close(linger=0)
+    finally:
+        ctx.term()
+    with client_for(dep) as admin:
+        assert admin.identify(_near(BYSTANDER)).identity == "bystander"

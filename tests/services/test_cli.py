@@ -51,8 +51,11 @@ def test_cli_errors_are_clear(deployment, photos, tmp_path):
     bad.write_bytes(b"not a jpeg at all")
     r = edge(deployment, "enroll", "--identity", "someone", str(bad), "--json")
     assert r.returncode == 2 and json.loads(r.stdout)["status"] == "corrupt_input"
-    r = edge(deployment, "verify", str(photos["obama"][0]), "--identity", "no-such-person")
-    assert r.returncode == 3 and "unknown_identity" in r.stderr
+    r = edge(deployment, "verify", str(photos["obama"][0]), "--identity", "no-such-person",
+             "--json")  # answered like a stranger's face: no membership oracle
+    assert r.returncode == 1 and json.loads(r.stdout)["accepted"] is False
+    r = edge(deployment, "verify", str(photos["obama"][0]), "--identity", "two\nlines")
+    assert r.returncode == 64 and "identity must be" in r.stderr
     r = subprocess.run([sys.executable, "-m", "splitface.edge.cli", "status", "--config",
                         str(tmp_path / "missing.toml")], capture_output=True, text=True)
     assert r.returncode == 78 and "configuration error" in r.stderr

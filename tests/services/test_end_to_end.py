@@ -63,20 +63,22 @@ def test_enrolment_is_idempotent(client, trained):
 
 
 @pytest.mark.parametrize("call, code", [
-    (lambda c: c.verify("nobody-enrolled", CENTRES[0]), "unknown_identity"),
+    (lambda c: c.verify("nobody-enrolled", unit(np.ones(64))), "wrong_dimension"),
     (lambda c: c.identify(unit(np.ones(64))), "wrong_dimension"),
     (lambda c: c.admin("reconcile") if False else c._transact(
         __import__("splitface.shared.api", fromlist=["Offer"]).Offer("bad-op-0001", "train"),
         None), "unauthorized"),
 ])
 def test_bad_requests_are_refused_and_service_continues(deployment, trained, call, code):
+    with client_for(deployment) as admin:  # store details are for admin terminals
+        before = admin.status()[0]["records"]
     with client_for(deployment, "edge-2") as c:  # edge-2 is not an admin
-        before = c.status()[0]["records"]
         with pytest.raises(ServerRefused) as err:
             call(c)
         assert err.value.code == code
-        assert c.status()[0]["records"] == before
         assert c.identify(ENROL[IDS[0]][0]).identity == IDS[0]  # still serving
+    with client_for(deployment) as admin:
+        assert admin.status()[0]["records"] == before
 
 
 def test_unknown_key_is_refused(deployment, trained):

@@ -55,7 +55,7 @@ def _recovers(dep: LocalDeployment, since: float) -> float:
             except (ServerRefused, ServerUnavailable):
                 pass
             if time.monotonic() > deadline:
-                logs = {n: p.read_text()[-1500:] for n, p in dep.logs.items()}
+                logs = {n: p.read_text()[-6000:] for n, p in dep.logs.items()}
                 raise AssertionError(f"no recovery within {RECOVERY_S} s: {logs}")
             time.sleep(0.3)
 
