@@ -8,10 +8,10 @@ at any time and the link works again at the next resynchronisation. ZMTP heartbe
 a dead connection within seconds; a send to a peer that is not connected fails at once
 (ROUTER_MANDATORY, IMMEDIATE) instead of queueing stale messages for later.
 
-A socket monitor counts connections made and lost (``generation``): a reply awaited from a
-peer whose connection dropped or was replaced (it restarted) never comes, so ``recv``
-fails at once instead of waiting out its timeout, and the coordinator starts a new
-session when the generation moved.
+A socket monitor counts connections lost or replaced (``generation``; the first connection
+does not count): a reply awaited from a peer whose connection dropped or was replaced (it
+restarted) never comes, so ``recv`` fails at once instead of waiting out its timeout, and
+the coordinator starts a new session when the generation moved.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ class ZmqChannel(Closing):
         self._max = max_bytes
         self._timeout = default_timeout
         self.stats = ChannelStats()
-        self.generation = 0  # connections made or lost so far (see the module docstring)
+        self.generation = 0  # connections lost or replaced so far (see the module docstring)
+        self._connected = False
         self._monitor = socket.get_monitor_socket(_LINK_EVENTS)
 
     @classmethod
@@ -118,8 +119,13 @@ class ZmqChannel(Closing):
         """Count the link events that happened since the last call; returns ``generation``."""
         while self._monitor.poll(0):
             event = recv_monitor_message(self._monitor)["event"]
-            if event & _LINK_EVENTS:
+            if event == zmq.EVENT_DISCONNECTED:
                 self.generation += 1
+                self._connected = False
+            elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                if self._connected:  # a new connection replaced one we did not see drop
+                    self.generation += 1
+                self._connected = True
         return self.generation
 
     def recv(self, expect: str | tuple[str, ...] | None = None,
