@@ -224,10 +224,10 @@ def add_status(sub: argparse._SubParsersAction) -> None:
 
 
 def add_admin(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("admin", help="train | revoke IDENTITY | reconcile | rotate-key "
-                                     "(admin terminals)")
-    p.add_argument("op", choices=("train", "revoke", "reconcile", "rotate-key"))
-    p.add_argument("identity", nargs="?", help="for revoke")
+    p = sub.add_parser("admin", help="train | revoke IDENTITY | restore IDENTITY | reconcile | "
+                                     "rotate-key (admin terminals)")
+    p.add_argument("op", choices=("train", "revoke", "restore", "reconcile", "rotate-key"))
+    p.add_argument("identity", nargs="?", help="for revoke and restore")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds (training is slow)")
     _config_arg(p)
     p.set_defaults(func=cmd_admin)

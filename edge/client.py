@@ -212,12 +212,16 @@ class SplitfaceClient(Closing):
         raise AssertionError("unreachable")
 
     def enroll(self, identity: str, embedding: np.ndarray, *, request_id: str | None = None,
-               card_id: bytes = b"", signer: CardSigner | None = None) -> Outcome:
-        """Enrol one embedding for ``identity`` (idempotent for a given request id)."""
+               card_id: bytes = b"", signer: CardSigner | None = None,
+               force: bool = False) -> Outcome:
+        """Enrol one embedding for ``identity`` (idempotent for a given request id). A new
+        sample of a trained identity must match its template (the servers check it under
+        MPC) unless ``force``: an admin adding a sample that does not look alike."""
         emb = _check_embedding(embedding)
         rid = request_id or new_request_id()
         identity = api.normal_identity(identity)
-        offer = api.Offer(rid, "enroll", emb.size, identity, card_id)
+        offer = api.Offer(rid, "enroll", emb.size, identity, card_id,
+                          (("force", True),) if force else ())
 
         def run() -> Outcome:
             out, _, t = self._transact(offer, emb, signer)

@@ -10,7 +10,14 @@ failed MAC check that epoch is marked retired here before anything else happens,
 the shares are re-authenticated under a new epoch (servers/service/rekey.py): the new
 shares are first *staged*, and switched to in one transaction only once the other server
 has staged its own, so a crash at any point leaves both stores recoverable.
-The database files are created private (mode 0600).
+
+Models are versioned the same way: a new version is *staged* on both servers, then each
+*commits* it only once the other has staged it (handlers.py), so a committed version is
+always at least staged on the other side; the two newest committed versions are kept, so a
+split left by a crash heals by rolling forward or back to the newest common version
+(``plan_models``), without an operator. Revoking an identity keeps its enrolments (marked
+revoked, restorable) and is applied in the same transaction as the model version without
+it. The database files are created private (mode 0600).
 """
 
 from __future__ import annotations
@@ -37,22 +44,28 @@ CREATE TABLE IF NOT EXISTS enrolments (
     frac       INTEGER NOT NULL,
     val        BLOB NOT NULL,
     mac        BLOB NOT NULL,
-    created    REAL NOT NULL
+    created    REAL NOT NULL,
+    revoked    REAL
 );
 CREATE INDEX IF NOT EXISTS enrolments_identity ON enrolments(identity);
 CREATE TABLE IF NOT EXISTS revoked (
     identity TEXT PRIMARY KEY,
     revoked  REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS models (
-    name    TEXT PRIMARY KEY,
-    version INTEGER NOT NULL,
+CREATE TABLE IF NOT EXISTS model_versions (
+    version INTEGER PRIMARY KEY,
+    state   TEXT NOT NULL CHECK (state IN ('staged', 'committed')),
     meta    TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS model_tensors (
+    version INTEGER NOT NULL REFERENCES model_versions(version) ON DELETE CASCADE,
+    name    TEXT NOT NULL,
     shape   TEXT NOT NULL,
     frac    INTEGER NOT NULL,
     val     BLOB NOT NULL,
     mac     BLOB NOT NULL,
-    created REAL NOT NULL
+    PRIMARY KEY (version, name)
 );
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -78,6 +91,7 @@ CREATE TABLE IF NOT EXISTS rekey_staged (
 );
 """
 ENROLMENT, MODEL = "enrolment", "model"
+KEEP_COMMITTED = 2  # committed model versions kept: the newest, and one to roll back to
 
 
 class StoreError(RuntimeError):
@@ -91,6 +105,64 @@ class StoredShare:
     val: np.ndarray
     mac: np.ndarray
     frac: int
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """What a server tells its peer about its model versions at session start."""
+
+    current: int  # newest committed version, 0 if none
+    staged: int  # a staged version, 0 if none
+    committed: tuple[int, ...]  # every committed version kept
+    seen: int  # the highest version number ever staged here (never reused)
+
+    def to_meta(self) -> dict:
+        return {"current": self.current, "staged": self.staged,
+                "committed": list(self.committed), "seen": self.seen}
+
+    @classmethod
+    def from_meta(cls, meta: object) -> ModelState:
+        if not isinstance(meta, dict):
+            raise ValueError("no model state")
+        ints = [meta.get(k) for k in ("current", "staged", "seen")]
+        committed = meta.get("committed")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 62
+                   for v in ints) or not isinstance(committed, list) or len(committed) > 16 \
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v < 1 << 62
+                           for v in committed):
+            raise ValueError("malformed model state")
+        return cls(ints[0], ints[1], tuple(committed), ints[2])
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """How one server heals its model versions against the peer's (``plan_models``)."""
+
+    commit: int = 0  # commit this staged version (the peer already committed it)
+    roll_back_to: int | None = None  # drop committed versions above this one
+    discard_staged: bool = False
+
+
+def plan_models(mine: ModelState, peer: ModelState) -> ModelPlan:
+    """The same decision on both servers, from both states.
+
+    A version is committed only after both staged it, so a version the peer committed and
+    this server staged is rolled *forward* (committed here too). If the servers' current
+    versions still differ (e.g. a store restored from a backup), both fall back to the
+    newest version both have committed (0: no model; retrain). Staged leftovers go.
+    """
+    def forward(a: ModelState, b: ModelState) -> tuple[int, set[int]]:
+        if a.staged and a.staged == b.current and a.staged > a.current:
+            return a.staged, {*a.committed, a.staged}
+        return a.current, set(a.committed)
+
+    my_current, my_set = forward(mine, peer)
+    peer_current, peer_set = forward(peer, mine)
+    commit = my_current if my_current != mine.current else 0
+    target = my_current if my_current == peer_current else max(my_set & peer_set, default=0)
+    roll_back = target if target != my_current else None
+    leftover = bool(mine.staged) and mine.staged != commit
+    return ModelPlan(commit, roll_back, leftover)
 
 
 @dataclass(frozen=True)
@@ -127,10 +199,33 @@ class ShareStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        self._migrate()
         if self._db.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
             raise StoreError(f"{self.path} failed SQLite's integrity check")
         for suffix in ("-wal", "-shm"):
             make_private(self.path.with_name(self.path.name + suffix), create=False)
+
+    def _migrate(self) -> None:
+        """Stores written before model versions and restorable revocations: one committed
+        version from the old ``models`` table; revoked identities had their records
+        deleted, so there is nothing to mark."""
+        with self._tx() as db:
+            cols = {r[1] for r in db.execute("PRAGMA table_info(enrolments)")}
+            if "revoked" not in cols:
+                db.execute("ALTER TABLE enrolments ADD COLUMN revoked REAL")
+            old = db.execute("SELECT name FROM sqlite_master WHERE type='table' AND "
+                             "name='models'").fetchone()
+            if old is None:
+                return
+            rows = db.execute("SELECT name, version, meta, shape, frac, val, mac, created "
+                              "FROM models").fetchall()
+            if rows:
+                version, meta, created = rows[0][1], rows[0][2], rows[0][7]
+                db.execute("INSERT OR REPLACE INTO model_versions VALUES(?, 'committed', ?, ?)",
+                           (version, meta, created))
+                db.executemany("INSERT OR REPLACE INTO model_tensors VALUES(?, ?, ?, ?, ?, ?)",
+                               [(version, n, shp, f, v, m) for n, _, _, shp, f, v, m, _ in rows])
+            db.execute("DROP TABLE models")
 
     def close(self) -> None:
         with self._lock:
@@ -181,16 +276,16 @@ class ShareStore:
     def tensor_count(self) -> int:
         with self._lock:
             n = self._db.execute("SELECT COUNT(*) FROM enrolments").fetchone()[0]
-            return n + self._db.execute("SELECT COUNT(*) FROM models").fetchone()[0]
+            return n + self._db.execute("SELECT COUNT(*) FROM model_tensors").fetchone()[0]
 
     def tensors(self) -> list[tuple[str, str, StoredShare]]:
         """Every stored share as (kind, name, share), in a canonical order both servers share
-        (enrolments by request id, then models by name)."""
+        (enrolments by request id, revoked ones too; then model tensors as VERSION/NAME)."""
         with self._lock:
             enr = self._db.execute("SELECT request_id, dim, frac, val, mac FROM enrolments "
                                    "ORDER BY request_id").fetchall()
-            mod = self._db.execute("SELECT name, shape, frac, val, mac FROM models "
-                                   "ORDER BY name").fetchall()
+            mod = self._db.execute("SELECT version || '/' || name, shape, frac, val, mac "
+                                   "FROM model_tensors ORDER BY version, name").fetchall()
         out = [(ENROLMENT, r, StoredShare(_array(v, (d,)), _array(m, (d,)), f))
                for r, d, f, v, m in enr]
         for n, shp, f, v, m in mod:
@@ -260,20 +355,21 @@ class ShareStore:
             if self.get_meta_locked(db, "rekey_target") != str(target):
                 raise StoreError(f"no re-keyed shares staged for key epoch {target}")
             staged = {(k, n) for k, n in db.execute("SELECT kind, name FROM rekey_staged")}
-            for kind, table, col in ((ENROLMENT, "enrolments", "request_id"),
-                                     (MODEL, "models", "name")):
+            for kind, table, col in ((ENROLMENT, "enrolments", "enrolments.request_id"),
+                                     (MODEL, "model_tensors", "model_tensors.version || '/' "
+                                                              "|| model_tensors.name")):
                 db.execute(f"UPDATE {table} SET (val, mac) = (SELECT s.val, s.mac FROM "
-                           f"rekey_staged s WHERE s.kind = ? AND s.name = {table}.{col}) "
-                           f"WHERE {col} IN (SELECT name FROM rekey_staged WHERE kind = ?)",
+                           f"rekey_staged s WHERE s.kind = ? AND s.name = {col}) "
+                           f"WHERE {col} IN (SELECT s.name FROM rekey_staged s WHERE s.kind = ?)",
                            (kind, kind))
             lost = [rid for rid, in db.execute("SELECT request_id FROM enrolments").fetchall()
                     if (ENROLMENT, rid) not in staged]
             dropped = self._quarantine_locked(db, lost, f"not re-keyed to epoch {target}: "
                                                         "the other server lacks it")
-            for name, in db.execute("SELECT name FROM models").fetchall():
-                if (MODEL, name) not in staged:  # a partial model is useless: drop them all
-                    db.execute("DELETE FROM models")
-                    break
+            for version, name in db.execute("SELECT version, name FROM model_tensors"
+                                            ).fetchall():
+                if (MODEL, f"{version}/{name}") not in staged:  # a partial version is useless
+                    db.execute("DELETE FROM model_versions WHERE version=?", (version,))
             db.execute("DELETE FROM rekey_staged")
             db.execute("DELETE FROM meta WHERE key='rekey_target'")
             db.execute("INSERT OR REPLACE INTO meta VALUES('key_epoch', ?)", (str(target),))
@@ -296,9 +392,10 @@ class ShareStore:
             raise StoreError("an enrolment is one embedding vector")
         with self._tx() as db:
             if db.execute("SELECT 1 FROM revoked WHERE identity=?", (identity,)).fetchone():
-                raise StoreError(f"identity {identity!r} is revoked")
+                raise StoreError(f"identity {identity!r} is revoked: restore it (admin restore "
+                                 "NAME) or enrol under another name")
             try:
-                db.execute("INSERT INTO enrolments VALUES(?, ?, ?, ?, ?, ?, ?)",
+                db.execute("INSERT INTO enrolments VALUES(?, ?, ?, ?, ?, ?, ?, NULL)",
                            (request_id, identity, share.val.shape[1], share.frac,
                             _blob(share.val), _blob(share.mac), time.time()))
             except sqlite3.IntegrityError:
@@ -306,31 +403,47 @@ class ShareStore:
         return True
 
     def enrolments(self) -> list[Enrolment]:
-        """All enrolments, oldest first."""
+        """Active (not revoked) enrolments, oldest first: what training uses."""
         with self._lock:
             rows = self._db.execute("SELECT request_id, identity, dim, frac, val, mac "
-                                    "FROM enrolments ORDER BY created, request_id").fetchall()
+                                    "FROM enrolments WHERE revoked IS NULL "
+                                    "ORDER BY created, request_id").fetchall()
         return [Enrolment(r, i, StoredShare(_array(v, (d,)), _array(m, (d,)), f))
                 for r, i, d, f, v, m in rows]
 
     def identities(self) -> list[str]:
-        """Enrolled identities in first-enrolment order (the gallery order)."""
+        """Active identities in first-enrolment order (the gallery order)."""
         with self._lock:
             rows = self._db.execute("SELECT identity, MIN(created) AS first FROM enrolments "
-                                    "GROUP BY identity ORDER BY first, identity").fetchall()
+                                    "WHERE revoked IS NULL GROUP BY identity "
+                                    "ORDER BY first, identity").fetchall()
         return [r[0] for r in rows]
 
+    def revoked_identities(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT identity FROM revoked "
+                                                   "ORDER BY identity")]
+
     def record_ids(self) -> list[tuple[str, str]]:
-        """(request id, identity) of every enrolment: what P0 and P1 compare."""
+        """(request id, identity) of every enrolment, revoked ones too: what P0 and P1
+        compare and reconcile."""
         with self._lock:
             return [tuple(r) for r in self._db.execute(
                 "SELECT request_id, identity FROM enrolments ORDER BY request_id")]
 
+    def active_records(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM enrolments WHERE revoked IS NULL"
+                                    ).fetchone()[0]
+
     def digest(self) -> str:
-        """A digest of the record set (ids and identities only, never shares)."""
+        """A digest of the record set (ids, identities, revoked or not; never shares)."""
         h = hashlib.sha256()
-        for rid, ident in self.record_ids():
-            h.update(f"{len(rid)}:{rid}{len(ident)}:{ident}".encode())
+        with self._lock:
+            rows = self._db.execute("SELECT request_id, identity, revoked IS NOT NULL FROM "
+                                    "enrolments ORDER BY request_id").fetchall()
+        for rid, ident, revoked in rows:
+            h.update(f"{len(rid)}:{rid}{len(ident)}:{ident}{'r' if revoked else '-'}".encode())
         return h.hexdigest()
 
     def delete_enrolments(self, request_ids: list[str]) -> int:
@@ -341,40 +454,102 @@ class ShareStore:
         return n
 
     def revoke(self, identity: str) -> int:
-        """Delete an identity's enrolments and refuse it from now on; returns records removed."""
+        """Mark an identity's enrolments revoked and refuse new ones; returns the number
+        marked. Kept, so that ``restore`` can undo it. (With a model, revocation rides on
+        the commit of the version without the identity: ``commit_models``.)"""
         with self._tx() as db:
-            n = db.execute("DELETE FROM enrolments WHERE identity=?", (identity,)).rowcount
-            db.execute("INSERT OR REPLACE INTO revoked VALUES(?, ?)", (identity, time.time()))
-            db.execute("DELETE FROM models")  # models trained on the identity must go too
+            return self._revoke_locked(db, identity)
+
+    @staticmethod
+    def _revoke_locked(db: sqlite3.Connection, identity: str) -> int:
+        now = time.time()
+        n = db.execute("UPDATE enrolments SET revoked=? WHERE identity=? AND revoked IS NULL",
+                       (now, identity)).rowcount
+        db.execute("INSERT OR REPLACE INTO revoked VALUES(?, ?)", (identity, now))
+        return n
+
+    def restore(self, identity: str) -> int:
+        """Undo a revocation: the enrolments count again (at the next training)."""
+        with self._tx() as db:
+            n = db.execute("UPDATE enrolments SET revoked=NULL WHERE identity=?",
+                           (identity,)).rowcount
+            db.execute("DELETE FROM revoked WHERE identity=?", (identity,))
         return n
 
     # ------------------------------------------------------------ models
-    def put_models(self, models: dict[str, StoredShare], meta: dict) -> int:
-        """Replace all models at once (one transaction); returns the new version."""
+    def model_state(self) -> ModelState:
+        with self._lock:
+            rows = self._db.execute("SELECT version, state FROM model_versions "
+                                    "ORDER BY version").fetchall()
+            seen = int(self.get_meta_locked(self._db, "model_seen") or 0)
+        committed = tuple(v for v, st in rows if st == "committed")
+        staged = max((v for v, st in rows if st == "staged"), default=0)
+        return ModelState(committed[-1] if committed else 0, staged, committed,
+                          max(seen, staged, committed[-1] if committed else 0))
+
+    def stage_models(self, version: int, models: dict[str, StoredShare], meta: dict) -> None:
+        """Phase one: keep a new version beside the committed ones (replacing any other
+        staged version). ``version`` must be new to both servers (above both ``seen``)."""
         with self._tx() as db:
-            row = db.execute("SELECT MAX(version) FROM models").fetchone()
-            prev = self.get_meta_locked(db, "model_version")
-            version = max(int(row[0] or 0), int(prev or 0)) + 1
-            db.execute("DELETE FROM models")
-            for name, s in models.items():
-                db.execute("INSERT INTO models VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
-                           (name, version, json.dumps(meta), json.dumps(list(s.val.shape[1:])),
-                            s.frac, _blob(s.val), _blob(s.mac), time.time()))
-            db.execute("INSERT OR REPLACE INTO meta VALUES('model_version', ?)", (str(version),))
-        return version
+            if db.execute("SELECT 1 FROM model_versions WHERE version=?", (version,)
+                          ).fetchone():
+                raise StoreError(f"model version {version} exists already")
+            db.execute("DELETE FROM model_versions WHERE state='staged'")
+            db.execute("INSERT INTO model_versions VALUES(?, 'staged', ?, ?)",
+                       (version, json.dumps(meta), time.time()))
+            db.executemany("INSERT INTO model_tensors VALUES(?, ?, ?, ?, ?, ?)",
+                           [(version, name, json.dumps(list(s.val.shape[1:])), s.frac,
+                             _blob(s.val), _blob(s.mac)) for name, s in models.items()])
+            seen = int(self.get_meta_locked(db, "model_seen") or 0)
+            db.execute("INSERT OR REPLACE INTO meta VALUES('model_seen', ?)",
+                       (str(max(seen, version)),))
+
+    def commit_models(self, version: int) -> None:
+        """Phase two, once the other server staged ``version`` too: it becomes current, in
+        one transaction with the revocation it carries (meta ``revoke``); only the
+        KEEP_COMMITTED newest committed versions are kept."""
+        with self._tx() as db:
+            row = db.execute("SELECT state, meta FROM model_versions WHERE version=?",
+                             (version,)).fetchone()
+            if row is None or row[0] != "staged":
+                raise StoreError(f"model version {version} is not staged")
+            db.execute("UPDATE model_versions SET state='committed' WHERE version=?",
+                       (version,))
+            revoke = json.loads(row[1]).get("revoke")
+            if isinstance(revoke, str):
+                self._revoke_locked(db, revoke)
+            old = [v for v, in db.execute("SELECT version FROM model_versions WHERE "
+                                          "state='committed' ORDER BY version DESC")]
+            for v in old[KEEP_COMMITTED:]:
+                db.execute("DELETE FROM model_versions WHERE version=?", (v,))
+
+    def roll_back_models(self, version: int) -> None:
+        """Drop every model version above ``version`` (0: no model at all)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM model_versions WHERE version>?", (version,))
+
+    def discard_staged_models(self) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM model_versions WHERE state='staged'")
+
+    def models(self) -> tuple[int, dict, dict[str, StoredShare]]:
+        """(version, meta, shares by name) of the current (newest committed) model; version
+        0 if none."""
+        with self._lock:
+            row = self._db.execute("SELECT version, meta FROM model_versions WHERE "
+                                   "state='committed' ORDER BY version DESC LIMIT 1"
+                                   ).fetchone()
+            if row is None:
+                return 0, {}, {}
+            rows = self._db.execute("SELECT name, shape, frac, val, mac FROM model_tensors "
+                                    "WHERE version=?", (row[0],)).fetchall()
+        out = {}
+        for n, shp, f, v, m in rows:
+            shape = tuple(json.loads(shp))
+            out[n] = StoredShare(_array(v, shape), _array(m, shape), f)
+        return row[0], json.loads(row[1]), out
 
     @staticmethod
     def get_meta_locked(db: sqlite3.Connection, key: str) -> str | None:
         row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
-
-    def models(self) -> tuple[int, dict, dict[str, StoredShare]]:
-        """(version, meta, shares by name) of the current models; version 0 if none."""
-        with self._lock:
-            rows = self._db.execute("SELECT name, version, meta, shape, frac, val, mac "
-                                    "FROM models").fetchall()
-        if not rows:
-            return 0, {}, {}
-        out = {n: StoredShare(_array(v, tuple(json.loads(s))), _array(m, tuple(json.loads(s))), f)
-               for n, _, _, s, f, v, m in rows}
-        return rows[0][1], json.loads(rows[0][2]), out

@@ -28,9 +28,10 @@ from splitface.shared.card_binding import payload_digest
 from splitface.shared.names import NAME_BYTES, NAME_WORDS
 from splitface.shared.wire import Message
 
-OPS = ("enroll", "identify", "verify", "status", "train", "revoke", "reconcile", "rotate_key")
+OPS = ("enroll", "identify", "verify", "status", "train", "revoke", "restore", "reconcile",
+       "rotate_key")
 # who may change what the servers hold: terminals listed in the servers' admin_terminals
-ADMIN_OPS = frozenset({"enroll", "train", "revoke", "reconcile", "rotate_key"})
+ADMIN_OPS = frozenset({"enroll", "train", "revoke", "restore", "reconcile", "rotate_key"})
 INPUT_OPS = frozenset({"enroll", "identify", "verify"})
 MAX_DIM = 1024
 _REQ = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
@@ -53,6 +54,7 @@ BUSY = "busy"
 BAD_PROBE = "bad_probe"  # the servers found the probe out of range (not a unit embedding)
 RATE_LIMITED = "rate_limited"
 DEALER_UNAVAILABLE = "dealer_unavailable"
+NOT_THE_SAME_PERSON = "not_the_same_person"  # enrolment under a name whose template it misses
 # a retry with the same request id may succeed (the pair was resynchronising, the dealer or
 # the other server was restarting); the client retries these by itself
 TRANSIENT = frozenset({PEER_UNAVAILABLE, DEALER_UNAVAILABLE, ABORTED, TIMEOUT, BUSY})
@@ -138,7 +140,7 @@ def parse_offer(msg: Message) -> Offer:
     elif dim:
         raise ApiError(BAD_REQUEST, f"{op} takes no embedding")
     identity = meta.get("identity", "")
-    if op in ("enroll", "verify", "revoke"):
+    if op in ("enroll", "verify", "revoke", "restore"):
         identity = check_identity(identity)
     elif identity:
         raise ApiError(BAD_REQUEST, f"{op} takes no identity")

@@ -42,7 +42,7 @@ from splitface.servers.service.admission import AuditLog, RateLimiter
 from splitface.servers.service.gateway import EdgeGateway, Inbound
 from splitface.servers.service.handlers import Handlers, NodeOptions, Txn, check_authorized
 from splitface.servers.service.rekey import rekey_store
-from splitface.servers.store import ShareStore, StoreError
+from splitface.servers.store import ModelState, ShareStore, StoreError, plan_models
 from splitface.shared import api
 from splitface.shared.api import ApiError
 from splitface.shared.transport.base import Channel, TransportError
@@ -287,8 +287,10 @@ class Coordinator:
         current = self.dealer.current_epoch()
         mine = KeyState.of(self.store)
         token = os.urandom(8).hex()
+        models = self.store.model_state()
         self.channel.send(Message("resync", {"token": token, "n": nonce,
-                                             "state": mine.to_meta()}))
+                                             "state": mine.to_meta(),
+                                             "models": models.to_meta()}))
         while True:
             if time.monotonic() > deadline:
                 return None
@@ -296,7 +298,7 @@ class Coordinator:
             if msg.kind == "resync_ack" and msg.meta.get("token") == token:
                 break
         self.channel.send(Message("resync_go", {"token": token}))
-        return self._enter(msg, nonce, mine, current)
+        return self._enter(msg, nonce, mine, current, models)
 
     def _answer_resync(self, msg: Message, timeout_s: float = 3.0) -> None:
         """P1's side: answer the newest resync, wait for P0's go, then enter the session.
@@ -316,8 +318,10 @@ class Coordinator:
         current = self.dealer.current_epoch()
         mine = KeyState.of(self.store)
         token = msg.meta.get("token")
+        models = self.store.model_state()
         self.channel.send(Message("resync_ack", {"token": token, "n": nonce,
-                                                 "state": mine.to_meta()}))
+                                                 "state": mine.to_meta(),
+                                                 "models": models.to_meta()}))
         deadline = time.monotonic() + timeout_s
         while True:
             if time.monotonic() > deadline:
@@ -328,16 +332,22 @@ class Coordinator:
             if got.kind == "resync":  # P0 started over: answer that one instead
                 return self._answer_resync(got, timeout_s)
         self._close_party()
-        again = self._enter(msg, nonce, mine, current)
+        again = self._enter(msg, nonce, mine, current, models)
         self.peer_ok = not again  # after a re-key P0 starts the next session
 
-    def _enter(self, msg: Message, nonce: bytes, mine: KeyState, current: int) -> bool:
+    def _enter(self, msg: Message, nonce: bytes, mine: KeyState, current: int,
+               models: ModelState) -> bool:
         """Open the session the handshake agreed on; True if shares were re-keyed instead
         (the caller then starts a fresh session at the new epoch)."""
         peer_nonce = msg.meta.get("n")
         if not isinstance(peer_nonce, bytes) or len(peer_nonce) != NONCE_BYTES:
             raise ProtocolError("peer sent a malformed session nonce")
         peer = KeyState.from_meta(msg.meta.get("state"))
+        try:
+            peer_models = ModelState.from_meta(msg.meta.get("models"))
+        except ValueError as exc:
+            raise ProtocolError(f"peer's model state: {exc}") from None
+        self._heal_models(models, peer_models)
         session = session_id(*((nonce, peer_nonce) if self.id == 0 else (peer_nonce, nonce)))
         plan = plan_session(mine, peer, current)
         if plan.switch_staged:
@@ -377,6 +387,23 @@ class Coordinator:
         with contextlib.suppress(DealerUnavailable, DealerRefused):
             self.dealer.confirm(current)
         return True
+
+    def _heal_models(self, mine: ModelState, peer: ModelState) -> None:
+        """Bring the model versions together after a crash between the two commits (both
+        servers decide alike from both states: store.plan_models)."""
+        plan = plan_models(mine, peer)
+        if plan.commit:
+            self.store.commit_models(plan.commit)
+            log.warning("P%d: committed model version %d, which the other server committed "
+                        "before a crash", self.id, plan.commit)
+        if plan.roll_back_to is not None:
+            self.store.roll_back_models(plan.roll_back_to)
+            log.warning("P%d: model versions differed (%d here, %d on the other server): "
+                        "rolled back to version %d, the newest both hold%s", self.id,
+                        mine.current, peer.current, plan.roll_back_to,
+                        "" if plan.roll_back_to else " (none: train again)")
+        if plan.discard_staged:
+            self.store.discard_staged_models()
 
     def _recv_any(self, deadline: float) -> Message:
         return self.channel.recv(None, timeout=max(0.01, deadline - time.monotonic()))
@@ -540,7 +567,8 @@ class Coordinator:
                 "peer_ok": self.peer_ok}
         if inbound.name in self.opts.admin_terminals:
             version, meta, _ = self.store.models()
-            body.update({"model_version": version, "records": len(self.store.record_ids()),
+            body.update({"model_version": version, "records": self.store.active_records(),
+                         "revoked": self.store.revoked_identities(),
                          "digest": self.store.digest(), "key_epoch": self.store.key_epoch(),
                          "identities": self.store.identities(),
                          "model_identities": meta.get("identities", [])})
@@ -695,10 +723,7 @@ class Coordinator:
                 self.rate.strike(txn.inbound.name or txn.inbound.key, "offer abandoned")
                 raise ApiError(api.TIMEOUT, "no submit from the terminal in time")
             self._pump(20)
-        sub = self._submits.pop(key)
-        if len(sub.msg.arrays) != 1:
-            raise ApiError(api.BAD_REQUEST, "submit needs exactly one masked array")
-        return sub
+        return self._submits.pop(key)
 
     # ------------------------------------------------------------ transactions
     def _run(self, txn: Txn) -> None:

@@ -34,6 +34,7 @@ from splitface.servers.mpc.share import AuthShare
 from splitface.servers.recognition import training
 from splitface.servers.recognition.identify import Gallery, identify, verify
 from splitface.servers.recognition.progress import TrainingProgress
+from splitface.servers.service import failpoints
 from splitface.servers.service.admission import RateOptions
 from splitface.servers.service.gateway import Inbound
 from splitface.servers.store import StoredShare, StoreError
@@ -108,7 +109,8 @@ class Handlers:
 
     def dispatch(self, txn: Txn) -> Message:
         handler = {"enroll": self.enroll, "identify": self.identify, "verify": self.verify,
-                   "train": self.train, "revoke": self.revoke, "reconcile": self.reconcile,
+                   "train": self.train, "revoke": self.revoke, "restore": self.restore,
+                   "reconcile": self.reconcile,
                    "rotate_key": self.rotate_key}.get(txn.offer.op)
         if handler is None:
             raise ApiError(api.BAD_REQUEST, f"unknown operation {txn.offer.op!r}")
@@ -128,6 +130,9 @@ class Handlers:
         sub = node.wait_submit(txn)
         txn.awaiting_reply = True
         txn.inbound = sub  # reply on the connection the submit came from
+        if len(sub.msg.arrays) != 1:
+            raise ApiError(api.BAD_REQUEST, f"a submit carries exactly one masked array, got "
+                                            f"{len(sub.msg.arrays)}")
         try:
             masked = client_io.check_masked(sub.msg.arrays[0], txn.offer.inputs())
         except client_io.InputError as exc:
@@ -235,9 +240,23 @@ class Handlers:
         self._enrol_card_rules(txn)
         if mine:  # an orphan from a crash between the two commits: replace it
             node.store.delete_enrolments([txn.req])
+        template = self._merge_guard(txn)
         inputs, card = self._card_bound_inputs(txn, RequestKind.ENROLL)
-        drain(node.party, [inputs.check], inputs.digest)  # the probe check's own rounds
-        self._release(txn, inputs, None)  # stored only if verified and in range
+        if template is None:
+            drain(node.party, [inputs.check], inputs.digest)  # the probe check's own rounds
+            self._release(txn, inputs, None)  # stored only if verified and in range
+        else:
+            same = verify(template, inputs.probe, node.opts.threshold, [inputs.check],
+                          inputs.digest)
+            self._release(txn, inputs, None)
+            with node.party.op("merge_check"):  # opened to the servers, after the check
+                (match,) = run_round(node.party, [client_io.bit_opening(node.party, same)])
+            node.party.check()
+            if match != 1:
+                raise ApiError(api.NOT_THE_SAME_PERSON,
+                               f"this face does not match {txn.offer.identity!r}'s enrolled "
+                               "samples: a different person under the same name? An admin "
+                               "may add it anyway (enroll --force)")
         x = inputs.probe
         try:
             node.store.add_enrolment(txn.req, txn.offer.identity,
@@ -253,12 +272,33 @@ class Handlers:
         node.agree("committed", True)
         return Message("done", {"req": txn.req, "status": "enrolled"})
 
+    def _merge_guard(self, txn: Txn) -> AuthShare | None:
+        """The template a new sample of an already-trained identity must match (None: no
+        check: a new identity, no model yet, or ``force``). Enrolling another person under
+        an existing name would merge two people silently. The servers learn the match bit
+        of an admin's enrolment (docs/SECURITY.md)."""
+        version, meta, models = self.node.store.models()
+        names = meta.get("identities", [])
+        if dict(txn.offer.params).get("force") is True or txn.offer.identity not in names \
+                or "templates" not in models:
+            return None
+        if version != txn.peer.get("model_version", version):
+            raise ApiError(api.OUT_OF_SYNC, "the servers hold different model versions")
+        templates = self._share(models["templates"])
+        if txn.offer.dim != templates.shape[1]:
+            raise ApiError(api.WRONG_DIMENSION, f"model expects dim {templates.shape[1]}")
+        return templates[names.index(txn.offer.identity)]
+
     def _models(self, txn: Txn) -> tuple[int, dict, dict[str, StoredShare]]:
         version, meta, models = self.node.store.models()
         if version != txn.peer.get("model_version", version):
             raise ApiError(api.OUT_OF_SYNC, "the servers hold different model versions")
-        if not version:
+        if not version or "templates" not in models:
             raise ApiError(api.NO_MODEL, "no trained model: enrol identities and train first")
+        revoked = set(meta.get("identities", [])) & set(self.node.store.revoked_identities())
+        if revoked:  # e.g. rolled back past a revocation: never identify a revoked person
+            raise ApiError(api.NO_MODEL, f"the model includes revoked identities "
+                                         f"{sorted(revoked)[:3]}: train again")
         return version, meta, models
 
     def _share(self, s: StoredShare) -> AuthShare:
@@ -350,20 +390,81 @@ class Handlers:
             models["logistic_b"] = StoredShare(lr.b.val, lr.b.mac, lr.b.frac)
         node.party.check()  # nothing is stored unless every opened value verified
         seconds = time.perf_counter() - t0
-        version = node.store.put_models(models, {"identities": names, "records": len(labels),
-                                                 "train_s": round(seconds, 3)})
-        node.agree("trained", version)
+        version = self._commit_models(models, {"identities": names, "records": len(labels),
+                                               "train_s": round(seconds, 3)})
         return Message("done", {"req": txn.req, "status": "trained", "model_version": version,
                                 "identities": len(names), "records": len(labels),
                                 "train_s": round(seconds, 3)})
 
-    def revoke(self, txn: Txn) -> Message:
+    def _commit_models(self, models: dict[str, StoredShare], meta: dict) -> int:
+        """Two-phase commit of a new model version on both servers (servers/store.py): a
+        number new to both, staged on both, then committed; a crash in between is healed
+        at the next session (coordinator._heal_models). Returns the version."""
         node = self.node
-        removed = node.store.revoke(txn.offer.identity)
-        for card in node.cards.cards_of(txn.offer.identity):
+        seen = node.store.model_state().seen
+        peer_seen = node.agree("model_seen", seen)
+        if not isinstance(peer_seen, int) or isinstance(peer_seen, bool) or peer_seen < 0:
+            raise ProtocolError("the other server sent a malformed model version")
+        version = max(seen, peer_seen) + 1
+        node.store.stage_models(version, models, meta)
+        if node.agree("model_staged", version) != version:
+            node.store.discard_staged_models()
+            raise ProtocolError("the other server staged another model version")
+        failpoints.hit("before_model_commit")
+        node.store.commit_models(version)
+        failpoints.hit("after_model_commit")
+        node.agree("model_committed", version)
+        return version
+
+    def revoke(self, txn: Txn) -> Message:
+        """Revoke an identity: its records are kept (restorable) but count no more, and it
+        leaves identification at once: the new model version drops its template row (a
+        local operation on shares); the classifier, trained with it, is dropped until the
+        next training."""
+        node = self.node
+        identity = txn.offer.identity
+        if txn.peer.get("digest") != node.store.digest():
+            raise ApiError(api.OUT_OF_SYNC, "the servers hold different enrolments; reconcile")
+        if identity not in node.store.identities():
+            raise ApiError(api.UNKNOWN_IDENTITY, f"{identity!r} has no active enrolments "
+                                                 "(never enrolled, or already revoked)")
+        version, meta, models = node.store.models()
+        names = meta.get("identities", [])
+        if version and identity in names:
+            if version != txn.peer.get("model_version", version):
+                raise ApiError(api.OUT_OF_SYNC, "the servers hold different model versions")
+            i = names.index(identity)
+            t = models["templates"]
+            keep = [k for k in range(len(names)) if k != i]
+            templates = StoredShare(t.val[:, keep], t.mac[:, keep], t.frac)
+            rest = [n for n in names if n != identity]
+            new_meta = {**meta, "identities": rest, "revoke": identity,
+                        "classifier": "stale: retrain"}
+            new_meta.pop("train_s", None)
+            if rest:
+                version = self._commit_models({"templates": templates}, new_meta)
+            else:
+                version = self._commit_models({}, new_meta)
+            removed = len([1 for _, n in node.store.record_ids() if n == identity])
+        else:
+            removed = node.store.revoke(identity)
+            node.agree("revoked", removed)
+        for card in node.cards.cards_of(identity):
             node.cards.unbind(card.card_id)
-        node.agree("revoked", removed)
-        return Message("done", {"req": txn.req, "status": "revoked", "records": removed})
+        return Message("done", {"req": txn.req, "status": "revoked", "records": removed,
+                                "model_version": version})
+
+    def restore(self, txn: Txn) -> Message:
+        """Undo a revocation (admin): the records count again; the identity is identified
+        again after the next training. Its card stays revoked (bind a new one)."""
+        node = self.node
+        identity = txn.offer.identity
+        if identity not in node.store.revoked_identities():
+            raise ApiError(api.UNKNOWN_IDENTITY, f"{identity!r} is not revoked")
+        restored = node.store.restore(identity)
+        node.agree("restored", restored)
+        return Message("done", {"req": txn.req, "status": "restored", "records": restored,
+                                "next": "train to identify it again"})
 
     def reconcile(self, txn: Txn) -> Message:
         node = self.node

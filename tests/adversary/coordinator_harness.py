@@ -55,6 +55,7 @@ def evil_answer_resync(core: DealerCore, chan, state: dict, epoch: int) -> Party
     sid = session_id(msg.meta["n"], nonce)
     prep = LocalPreprocessing(core, 1, sid, epoch)
     prep.open()  # registered first, so P0's registration completes the pair
-    chan.send(Message("resync_ack", {"token": msg.meta["token"], "n": nonce, "state": state}))
+    chan.send(Message("resync_ack", {"token": msg.meta["token"], "n": nonce, "state": state,
+                                     "models": msg.meta["models"]}))  # P0's own: no healing
     chan.recv("resync_go", timeout=10)
     return Party(1, chan, prep)

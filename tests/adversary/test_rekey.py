@@ -38,7 +38,10 @@ def _stores(tmp_path, core: DealerCore) -> list[ShareStore]:
         for i, (v, m, f) in enumerate(share_floats(core, row)):
             stores[i].add_enrolment(f"request-{k:04d}", f"id-{k}", StoredShare(v, m, f))
     for i, (v, m, f) in enumerate(share_floats(core, MODEL)):
-        stores[i].put_models({"templates": StoredShare(v, m, f)}, {"identities": ["a"]})
+        for version in (1, 2):  # two committed versions (the newest and its fallback)
+            stores[i].stage_models(version, {"templates": StoredShare(v, m, f)},
+                                   {"identities": ["a"]})
+            stores[i].commit_models(version)
     return stores
 
 

@@ -222,3 +222,62 @@ def test_fuzz_peer_link(frames, position):
     fresh = make_parties(core)
     got = _run_product(fresh)
     np.testing.assert_allclose(got / 2.0**32, X[:2] * X[2:], atol=1e-4)
+
+
+def _both_raw(dep: LocalDeployment, socks: list[zmq.Socket], msgs: list[Message]
+              ) -> list[Message]:
+    for s, m in zip(socks, msgs, strict=True):
+        s.send_multipart(wire.encode(m))
+    out = []
+    for s in socks:
+        assert s.poll(15_000), "no reply"
+        out.append(wire.decode(s.recv_multipart()))
+    return out
+
+
+BAD_SUBMITS = {
+    "no array": [],
+    "two arrays": [np.zeros((2, 130), np.uint64)] * 2,
+    "signed": [np.zeros((2, 130), np.int64)],
+    "too short": [np.zeros((2, 10), np.uint64)],
+    "three limbs": [np.zeros((3, 130), np.uint64)],
+    "flat": [np.zeros(260, np.uint64)],
+}
+
+
+@pytest.mark.parametrize("what", BAD_SUBMITS)
+def test_every_malformed_submit_gets_a_bad_request_that_says_why(deployment, what):
+    """A submit with two arrays was never answered, and others came back "aborted" with
+    messages like "masked input of shape (2, 130), expected (2, 130)"."""
+    pub, sec, k0, k1 = deployment.edge_keys()
+    ctx = zmq.Context()
+    socks = []
+    for endpoint, key in zip(deployment.endpoints(), (k0, k1), strict=True):
+        s = ctx.socket(zmq.REQ)
+        s.curve_publickey, s.curve_secretkey, s.curve_serverkey = pub, sec, key
+        s.setsockopt(zmq.LINGER, 0)
+        s.connect(endpoint)
+        socks.append(s)
+    try:
+        req = f"badsubmit-{abs(hash(what)) % 10**8:08d}"
+        offer = Message("offer", {"req": req, "op": "enroll", "dim": 128, "identity": "x"})
+        replies = _both_raw(deployment, socks, [offer, offer])
+        assert [r.kind for r in replies] == ["offer", "offer"], replies
+        sub = Message("submit", {"req": req}, BAD_SUBMITS[what])
+        replies = _both_raw(deployment, socks, [sub, sub])
+        for r in replies:
+            assert r.kind == "error" and r.meta["code"] == "bad_request", r
+            assert r.meta["req"] == req
+            assert "submit" in r.meta["reason"] or "masked" in r.meta["reason"]
+        late = Message("submit", {"req": "nosuchrequest-01"}, [np.zeros((2, 130), np.uint64)])
+        replies = _both_raw(deployment, socks, [late, late])
+        assert all(r.kind == "error" and "no such request" in r.meta["reason"]
+                   for r in replies)
+    finally:
+        for s in socks:
+            s.close(linger=0)
+        ctx.term()
+    from tests.services.conftest import client_for
+
+    with client_for(deployment) as c:  # and the pair still serves
+        assert all(s["peer_ok"] for s in c.status())
