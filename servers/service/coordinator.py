@@ -515,12 +515,25 @@ class Coordinator:
                         self.gateway.reply(inbound.ident, api.error(
                             inbound.offer.request_id, api.BUSY, "queue full"))
                     else:
+                        self._drop_superseded(inbound)
                         self._evict_oldest_of(inbound.key)
                         self._queue.append(inbound)
             inbound = self.gateway.receive(0)
         if len(self._submits) > 1000:  # stale submits of abandoned requests
             for k in list(self._submits)[:500]:
                 del self._submits[k]
+
+    def _drop_superseded(self, inbound: Inbound) -> None:
+        """A terminal's retry (same key, same request id) replaces the copy of an earlier
+        attempt still queued: the terminal gave up on that attempt and closed its socket
+        (a restarted server receives such copies late, from the reconnect), so following
+        it would answer nobody and leave the retry waiting behind it."""
+        for i, ib in enumerate(self._queue):
+            if ib.key == inbound.key and ib.offer.request_id == inbound.offer.request_id:
+                del self._queue[i]
+                self.gateway.reply(ib.ident, api.error(ib.offer.request_id, api.ABORTED,
+                                                       "superseded by its retry"))
+                return
 
     def _evict_oldest_of(self, key: str) -> None:
         """Keep at most MAX_QUEUED - 1 waiting requests of one terminal before queueing its
@@ -712,6 +725,12 @@ class Coordinator:
                     return ib
             self._pump(20)
         return None
+
+    def await_retry(self, txn: Txn) -> Inbound | None:
+        """The terminal's next copy of ``txn``'s offer (same key, request id and content),
+        within OFFER_TWIN_S: the copy being served came from a connection the terminal
+        closed before its answer (it timed out and retried, e.g. across a restart)."""
+        return self._await_offer(txn.req, txn.inbound.key, _offer_digest(txn.inbound))
 
     def wait_submit(self, txn: Txn) -> Inbound:
         deadline = time.monotonic() + (self.opts.card_submit_timeout_s if txn.offer.card_id

@@ -50,13 +50,15 @@ class EdgeGateway:
         self.sock.bind(endpoint)
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
-    def reply(self, ident: bytes, msg: Message) -> None:
-        """Send a reply; a terminal that went away is logged, not fatal."""
+    def reply(self, ident: bytes, msg: Message) -> bool:
+        """Send a reply; a terminal that went away is logged, not fatal (False)."""
         try:
             self.sock.send_multipart([ident, b"", *wire.encode(msg)], copy=False,
                                      flags=zmq.NOBLOCK)
         except zmq.ZMQError as exc:
             log.info("could not reply to a terminal (%s)", exc.strerror)
+            return False
+        return True
 
     def receive(self, timeout_ms: int) -> Inbound | None:
         """The next valid message, or None; invalid ones are answered and dropped."""

@@ -48,6 +48,9 @@ if TYPE_CHECKING:
     from splitface.servers.service.coordinator import Coordinator
 
 log = logging.getLogger("splitface.server")
+# Copies of one offer answered in turn when the previous one's connection is gone (a terminal
+# that timed out and retried the same request id); bounded, so no terminal holds the pair up.
+MAX_REROUTES = 3
 
 
 @dataclass(frozen=True)
@@ -125,7 +128,15 @@ class Handlers:
         checked, arrays = client_io.offer_checked_input(node.party, txn.offer.inputs(),
                                                         txn.offer.dim)
         meta = {"req": txn.req, "n": txn.offer.inputs(), **(extra or {})}
-        node.gateway.reply(txn.inbound.ident, Message("offer", meta, arrays))
+        offer = Message("offer", meta, arrays)
+        for _ in range(MAX_REROUTES):
+            if node.gateway.reply(txn.inbound.ident, offer):
+                break
+            # the connection this copy came from is gone: answer the terminal's retry
+            retry = node.await_retry(txn)
+            if retry is None:
+                break  # nobody to answer: the submit never comes (a strike, as before)
+            txn.inbound = retry
         txn.awaiting_reply = False
         sub = node.wait_submit(txn)
         txn.awaiting_reply = True

@@ -65,5 +65,5 @@ def test_cli_takes_models_and_detection_from_the_config(tmp_path, testdata, caps
     empty.mkdir()
     bad = tmp_path / "dep" / "edge-1" / "bad.toml"
     bad.write_text(cfg.replace(str(models), str(empty)))
-    assert cli_main(["embed", group, "--config", str(bad)]) == 2
+    assert cli_main(["embed", group, "--config", str(bad)]) == 78  # configuration error
     assert "model_missing" in capsys.readouterr().err
