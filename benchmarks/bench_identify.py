@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from splitface.servers.mpc.cluster import LoopbackCluster
+from splitface.servers.loopback_cluster import LoopbackCluster
 from splitface.servers.recognition.identify import plaintext_identify
 from splitface.servers.recognition.jobs import bench_names
 from splitface.shared.fixedpoint import F

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from splitface.servers.mpc.cluster import LoopbackCluster
+from splitface.servers.loopback_cluster import LoopbackCluster
 from splitface.servers.mpc.local_runtime import make_parties
 from splitface.servers.mpc.prep.dealer import DealerCore
 

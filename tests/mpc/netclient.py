@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from splitface.servers.mpc.cluster import LoopbackCluster
+from splitface.servers.loopback_cluster import LoopbackCluster
 
 
 def run_job(cluster: LoopbackCluster, job: str, inputs: list[np.ndarray], n_out: int,

@@ -135,3 +135,40 @@ def test_servers_without_a_dealer_say_so_and_stay_up(dep):
     finally:
         dep.start(("dealer",))
     _recovers(dep, time.monotonic())
+
+
+@pytest.mark.parametrize("only", [0, 1])
+def test_an_offer_that_reaches_one_server_holds_nobody_up(dep, only):
+    """An offer that reached only P0 stalled every other request for the full server
+    timeout (29.7 s for another terminal's enrolment); now P1 waits OFFER_TWIN_S for its
+    twin and P0 moves on. An offer that reached only P1 never blocks anything."""
+    import zmq
+
+    from splitface.shared import wire
+    from splitface.shared.wire import Message
+
+    pub, sec, k0, k1 = dep.edge_keys()
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.REQ)
+    s.curve_publickey, s.curve_secretkey = pub, sec
+    s.curve_serverkey = (k0, k1)[only]
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(dep.endpoints()[only])
+    try:
+        with client_for(dep, timeout=20.0) as c:
+            c.identify(_probe(0))  # warm
+            s.send_multipart(wire.encode(Message("offer", {"req": f"lonely-offer-{only:04d}",
+                                                           "op": "identify", "dim": 128})))
+            time.sleep(0.2)
+            t0 = time.monotonic()
+            assert c.identify(_probe(1)).identity == NAMES[1]
+            took = time.monotonic() - t0
+        assert took < 4.0, took
+        if only == 0:
+            assert s.poll(5000)  # the lonely offer itself gets a clear answer
+            reply = wire.decode(s.recv_multipart())
+            assert reply.kind == "error" and reply.meta["code"] in ("timeout",
+                                                                     "peer_unavailable")
+    finally:
+        s.close(linger=0)
+        ctx.term()
