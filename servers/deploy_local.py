@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from splitface.shared import keys
+
+
+def free_base_port(span: int = 12) -> int:
+    """A base port with ``span`` free ports above it (loopback), for a deployment."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + span < 65000 and all(_free(base + i) for i in range(span)):
+            return base
+    raise RuntimeError("no free port range")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 @dataclass
@@ -100,6 +121,15 @@ class LocalDeployment:
 
     def endpoints(self) -> tuple[str, str]:
         return f"tcp://127.0.0.1:{self.base_port}", f"tcp://127.0.0.1:{self.base_port + 1}"
+
+    def client(self, name: str = "edge-1", timeout: float = 20.0, retries: int = 0):
+        """A SplitfaceClient of terminal ``name`` for both servers (use it as a context)."""
+        from splitface.edge.client import ClientOptions, ServerEndpoint, SplitfaceClient
+
+        pub, sec, k0, k1 = self.edge_keys(name)
+        e0, e1 = self.endpoints()
+        return SplitfaceClient(ClientOptions((ServerEndpoint(e0, k0), ServerEndpoint(e1, k1)),
+                                             pub, sec, timeout_s=timeout, retries=retries))
 
     def wait_ready(self, client, timeout: float = 30.0) -> None:
         """Until both servers answer status and P0 reports its peer link up."""

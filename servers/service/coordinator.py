@@ -55,6 +55,7 @@ MAX_BLOB = 64 << 20  # largest public byte string exchanged with the peer (recor
 MAX_QUEUED = 4  # requests one terminal may have waiting: one terminal cannot fill the queue
 OFFER_TWIN_S = 2.0  # P1 waits this long for the twin of an offer P0 started
 MAX_REKEY_FAILURES = 2  # failed re-keying checks per old epoch before an operator must act
+DEALER_PROBE_S = 1.5  # how long a dealer known to be down is waited for at each retry
 
 
 @dataclass(frozen=True)
@@ -242,8 +243,13 @@ class Coordinator:
     def resync(self, timeout_s: float = 3.0) -> bool:
         """Bring the peer link to a clean state and start a new dealer session, re-keying
         stored shares first when their key epoch is retired or old."""
-        self._last_resync = time.monotonic()
         self._resync_wanted = False
+        try:
+            return self._resync(timeout_s)
+        finally:  # the next attempt is counted from the end of this one
+            self._last_resync = time.monotonic()
+
+    def _resync(self, timeout_s: float) -> bool:
         for _ in range(3):  # a re-key is followed by a fresh session at the new epoch
             try:
                 again = self._handshake(timeout_s)
@@ -284,7 +290,9 @@ class Coordinator:
         resync again."""
         deadline = time.monotonic() + timeout_s
         nonce = os.urandom(NONCE_BYTES)
-        current = self.dealer.current_epoch()
+        # a dealer known to be down is probed briefly, so terminals hear why within seconds
+        current = self.dealer.current_epoch(timeout_s=DEALER_PROBE_S if self._dealer_down
+                                            else None)
         mine = KeyState.of(self.store)
         token = os.urandom(8).hex()
         models = self.store.model_state()
@@ -478,6 +486,8 @@ class Coordinator:
             if self._resync_wanted:
                 self.resync()
             if not self.peer_ok:
+                if self._dealer_down:  # known down: answer waiting terminals before probing
+                    self._refuse_queue(*self._link_down())
                 if time.monotonic() - self._last_resync > 2.0:
                     self.resync()
                 if not self.peer_ok:

@@ -2,40 +2,16 @@
 
 from __future__ import annotations
 
-import socket
-
 import numpy as np
 import pytest
 
-from splitface.edge.client import ClientOptions, ServerEndpoint, SplitfaceClient
-from splitface.servers.deploy_local import LocalDeployment
-
-
-def free_base_port(span: int = 12) -> int:
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + span < 65000 and all(_free(base + i) for i in range(span)):
-            return base
-    raise RuntimeError("no free port range")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
+from splitface.edge.client import SplitfaceClient
+from splitface.servers.deploy_local import LocalDeployment, free_base_port
 
 
 def client_for(dep: LocalDeployment, name: str = "edge-1", timeout: float = 20.0,
                retries: int = 0) -> SplitfaceClient:
-    pub, sec, k0, k1 = dep.edge_keys(name)
-    e0, e1 = dep.endpoints()
-    return SplitfaceClient(ClientOptions((ServerEndpoint(e0, k0), ServerEndpoint(e1, k1)), pub,
-                                         sec, timeout_s=timeout, retries=retries))
+    return dep.client(name, timeout, retries)
 
 
 @pytest.fixture(scope="module")

@@ -131,8 +131,8 @@ class DealerClient:
         self._sock.close(linger=0)
 
     # ------------------------------------------------------------ key epochs
-    def current_epoch(self) -> int:
-        reply = self.call("epoch", expect="epoch")
+    def current_epoch(self, timeout_s: float | None = None) -> int:
+        reply = self.call("epoch", expect="epoch", timeout_s=timeout_s)
         e = reply.meta.get("current")
         if not isinstance(e, int) or e < 1:
             raise ProtocolError("the dealer sent a malformed key epoch")
