@@ -24,6 +24,7 @@ PLAN = [
     ("identify", ["bench_identify.py", "--gallery", "100000", "--queries", "5"]),
     ("train", ["bench_train.py", "--identities", "10", "--per-identity", "100", "--epochs", "5"]),
     ("fss", ["bench_fss.py"]),
+    ("soak", ["bench_soak.py", "--aborts", "300", "--identities", "200", "--trainings", "3"]),
     ("edge", ["bench_edge.py"]),
     ("detect", ["bench_detect.py"]),
     ("card", ["bench_card.py"]),
@@ -134,6 +135,12 @@ def targets(results: list[tuple[str, list[str], dict | str]]) -> list[str]:
         if name == "fss":
             rows += [("numba DCF key generation, x over numpy", ">= 2", r["speedup_gen"]),
                      ("numba DCF evaluation, x over numpy", ">= 2", r["speedup_eval"])]
+        if name == "soak":
+            rss = [max(s["rss_mb"]["p0"], s["rss_mb"]["p1"]) for s in r["after_training"]]
+            rows += [("soak: dealer parts left pending after 300 aborted requests", "<= 4",
+                      r["dealer_pending_max"]),
+                     ("soak: server RSS growth from 1st to last training, MB", "<= 20",
+                      rss[-1] - rss[0])]
         if name == "edge" and "int8" in r:
             rows.append(("edge 640x480 detect+landmarks+align+embed ms (int8, full range)",
                          "<= 10", r["int8"]["total_ms_p50"]))

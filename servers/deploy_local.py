@@ -50,8 +50,10 @@ class LocalDeployment:
     @classmethod
     def create(cls, root: Path, *, edges: int = 2, base_port: int = 7400,
                admins: tuple[str, ...] = ("edge-1",), threshold: float | None = None,
-               train: dict[str, float] | None = None) -> LocalDeployment:
-        """Generate keys and configs (``splitface-keys init``) and tune the server configs."""
+               train: dict[str, float] | None = None,
+               limits: dict[str, float] | None = None) -> LocalDeployment:
+        """Generate keys and configs (``splitface-keys init``) and tune the server configs
+        (``train`` and ``limits`` set keys of those tables)."""
         model_dir = Path(__file__).resolve().parents[1] / "var" / "models"  # made by make models
         model_dir.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "splitface.shared.cli_keys", "init", "--out",
@@ -65,7 +67,7 @@ class LocalDeployment:
                             + "]")
             if threshold is not None:
                 text = _set_key(text, "threshold", threshold)
-            for k, v in (train or {}).items():
+            for k, v in {**(train or {}), **(limits or {})}.items():
                 text = _set_key(text, k, v)
             cfg.write_text(text)
         return cls(root, base_port)

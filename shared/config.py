@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from splitface.shared import keys
+from splitface.shared import keys, training_range
 from splitface.shared.config_schema import (
     ConfigError,
     Problem,
@@ -87,7 +87,15 @@ class TrainOptions:
 
     epochs: int = setting("Passes over the enrolment set.", 20, check=in_range(1, 100_000))
     batch_size: int = setting("Mini-batch size for SGD.", 32, check=in_range(1, 65_536))
-    learning_rate: float = setting("SGD step size.", 0.1, check=in_range(0.0, 100.0, lo_open=True))
+    learning_rate: float = setting(
+        "SGD step size; learning_rate / batch_size must not exceed 2.5 (the range in which "
+        "fixed-point training follows float64, shared/training_range.py).", 0.1,
+        check=in_range(training_range.LR_MIN, training_range.LR_MAX))
+
+    def problems(self) -> list[Problem]:
+        """The settings must lie in the measured training range."""
+        return [Problem("train.learning_rate", why) for why in training_range.settings_problems(
+            self.epochs, self.batch_size, self.learning_rate)]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,8 +165,9 @@ class ServerConfig:
     limits: LimitOptions = setting("Per-terminal and per-identity limits.", LimitOptions())
 
     def problems(self) -> list[Problem]:
-        """Cross-key rules: the peer link's direction depends on the party."""
-        found = []
+        """Cross-key rules: the peer link's direction depends on the party; the training
+        settings must lie in the measured range."""
+        found = self.train.problems()
         if self.party == 0:
             if self.listen_peer is None:
                 found.append(Problem("listen_peer", "required for party 0 (P0 binds the peer "

@@ -38,7 +38,7 @@ from splitface.servers.service import failpoints
 from splitface.servers.service.admission import RateOptions
 from splitface.servers.service.gateway import Inbound
 from splitface.servers.store import StoredShare, StoreError
-from splitface.shared import api
+from splitface.shared import api, training_range
 from splitface.shared.api import ApiError
 from splitface.shared.card_binding import CardAuthRequest, CardBindingError, RequestKind
 from splitface.shared.fixedpoint import F
@@ -384,8 +384,19 @@ class Handlers:
         labels = np.array([index[e.identity] for e in enrolments], dtype=np.int64)
         x = AuthShare(node.party, np.stack([e.share.val for e in enrolments], axis=1),
                       np.stack([e.share.mac for e in enrolments], axis=1), F)
+        if len(names) >= 2:  # public settings and counts: both servers refuse alike
+            problems = training_range.run_problems(
+                len(labels), node.opts.train_epochs, node.opts.train_batch_size,
+                node.opts.train_learning_rate)
+            if problems:
+                raise ApiError(api.BAD_REQUEST, "training refused: " + "; ".join(problems))
         t0 = time.perf_counter()
-        templates = training.train_templates(x, labels, len(names))
+        try:
+            templates = training.train_templates(x, labels, len(names))
+        except training.DegenerateClassError as exc:
+            bad = ", ".join(repr(names[i]) for i in exc.classes[:10])
+            raise ApiError(api.BAD_REQUEST, f"the enrolments of {bad} cancel out (they are not "
+                                            "one face): revoke them and enrol again") from None
         models = {"templates": StoredShare(templates.val, templates.mac, templates.frac)}
         if len(names) >= 2:
             opts = training.SgdOptions(node.opts.train_epochs, node.opts.train_batch_size,

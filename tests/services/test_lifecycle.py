@@ -112,3 +112,16 @@ def test_a_crash_between_the_model_commits_heals_by_itself(dep, victim, point):
     assert recovered_s < 15.0
     assert s0["model_version"] == s1["model_version"] >= before
     assert s0["digest"] == s1["digest"]
+
+
+def test_an_identity_whose_samples_cancel_is_named_and_training_refused(dep):
+    """Issue 11: a class whose samples cancel used to give a zero template silently."""
+    v = unit(RNG.normal(size=128))
+    with client_for(dep, timeout=60.0) as admin:
+        admin.enroll("dee", v)
+        admin.enroll("dee", -v)
+        with pytest.raises(ServerRefused) as err:
+            admin.admin("train")
+        assert err.value.code == api.BAD_REQUEST and "'dee'" in err.value.reason
+        admin.admin("revoke", identity="dee")
+        assert admin.admin("train").status == "trained"

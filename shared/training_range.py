@@ -1,0 +1,54 @@
+"""Which SGD settings the secure training is known to follow float64 under (measured).
+
+The servers train in fixed point (F = 16 fractional bits). Outside the range below the
+result still looks like a model but is not the float64 one (issue 11): rates above 10 or
+steps lr / batch above 2.5 make SGD chaotic, so the 2^-16 rounding of each step sends it
+elsewhere (lr = 100, batch 4: accuracy 0.90 against 0.95; lr = 100, batch 80: 0.805
+against 0.821 in one of three runs); learning rates below 0.01 or
+too few steps leave weights a few units of 2^-16 large, drowned by rounding
+(lr = 0.001, batch 256: 0.71 against 0.90); and lr times the number of steps bounds the
+logits, which must stay below 2^30 for the truncation. The grid behind these numbers is
+in benchmarks/RESULTS.md ("Training range"); the config refuses settings outside the
+range at load time, the training refuses a run whose step count leaves it.
+"""
+
+from __future__ import annotations
+
+import math
+
+LR_MIN = 0.01
+LR_MAX = 10.0
+MAX_STEP = 2.5  # lr / batch_size
+MIN_TOTAL_STEP = 0.15  # lr * steps: the weights must rise well above 2^-16
+MAX_TOTAL_STEP = float(1 << 28)  # lr * steps: logits |z| <= 2.03 lr * steps < 2^30
+
+
+def settings_problems(epochs: int, batch_size: int, learning_rate: float) -> list[str]:
+    """Why these settings are outside the measured range (empty when they are inside)."""
+    found = []
+    if epochs < 1 or batch_size < 1:
+        found.append("epochs and batch_size must be at least 1")
+    if not math.isfinite(learning_rate) or not LR_MIN <= learning_rate <= LR_MAX:
+        found.append(f"learning_rate must be in [{LR_MIN}, {LR_MAX}], got {learning_rate}")
+    elif batch_size >= 1 and learning_rate / batch_size > MAX_STEP:
+        found.append(f"learning_rate / batch_size = {learning_rate / batch_size:.3g} exceeds "
+                     f"{MAX_STEP}: fixed-point SGD no longer follows float64; lower the rate "
+                     f"or raise the batch size to at least {math.ceil(learning_rate / MAX_STEP)}")
+    return found
+
+
+def run_problems(rows: int, epochs: int, batch_size: int, learning_rate: float) -> list[str]:
+    """Why a run over ``rows`` enrolments leaves the range (settings checked too)."""
+    found = settings_problems(epochs, batch_size, learning_rate)
+    if found:
+        return found
+    steps = epochs * math.ceil(rows / batch_size)
+    total = learning_rate * steps
+    if total < MIN_TOTAL_STEP:
+        found.append(f"{steps} SGD steps at learning_rate {learning_rate} are too few for "
+                     f"fixed point (lr x steps = {total:.3g} < {MIN_TOTAL_STEP}): raise epochs "
+                     "or the learning rate")
+    elif total > MAX_TOTAL_STEP:
+        found.append(f"lr x steps = {total:.3g} could let logits overflow the fixed-point "
+                     f"range (limit {MAX_TOTAL_STEP:.3g}): lower epochs or the learning rate")
+    return found
