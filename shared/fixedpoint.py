@@ -5,7 +5,11 @@ Parameters (constant, documented in docs/PROTOCOL.md):
 * ``K = 64``: values live in Z_2^64 as two's-complement integers (the low 64 bits of a share).
 * ``S = 64``: MAC security parameter; shares and MACs live in Z_2^(K+S) = Z_2^128.
 * ``F = 16``: fractional bits. A real ``v`` is encoded as ``round(v * 2^16)``; resolution
-  1.5e-5, range |v| < 2^(K-2-F) = 2^46 for values that are truncated or compared.
+  1.5e-5. Ranges (docs/PROTOCOL.md, "Primitives"): encoded values |v| < 2^46; compared
+  values |a - b| < 2^47 (exact); a product x*y before its truncation carries 2F bits, so
+  |xy| < 2^(K-2-2F) = 2^30. Products wrap silently beyond that (the low 64 bits cannot
+  tell), so callers keep them inside by construction: probes and enrolments are checked
+  unit vectors, and training settings are range-checked (shared/training_range.py).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ S = 64
 F = 16
 SCALE = float(1 << F)
 MAX_ABS = float(1 << (K - 2 - F))
+MAX_PRODUCT = float(1 << (K - 2 - 2 * F))  # |x*y| below this before the product's truncation
 
 
 def encode(x: np.ndarray | float, frac: int = F) -> np.ndarray:

@@ -8,7 +8,7 @@ against 0.821 in one of three runs); learning rates below 0.01 or
 too few steps leave weights a few units of 2^-16 large, drowned by rounding
 (lr = 0.001, batch 256: 0.71 against 0.90); and lr times the number of steps bounds the
 logits, which must stay below 2^30 for the truncation. The grid behind these numbers is
-in benchmarks/RESULTS.md ("Training range"); the config refuses settings outside the
+in benchmarks/HISTORY.md ("Training range"); the config refuses settings outside the
 range at load time, the training refuses a run whose step count leaves it.
 """
 

@@ -256,8 +256,10 @@ def argmax(x: AuthShare, bits: int | None = None, skip: int = 0
     ceil(log2 N) levels; each compares adjacent survivors (one opening) and selects value
     and index with one batched product. ``bits`` bounds the pairwise differences
     (|a-b| < 2^(skip+bits-1) - 2^skip); ``skip`` > 0 makes the comparisons coarse (a
-    difference in [-2^skip, 0) may count as a tie, which keeps the first). Identification
-    uses the one-round-per-level packed tournament in recognition/identify.py instead.
+    difference in [-2^skip, 0) may count as a tie, which keeps the first), and such losses
+    add up over levels: the pick is within ceil(log2 N) * (2^skip - 1) of the maximum.
+    Identification uses the one-round-per-level packed tournament in
+    recognition/identify.py instead (exact comparisons, so no loss builds up).
     """
     if x.ndim != 1 or x.shape[0] == 0:
         raise ShapeError(f"argmax needs a non-empty vector, got shape {x.shape}")

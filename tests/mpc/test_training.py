@@ -84,7 +84,7 @@ def _train5(party, t, y, opts):
 # (lr = 0.001 with batch 256: accuracy 0.10 against 0.90) produced useless models
 # silently. Now every accepted setting follows float64 within one point, and the rest is
 # refused with the reason. Corners of the accepted range, on 1,000 rows x 128 dims x 10
-# classes (the grid behind the range: benchmarks/RESULTS.md, "Training range").
+# classes (the grid behind the range: benchmarks/HISTORY.md, "Training range").
 def _accuracy_pair(x, y, classes, opts):
     from splitface.servers.mpc.local_runtime import make_parties
     from splitface.servers.mpc.prep.dealer import DealerCore
