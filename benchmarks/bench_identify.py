@@ -15,11 +15,20 @@ queries. Queries alternate between two ways of fetching it:
     level ahead of the tournament. total_ms, the query's full wall time with its
     preprocessing, is measured here.
 Both modes' medians of both measures are printed too. --on-demand disables pipelining.
+
+--rtt-ms R --mbit M runs the P0 <-> P1 link through a relay (benchmarks/wan_relay.py) that
+holds each chunk for R/2 ms per direction and paces it to M Mbit/s, as a WAN between two
+organisations would; the relay's own round trip, measured by a ping-pong through it, is
+reported as relay_rtt_ms. The dealer and the edge stay on loopback.
+
+--service [--terminals T] measures the path users run instead: the three daemons and the
+edge client (benchmarks/bench_service.py), one terminal alone and T terminals at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -29,6 +38,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import bench_service
+from benchmarks.wan_relay import WanRelay, measure_rtt
 from splitface.servers.loopback_cluster import LoopbackCluster
 from splitface.servers.recognition.identify import plaintext_identify
 from splitface.servers.recognition.jobs import bench_names
@@ -49,11 +60,29 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--on-demand", action="store_true",
                     help="fetch each preprocessing item when needed (no pipelining)")
+    ap.add_argument("--rtt-ms", type=float, default=0.0,
+                    help="added round trip on the P0-P1 link (a WAN), through a relay")
+    ap.add_argument("--mbit", type=float, default=0.0,
+                    help="rate of the P0-P1 link in Mbit/s (0: not limited)")
+    ap.add_argument("--service", action="store_true",
+                    help="through the daemons and the edge client (bench_service.py)")
+    ap.add_argument("--terminals", type=int, default=8, help="with --service")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    if args.service:
+        return bench_service.main(["--gallery", str(args.gallery), "--terminals",
+                                   str(args.terminals), "--queries", str(args.queries)]
+                                  + (["--json"] if args.json else []))
     rng = np.random.default_rng(args.seed)  # benchmark data only, never key material
     w = unit(rng.normal(size=(args.dim, args.gallery)))
-    with LoopbackCluster() as cluster:
+    wan = args.rtt_ms > 0 or args.mbit > 0
+    stack = contextlib.ExitStack()
+
+    def through_relay(port: int) -> str:
+        return stack.enter_context(WanRelay(("127.0.0.1", port), args.rtt_ms, args.mbit)
+                                   ).endpoint
+
+    with stack, LoopbackCluster(through_relay if wan else None) as cluster:
         t0 = time.perf_counter()
         # dimension-major: the servers assemble W (dim x N) without a transpose
         cluster.input_chunks(w.ravel(), "splitface.servers.recognition.jobs:gallery_chunk")
@@ -107,6 +136,9 @@ def main(argv: list[str] | None = None) -> dict:
         "preprocessing": ("on demand" if args.on_demand else
                           "online: on demand; total: pipelined within each query"),
     }
+    if wan:
+        result.update({"rtt_ms": args.rtt_ms, "mbit": args.mbit,
+                       **measure_rtt(args.rtt_ms, args.mbit)})
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return result
 

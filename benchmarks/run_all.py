@@ -22,8 +22,15 @@ PLAN = [
     ("identify", ["bench_identify.py", "--gallery", "1000", "--queries", "20"]),
     ("identify", ["bench_identify.py", "--gallery", "10000", "--queries", "10"]),
     ("identify", ["bench_identify.py", "--gallery", "100000", "--queries", "5"]),
+    ("identify_wan", ["bench_identify.py", "--gallery", "100", "--queries", "10",
+                      "--rtt-ms", "20", "--mbit", "100"]),
+    ("identify_wan", ["bench_identify.py", "--gallery", "10000", "--queries", "6",
+                      "--rtt-ms", "20", "--mbit", "100"]),
+    ("service", ["bench_identify.py", "--service", "--gallery", "1000", "--terminals", "8",
+                 "--queries", "10"]),
     ("train", ["bench_train.py", "--identities", "10", "--per-identity", "100", "--epochs", "5"]),
     ("fss", ["bench_fss.py"]),
+    ("channel", ["bench_channel.py"]),
     ("soak", ["bench_soak.py", "--aborts", "300", "--identities", "200", "--trainings", "3"]),
     ("edge", ["bench_edge.py"]),
     ("detect", ["bench_detect.py"]),
@@ -130,6 +137,24 @@ def targets(results: list[tuple[str, list[str], dict | str]]) -> list[str]:
         if name == "identify" and r.get("gallery") == 100_000:
             rows.append(("identify N=100,000 peak RSS MB (per server)", "< 2048",
                          r["peak_rss_mb"]))
+        if name == "identify" and r.get("gallery") == 100:
+            rows += [("identify N=100 online ms", "<= 5", r["online_ms_p50"]),
+                     ("identify N=100 total ms", "<= 10", r["total_ms_p50"])]
+        if name == "identify_wan":
+            bound = {100: "<= 250", 10_000: "<= 600"}.get(r.get("gallery"))
+            if bound:
+                rows.append((f"identify N={r['gallery']:,}, WAN {r['rtt_ms']:.0f} ms RTT "
+                             f"(relay measured {r['relay_rtt_ms']} ms), total ms", bound,
+                             r["total_ms_p50"]))
+        if name == "service" and "concurrent_per_s" in r:
+            rows += [(f"service N={r['gallery']:,}, {r['terminals']} terminals, "
+                      "identifications/s", ">= 40", r["concurrent_per_s"]),
+                     (f"service N={r['gallery']:,}, {r['terminals']} terminals, p99 ms",
+                      "<= 1000", r["concurrent_ms_p99"]),
+                     (f"service N={r['gallery']:,}: server RSS growth over 3x the gallery "
+                      "share", "<= 1", max(r["rss_mb"][p] - r["rss_start_mb"][p]
+                                           for p in ("p0", "p1"))
+                      / (3 * max(r["gallery_share_mb"], 1e-9)))]
         if name == "train":
             rows.append(("training 1,000 x 128 x 10 x 5 epochs, s", "<= 2", r["train_s"]))
         if name == "fss":

@@ -44,7 +44,7 @@ def status_report(s0: dict[str, Any], s1: dict[str, Any]) -> tuple[dict[str, Any
     if s0.get("key_epoch") != s1.get("key_epoch"):
         problems.append("the servers are at different MAC key epochs (re-keying)")
     rec = {"consistent": not problems, "peer_link": all(peer), "peer_ok": peer,
-           "problems": problems, "identities": s0.get("identities", []),
+           "problems": problems, "identities": s0.get("identities_count"),
            "records": [s.get("records") for s in both],
            "model_version": [s.get("model_version") for s in both],
            "key_epoch": [s.get("key_epoch") for s in both]}
@@ -53,9 +53,13 @@ def status_report(s0: dict[str, Any], s1: dict[str, Any]) -> tuple[dict[str, Any
                        Column("key epoch", right=True), Column("peer link")])
     lines = [table.header()]
     for i, s in enumerate(both):
-        lines.append(table.row(f"P{i}", s.get("records"), len(s.get("identities", [])),
+        lines.append(table.row(f"P{i}", s.get("records"), s.get("identities_count"),
                                f"v{s.get('model_version')}", s.get("key_epoch"),
                                "up" if peer[i] else "DOWN"))
+    for key in ("identities", "revoked", "model_identities"):  # asked for with --names
+        if key in s0:
+            rec[f"{key}_names"] = s0[key]
+            lines.append(f"{key.replace('_', ' ')} ({len(s0[key])}): " + ", ".join(s0[key]))
     lines.append("consistent" if not problems else "NOT CONSISTENT: " + "; ".join(problems))
     return rec, "\n".join(lines), ExitCode.OK if not problems else ExitCode.UNAVAILABLE
 
@@ -63,7 +67,7 @@ def status_report(s0: dict[str, Any], s1: dict[str, Any]) -> tuple[dict[str, Any
 def cmd_status(args: argparse.Namespace) -> int:
     def body() -> int:
         with make_client(load_config(args, models=False)) as client:
-            s0, s1 = client.status()
+            s0, s1 = client.status(names=getattr(args, "names", False))
         rec, text, code = status_report(s0, s1)
         emit(args, rec, text)
         return code
@@ -99,6 +103,9 @@ def cmd_admin(args: argparse.Namespace) -> int:
 def add_status(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="both servers' record counts, model version, key "
                                       "epoch, peer link and consistency (no models needed)")
+    p.add_argument("--names", action="store_true",
+                   help="also list enrolled, revoked and modelled identities (admin terminals; "
+                        "a large gallery needs a larger max_message_bytes)")
     config_args(p)
     p.set_defaults(func=cmd_status)
 

@@ -111,6 +111,9 @@ class SplitfaceClient(Closing):
             s.curve_serverkey = srv.public_key
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.MAXMSGSIZE, self.opts.max_message_bytes)
+            # a REQ socket with no connection blocks on send (a refused CURVE handshake
+            # leaves none): give up at the request timeout, as for a missing reply
+            s.setsockopt(zmq.SNDTIMEO, max(1, int(self.opts.timeout_s * 1000)))
             s.connect(srv.endpoint)
             self._socks[i] = s
         return self._socks[i]
@@ -118,7 +121,14 @@ class SplitfaceClient(Closing):
     def _both(self, msgs: tuple[Message, Message], expect: tuple[str, ...]) -> list[Message]:
         """Send one message to each server and wait for both replies."""
         for i, m in enumerate(msgs):
-            self._sock(i).send_multipart(wire.encode(m), copy=False)
+            try:
+                self._sock(i).send_multipart(wire.encode(m), copy=False)
+            except zmq.Again:
+                self._socks[i].close(linger=0)
+                self._socks[i] = None
+                raise ServerUnavailable(
+                    f"server P{i} could not be reached within {self.opts.timeout_s:.0f} s "
+                    "(not running, or it refuses this terminal's key)") from None
         replies: list[Message | None] = [None, None]
         deadline = time.monotonic() + self.opts.timeout_s
         poller = zmq.Poller()
@@ -149,9 +159,18 @@ class SplitfaceClient(Closing):
         return replies  # type: ignore[return-value]
 
     # ------------------------------------------------------------ operations
-    def status(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        r = self._both((Message("status", {"req": new_request_id()}),) * 2, ("done",))
-        return r[0].meta, r[1].meta
+    def status(self, names: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Both servers' status; ``names`` (admin terminals) adds the lists of enrolled,
+        revoked and modelled identities (raise max_message_bytes for large galleries)."""
+        r = self._both((Message("status", {"req": new_request_id(), "names": names}),) * 2,
+                       ("done",))
+        out = []
+        for i, m in enumerate(r):
+            try:  # admins get the name lists as a frame (a header holds ~4,000 names)
+                out.append({**m.meta, **api.unpack_listing(m.arrays)})
+            except ValueError as exc:
+                raise ServersDisagree(f"P{i} sent a malformed status: {exc}") from None
+        return out[0], out[1]
 
     def _transact(self, offer: api.Offer, values: np.ndarray | None,
                   signer: CardSigner | None = None) -> tuple[list[Message], ClientRequest | None,

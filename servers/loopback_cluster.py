@@ -6,6 +6,7 @@ import contextlib
 import multiprocessing as mp
 import socket
 import threading
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -60,7 +61,9 @@ class LoopbackCluster(Closing):
     both results. Use as a context manager.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, peer_link: Callable[[int], str] | None = None) -> None:
+        """``peer_link(port)`` returns the endpoint P1 connects to for P0 listening on
+        ``port`` (a benchmark's WAN relay); P1 connects to P0 directly by default."""
         keys = {name: zmq.curve_keypair() for name in ("p0", "p1", "dealer")}
         mpctx = mp.get_context("spawn")
         self._conns, self.procs = [], []
@@ -72,10 +75,12 @@ class LoopbackCluster(Closing):
         if not self._dealer_conn.poll(120):
             raise TimeoutError("dealer did not start")
         dealer_endpoint = self._dealer_conn.recv()[1]
-        peer = f"tcp://127.0.0.1:{_free_port()}"
+        port = _free_port()
+        peers = (f"tcp://127.0.0.1:{port}", peer_link(port) if peer_link is not None
+                 else f"tcp://127.0.0.1:{port}")
         for i in (0, 1):
             me, other = keys[f"p{i}"], keys[f"p{1 - i}"]
-            cfg = {"peer_endpoint": peer, "public": me[0], "secret": me[1],
+            cfg = {"peer_endpoint": peers[i], "public": me[0], "secret": me[1],
                    "peer_public": other[0], "dealer_endpoint": dealer_endpoint,
                    "dealer_public": keys["dealer"][0]}
             parent, child = mpctx.Pipe()

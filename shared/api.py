@@ -17,6 +17,7 @@ is admin-only too.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -161,6 +162,32 @@ def card_payload_digest(request_id: str, masked: np.ndarray) -> bytes:
     """What a card signs for a request: its id and the exact masked vector sent to both
     servers, so a signature cannot be replayed or moved to another embedding."""
     return payload_digest(request_id.encode() + b"|" + np.ascontiguousarray(masked).tobytes())
+
+
+LISTING_KEYS = ("identities", "revoked", "model_identities")
+MAX_LISTING_BYTES = 32 << 20  # 100,000 names of 128 bytes fit three times over
+
+
+def pack_listing(lists: dict[str, list[str]]) -> np.ndarray:
+    """Name lists as one JSON array frame: a list in the message header stopped status
+    replies past about 4,000 identities (the header is capped at 64 KiB)."""
+    return np.frombuffer(json.dumps(lists, separators=(",", ":")).encode(), dtype=np.uint8)
+
+
+def unpack_listing(arrays: list[np.ndarray]) -> dict[str, list[str]]:
+    """The name lists of a status reply (empty when it carries none); raises ValueError
+    for a frame that is not such a listing."""
+    if not arrays:
+        return {}
+    frame = arrays[0]
+    if frame.dtype != np.uint8 or frame.ndim != 1 or frame.size > MAX_LISTING_BYTES:
+        raise ValueError("malformed name listing")
+    lists = json.loads(frame.tobytes().decode())
+    if not isinstance(lists, dict) or not all(
+            k in LISTING_KEYS and isinstance(v, list) and all(isinstance(n, str) for n in v)
+            for k, v in lists.items()):
+        raise ValueError("malformed name listing")
+    return lists
 
 
 def error(req: str, code: str, reason: str) -> Message:

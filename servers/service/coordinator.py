@@ -41,6 +41,7 @@ from splitface.servers.recognition.identify import Gallery, NameTable
 from splitface.servers.service.admission import AuditLog, RateLimiter
 from splitface.servers.service.gateway import EdgeGateway, Inbound
 from splitface.servers.service.handlers import Handlers, NodeOptions, Txn, check_authorized
+from splitface.servers.service.memory import release_free_memory
 from splitface.servers.service.rekey import rekey_store
 from splitface.servers.store import ModelState, ShareStore, StoreError, plan_models
 from splitface.shared import api
@@ -55,6 +56,7 @@ MAX_BLOB = 64 << 20  # largest public byte string exchanged with the peer (recor
 MAX_QUEUED = 4  # requests one terminal may have waiting: one terminal cannot fill the queue
 OFFER_TWIN_S = 2.0  # P1 waits this long for the twin of an offer P0 started
 MAX_REKEY_FAILURES = 2  # failed re-keying checks per old epoch before an operator must act
+HEAVY_OPS = ("train", "reconcile")  # requests after which freed memory goes back to the OS
 DEALER_PROBE_S = 1.5  # how long a dealer known to be down is waited for at each retry
 
 
@@ -455,6 +457,7 @@ class Coordinator:
         if self._gallery is None or self._gallery[:2] != (self.session, version):
             self._gallery = None
             self._gallery = (self.session, version, build())
+            release_free_memory()  # the build's temporaries (limb splits) are garbage now
         return self._gallery[2]
 
     # ------------------------------------------------------------ main loop
@@ -585,17 +588,22 @@ class Coordinator:
 
     def _status(self, inbound: Inbound) -> Message:
         """Readiness for any terminal; the store's contents and activity (record count,
-        digest, model version, names) only for admin terminals."""
+        digest, model version, name counts) only for admin terminals, and the name lists
+        too when the admin asks for them (``names``: megabytes at 100,000 identities)."""
         body = {"req": inbound.msg.meta.get("req", ""), "status": "ok", "party": self.id,
                 "peer_ok": self.peer_ok}
-        if inbound.name in self.opts.admin_terminals:
-            version, meta, _ = self.store.models()
-            body.update({"model_version": version, "records": self.store.active_records(),
-                         "revoked": self.store.revoked_identities(),
-                         "digest": self.store.digest(), "key_epoch": self.store.key_epoch(),
-                         "identities": self.store.identities(),
-                         "model_identities": meta.get("identities", [])})
-        return Message("done", body)
+        if inbound.name not in self.opts.admin_terminals:
+            return Message("done", body)
+        version, meta, _ = self.store.models()
+        lists = {"identities": self.store.identities(),
+                 "revoked": self.store.revoked_identities(),
+                 "model_identities": meta.get("identities", [])}
+        body.update({"model_version": version, "records": self.store.active_records(),
+                     "digest": self.store.digest(), "key_epoch": self.store.key_epoch(),
+                     **{f"{k}_count": len(v) for k, v in lists.items()}})
+        if inbound.msg.meta.get("names") is not True:
+            return Message("done", body)
+        return Message("done", body, [api.pack_listing(lists)])  # names: never in a header
 
     def _view(self, txn: Txn) -> dict[str, Any]:
         version, _, _ = self.store.models()
@@ -798,6 +806,8 @@ class Coordinator:
                  1e3 * (time.perf_counter() - t0))
         if txn.awaiting_reply:  # never answer twice: the terminal would read it as the
             self.gateway.reply(txn.inbound.ident, reply)  # reply to its next request
+        if txn.offer.op in HEAVY_OPS:  # hundreds of MB of buffers just became garbage
+            release_free_memory()
 
     def _abort_and_resync(self, reason: str, quiet: bool = False) -> None:
         with contextlib.suppress(TransportError):

@@ -23,7 +23,7 @@ class FakeDealerClient:
     def __init__(self, core: DealerCore, party: int) -> None:
         self.core, self.party = core, party
 
-    def current_epoch(self) -> int:
+    def current_epoch(self, timeout_s: float | None = None) -> int:
         return self.core.epoch
 
     def rotate(self, epoch: int) -> int:

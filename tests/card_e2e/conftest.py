@@ -184,7 +184,7 @@ class ServerState:
 
 def server_state(client: SplitfaceClient, dep: LocalDeployment) -> ServerState:
     keys = ("identities", "model_version", "model_identities", "records", "digest")
-    s = client.status()
+    s = client.status(names=True)
     cards = []
     for p in ("p0", "p1"):
         db = dep.root / p / "state" / "cards.db"

@@ -104,7 +104,8 @@ def _accuracy_pair(x, y, classes, opts):
     (10.0, 32, 5),      # the largest rate
     (10.0, 1000, 5),    # the largest rate, few steps
     (0.01, 64, 5),      # the smallest rate
-    (0.03, 1000, 5),    # few steps: lr x steps = 0.15, the smallest accepted
+    (0.03, 1000, 5),    # few steps: lr x steps = 0.15
+    (0.1, 1000, 1),     # one step: lr x steps = 0.1, the smallest accepted
     (1.0, 256, 5),
 ])
 def test_accepted_settings_follow_float64(lr, batch, epochs):
@@ -127,7 +128,7 @@ def test_settings_outside_the_range_are_refused(lr, batch):
         training.SgdOptions(epochs=5, batch_size=batch, learning_rate=lr)
 
 
-@pytest.mark.parametrize("epochs,batch,lr,why", [(1, 32, 0.1, "too few"),
+@pytest.mark.parametrize("epochs,batch,lr,why", [(4, 32, 0.02, "too few"),
                                                  (10_000_000, 1, 2.5, "overflow")])
 def test_a_run_with_too_few_or_too_many_steps_is_refused(parties, core, epochs, batch, lr, why):
     x, y = clusters(3, 4, 8, spread=0.1, seed=3)  # 12 rows

@@ -256,7 +256,7 @@ def test_status_and_admin_need_no_models(deployment, tmp_path):
 def test_status_text_and_json_agree():
     """"consistent" needs both peer links up; the text says what the JSON says."""
     ok = {"peer_ok": True, "records": 3, "digest": "d", "model_version": 1, "key_epoch": 1,
-          "identities": ["a", "b"]}
+          "identities_count": 2}
     cases = [(ok, ok, True, []),
              (ok | {"peer_ok": False}, ok, False, ["peer link down on P0"]),
              (ok, ok | {"digest": "e"}, False, ["different enrolments"]),
@@ -273,6 +273,8 @@ def test_status_text_and_json_agree():
         assert all(p in text for p in rec["problems"])
         assert ("DOWN" in text) is (not rec["peer_link"])
         assert code == (ExitCode.OK if consistent else ExitCode.UNAVAILABLE)
+    rec, text, _ = status_report(ok | {"identities": ["a", "b"], "revoked": []}, ok)
+    assert rec["identities_names"] == ["a", "b"] and "identities (2): a, b" in text
     rec, text, code = status_report({"peer_ok": True}, {"peer_ok": False})  # not an admin
     assert rec == {"peer_link": False, "peer_ok": [True, False], "details": ADMIN_NOTE}
     assert "DOWN" in text and "consistent" not in text and code == ExitCode.UNAVAILABLE

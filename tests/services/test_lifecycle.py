@@ -40,7 +40,7 @@ def dep(tmp_path_factory):
 
 def _both(dep: LocalDeployment) -> tuple[dict, dict]:
     with client_for(dep) as c:
-        return c.status()
+        return c.status(names=True)
 
 
 def test_another_person_under_an_existing_name_is_refused_unless_forced(dep):

@@ -1,0 +1,153 @@
+"""Identification through the service users run: three daemons and the edge client.
+
+The engine benchmark (bench_identify.py) runs worker jobs; this one enrols a gallery
+through the real daemons (``LocalDeployment``: splitface-dealer, two splitface-server
+processes, CurveZMQ, the stores), trains, and then identifies from the edge client:
+first one terminal alone (latency), then ``--terminals`` terminals at once, each with its
+own key (throughput, p50/p99). Half of the probes are noisy copies of enrolled faces, half
+are strangers; agreement is against the plaintext answer. Each server's resident memory
+is reported beside the size of its gallery share.
+
+    python benchmarks/bench_service.py [--gallery 1000] [--terminals 8] [--queries 10] [--json]
+    (also: python benchmarks/bench_identify.py --service ...)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from splitface.servers.deploy_local import LocalDeployment, free_base_port
+
+DIM = 128
+THRESHOLD = 0.5
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def _probes(rng: np.random.Generator, centres: np.ndarray, n: int
+            ) -> list[tuple[np.ndarray, str | None]]:
+    """(probe, expected name or None): even ones near an enrolled face, odd ones strangers."""
+    out = []
+    for k in range(n):
+        if k % 2 == 0:
+            i = int(rng.integers(len(centres)))
+            out.append((unit(centres[i] + rng.normal(size=DIM) * 0.03), f"id-{i:06d}"))
+        else:
+            out.append((unit(rng.normal(size=DIM)), None))
+    return out
+
+
+def run(gallery: int, terminals: int, queries: int) -> dict:
+    rng = np.random.default_rng(3)  # benchmark data only
+    centres = unit(rng.normal(size=(gallery, DIM)))
+    out: dict = {"gallery": gallery, "dim": DIM, "terminals": terminals,
+                 "queries_per_terminal": queries, "path": "daemons + edge client (CurveZMQ)"}
+    with tempfile.TemporaryDirectory() as tmp:
+        dep = LocalDeployment.create(
+            Path(tmp) / "dep", edges=terminals, base_port=free_base_port(),
+            threshold=THRESHOLD, train={"epochs": 1, "batch_size": 256, "learning_rate": 1.0},
+            limits={"per_second": 1000.0, "burst": 1000.0})
+        dep.start()
+        try:
+            with dep.client("edge-1", timeout=900.0) as admin:
+                dep.wait_ready(admin)
+                out["rss_start_mb"] = {n: _rss_mb(p.pid) for n, p in dep.procs.items()}
+                t0 = time.perf_counter()
+                for i, c in enumerate(centres):
+                    admin.enroll(f"id-{i:06d}", c)
+                out["enrol_s"] = round(time.perf_counter() - t0, 1)
+                t0 = time.perf_counter()
+                admin.admin("train")
+                out["train_s"] = round(time.perf_counter() - t0, 1)
+                t0 = time.perf_counter()
+                admin.identify(centres[0])  # the session opens its gallery once
+                out["first_query_ms"] = round(1e3 * (time.perf_counter() - t0), 1)
+                single, agree = [], 0
+                probes = _probes(rng, centres, 2 * queries)
+                for probe, want in probes:
+                    t0 = time.perf_counter()
+                    got = admin.identify(probe).identity
+                    single.append(time.perf_counter() - t0)
+                    agree += got == want
+            out["single_total_ms_p50"] = round(1e3 * float(np.median(single)), 1)
+            out["single_agreement"] = agree / len(probes)
+            out.update(_concurrent(dep, rng, centres, terminals, queries))
+            out["rss_mb"] = {n: _rss_mb(p.pid) for n, p in dep.procs.items()}
+            # a gallery share: value and MAC, 16 bytes each, per element
+            out["gallery_share_mb"] = round(gallery * DIM * 32 / 2**20, 1)
+        finally:
+            dep.stop()
+    return out
+
+
+def _concurrent(dep: LocalDeployment, rng: np.random.Generator, centres: np.ndarray,
+                terminals: int, queries: int) -> dict:
+    work = [_probes(rng, centres, queries) for _ in range(terminals)]
+    lat: list[float] = []
+    agree = [0]
+    errors: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(terminals)
+
+    def terminal(k: int) -> None:
+        try:
+            with dep.client(f"edge-{k + 1}", timeout=120.0) as c:
+                start.wait()
+                for probe, want in work[k]:
+                    t0 = time.perf_counter()
+                    got = c.identify(probe).identity
+                    with lock:
+                        lat.append(time.perf_counter() - t0)
+                        agree[0] += got == want
+        except Exception as exc:  # reported, not hidden
+            with lock:
+                errors.append(f"edge-{k + 1}: {exc}")
+
+    threads = [threading.Thread(target=terminal, args=(k,)) for k in range(terminals)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    ms = np.array(lat) * 1e3 if lat else np.zeros(1)
+    return {"concurrent_per_s": round(len(lat) / wall, 1),
+            "concurrent_ms_p50": round(float(np.median(ms)), 1),
+            "concurrent_ms_p99": round(float(np.percentile(ms, 99)), 1),
+            "concurrent_agreement": agree[0] / max(1, len(lat)),
+            "concurrent_errors": errors[:5]}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--gallery", type=int, default=1000)
+    ap.add_argument("--terminals", type=int, default=8)
+    ap.add_argument("--queries", type=int, default=10, help="per terminal")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    res = run(args.gallery, args.terminals, args.queries)
+    print(json.dumps(res) if args.json else json.dumps(res, indent=1))
+    return res
+
+
+if __name__ == "__main__":
+    main()
