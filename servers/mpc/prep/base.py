@@ -8,14 +8,15 @@ the two servers themselves) is the implementation's business.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from splitface.servers.mpc.prep.material import FssKey, Item, Request
+from splitface.servers.mpc.prep.material import MAX_FSS_LEVELS, FssKey, FssSpec, Item, Request
 
 AuthPair = tuple[np.ndarray, np.ndarray]  # (value share, MAC share), both Z_2^128 arrays
 NONCE_BYTES = 16
@@ -87,6 +88,31 @@ class CheckedInput:
     key: FssKey
 
 
+FSS_CHUNK_LEVELS = MAX_FSS_LEVELS // 2  # key levels per request when a request is split
+# the key axis of each correction array (material.FssSpec.correction_shapes)
+_KEY_AXES = {"dcf": (1, 1, 2, 1), "dpf": (1, 1, 1)}
+
+
+def join_items(parts: list[Item], shape: tuple[int, ...]) -> Item:
+    """Elementwise items of flat chunks as one item of ``shape`` (values and FSS keys
+    concatenated along their element and key axes, in order)."""
+    values = []
+    for j in range(len(parts[0].values)):
+        val = np.concatenate([p.values[j][0] for p in parts], axis=1)
+        mac = np.concatenate([p.values[j][1] for p in parts], axis=1)
+        values.append((val.reshape(val.shape[0], *shape), mac.reshape(mac.shape[0], *shape)))
+    keys = []
+    for i, first in enumerate(parts[0].keys):
+        ks = [p.keys[i] for p in parts]
+        spec = FssSpec(first.spec.kind, sum(k.spec.keys for k in ks), first.spec.n,
+                       first.spec.width)
+        root = np.concatenate([k.root for k in ks], axis=0)
+        cws = [np.concatenate([k.corrections[c] for k in ks], axis=axis)
+               for c, axis in enumerate(_KEY_AXES[spec.kind])]
+        keys.append(FssKey(spec, root, cws))
+    return Item(values, keys)
+
+
 class Preprocessing(ABC):
     """Source of one party's authenticated correlated randomness within one dealer session.
 
@@ -133,20 +159,36 @@ class Preprocessing(ABC):
     def trunc_pairs(self, shape: Sequence[int], shift: int) -> TruncPair:
         return TruncPair(*self._values(Request("trunc", (tuple(shape), shift))))
 
+    def _fetch_elementwise(self, shape: Sequence[int], levels_per_element: int,
+                           request: Callable[[tuple[int, ...]], Request]) -> Item:
+        """One elementwise FSS request, or several of at most FSS_CHUNK_LEVELS key levels
+        joined back into one item: the dealer caps a request at MAX_FSS_LEVELS, which a
+        training batch's logits exceeded at 1,000 classes and batch 256. Both parties
+        split alike (the split depends on public sizes only)."""
+        shape = tuple(int(d) for d in shape)
+        n = math.prod(shape)
+        per = max(1, FSS_CHUNK_LEVELS // max(1, levels_per_element))
+        if n <= per:
+            return self.fetch(request(shape))
+        parts = [self.fetch(request((min(per, n - i),))) for i in range(0, n, per)]
+        return join_items(parts, shape)
+
     def ltz_masks(self, shape: Sequence[int], bits: int, skip: int = 0, relu: bool = False
                   ) -> LtzMask:
-        item = self.fetch(Request("ltz", (tuple(shape), bits, skip, relu)))
+        item = self._fetch_elementwise(shape, (bits - 1) * (4 if relu else 2),
+                                       lambda s: Request("ltz", (s, bits, skip, relu)))
         r, sign, *rest = item.values
         return LtzMask(r, sign, rest[0] if relu else None, item.keys[0])
 
     def trunc_ltz_masks(self, shape: Sequence[int], shift: int, skip: int, bits: int
                         ) -> TruncLtzMask:
-        item = self.fetch(Request("trunc_ltz", (tuple(shape), shift, skip, bits)))
+        item = self._fetch_elementwise(shape, (bits - 1) * 2, lambda s: Request(
+            "trunc_ltz", (s, shift, skip, bits)))
         r, r_sh, r_msb, sign = item.values
         return TruncLtzMask(TruncPair(r, r_sh, r_msb), sign, item.keys[0])
 
     def interval_masks(self, shape: Sequence[int], n: int) -> IntervalMask:
-        item = self.fetch(Request("interval", (tuple(shape), n)))
+        item = self._fetch_elementwise(shape, n * 2, lambda s: Request("interval", (s, n)))
         return IntervalMask(item.values[0], item.keys[0])
 
     def lookup_mask(self, bits: int) -> IntervalMask:
