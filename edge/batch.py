@@ -30,14 +30,13 @@ from splitface.edge.client import (
 )
 from splitface.edge.exit_codes import ExitCode, for_refusal
 from splitface.edge.outage import Outage, OutageOptions
-from splitface.edge.pipeline.capture import CaptureOptions, Frame, FrameSource
+from splitface.edge.pipeline.capture import IMAGE_SUFFIXES, CaptureOptions, Frame, FrameSource
 from splitface.edge.pipeline.errors import PipelineError
 from splitface.edge.pipeline.pipeline import Face, FacePipeline
 from splitface.edge.pipeline.quality import LowQualityError
 from splitface.shared import api
 
 log = logging.getLogger("splitface.edge.batch")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 STORED = ("enrolled", "duplicate")
 
 
