@@ -176,18 +176,28 @@ def pack_listing(lists: dict[str, list[str]]) -> np.ndarray:
 
 def unpack_listing(arrays: list[np.ndarray]) -> dict[str, list[str]]:
     """The name lists of a status reply (empty when it carries none); raises ValueError
-    for a frame that is not such a listing."""
+    for a frame that is not such a listing. Names are printed on an admin's terminal, so a
+    name with a control or format character (an escape sequence from a malicious server)
+    or longer than any stored name refuses the whole listing."""
     if not arrays:
         return {}
     frame = arrays[0]
     if frame.dtype != np.uint8 or frame.ndim != 1 or frame.size > MAX_LISTING_BYTES:
         raise ValueError("malformed name listing")
-    lists = json.loads(frame.tobytes().decode())
+    try:
+        lists = json.loads(frame.tobytes().decode())
+    except RecursionError:  # deeply nested JSON from a malicious server
+        raise ValueError("malformed name listing") from None
     if not isinstance(lists, dict) or not all(
-            k in LISTING_KEYS and isinstance(v, list) and all(isinstance(n, str) for n in v)
+            k in LISTING_KEYS and isinstance(v, list) and all(_printable_name(n) for n in v)
             for k, v in lists.items()):
         raise ValueError("malformed name listing")
     return lists
+
+
+def _printable_name(n: Any) -> bool:
+    return (isinstance(n, str) and len(n.encode()) <= IDENTITY_BYTES
+            and not any(unicodedata.category(ch)[0] == "C" for ch in n))
 
 
 def error(req: str, code: str, reason: str) -> Message:

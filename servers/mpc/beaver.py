@@ -243,14 +243,18 @@ def public_matmul(c: Any, x: AuthShare) -> AuthShare:
 
 
 def reveal(x: AuthShare) -> np.ndarray:
-    """Open [x] to both servers after the MAC check; returns x mod 2^64 sign-extended.
+    """Open [x] to both servers; returns x mod 2^64 sign-extended.
 
+    Every earlier opening is MAC-checked *before* x is opened (x depends on them: an
+    error added to one of them would otherwise steer what x reveals, and the opening
+    would leak before the check failed, attacker review 3), and x's own opening after.
     The opened representative is x + 2^64 * a for a fresh random authenticated a, so
     its upper 64 bits are uniform and say nothing about x's representative.
     """
     party = x.party
     with party.op("reveal"):
         a = party.prep.triples(x.shape).a
+        party.check()
         masked = (ring.add(x.val, ring.shl(a[0], 64)), ring.add(x.mac, ring.shl(a[1], 64)))
         (opened,) = party.open(masked)
         party.check()
