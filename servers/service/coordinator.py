@@ -582,8 +582,16 @@ class Coordinator:
                 f"--party {other} is running and that P1 can reach P0's peer port; retrying")
 
     def _refuse_queue(self, code: str, reason: str) -> None:
+        """Answer every waiting terminal; P0 also tells P1 (when the peer link still works,
+        e.g. only the dealer is down), which otherwise held its copy for its peer timeout
+        and the terminal timed out waiting for P1's answer."""
         while self._queue:
             ib = self._queue.popleft()
+            if self.id == 0:
+                with contextlib.suppress(TransportError):
+                    self.channel.send(Message("refuse", {"req": ib.offer.request_id,
+                                                         "key": ib.key, "code": code,
+                                                         "reason": reason}))
             self.gateway.reply(ib.ident, api.error(ib.offer.request_id, code, reason))
 
     def _status(self, inbound: Inbound) -> Message:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from splitface.servers.mpc.errors import ProtocolError
 from splitface.servers.mpc.prep import material
@@ -21,6 +22,8 @@ from splitface.servers.mpc.prep.base import Preprocessing
 from splitface.servers.mpc.prep.material import Item, Request
 from splitface.shared import wire
 from splitface.shared.wire import Message, WireError
+
+CONNECT_GRACE_S = 2.0  # a request waits this long for a connection before the dealer is down
 
 
 class DealerUnavailable(ProtocolError):
@@ -54,8 +57,11 @@ class DealerClient:
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
         # a dealer that restarts drops the connection: the request in flight is lost, so
-        # the wait for its reply ends at once instead of at the timeout
-        self._monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        # the wait for its reply ends at once instead of at the timeout; a dealer that is
+        # down leaves no connection at all, so a request gives up after CONNECT_GRACE_S
+        # (it used to wait the whole timeout, and terminals timed out first)
+        self._monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+        self._connected = False
         sock.connect(self._endpoint)
         return sock
 
@@ -64,15 +70,19 @@ class DealerClient:
         self._closing.set()
 
     def _drain_monitor(self) -> bool:
-        """True if the connection dropped since the last look."""
+        """Follow the connection's state; True if it dropped since the last look."""
         dropped = False
         while self._monitor.poll(0):
-            self._monitor.recv_multipart()
-            dropped = True
+            event = recv_monitor_message(self._monitor)["event"]
+            if event == zmq.EVENT_CONNECTED:
+                self._connected = True
+            elif event == zmq.EVENT_DISCONNECTED:
+                self._connected, dropped = False, True
         return dropped
 
     def _wait_reply(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
+        start = time.monotonic()
+        deadline = start + timeout_s
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
         poller.register(self._monitor, zmq.POLLIN)
@@ -83,6 +93,9 @@ class DealerClient:
             if self._monitor in ready and self._drain_monitor():
                 raise DealerUnavailable("the connection to the dealer dropped (did it "
                                         "restart?); the request was lost")
+            if not self._connected and time.monotonic() - start > CONNECT_GRACE_S:
+                raise DealerUnavailable(f"no connection to the dealer at {self._endpoint} "
+                                        f"within {CONNECT_GRACE_S:.0f} s (is it running?)")
         return False
 
     def call(self, kind: str, meta: dict[str, Any] | None = None, expect: str = "ok",
