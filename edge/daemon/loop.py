@@ -32,8 +32,8 @@ from splitface.shared import api, sdnotify
 log = logging.getLogger("splitface.edge.daemon")
 
 # Refusals that describe the servers' state, not this request: retry after a back-off.
-TRANSIENT_REFUSALS = frozenset({api.PEER_UNAVAILABLE, api.OUT_OF_SYNC, api.ABORTED, api.TIMEOUT,
-                                api.BUSY, api.NO_MODEL})
+TRANSIENT_REFUSALS = frozenset({api.PEER_UNAVAILABLE, api.DEALER_UNAVAILABLE, api.OUT_OF_SYNC,
+                                api.ABORTED, api.TIMEOUT, api.BUSY, api.NO_MODEL})
 
 
 class Servers(Protocol):

@@ -317,3 +317,14 @@ def test_ready_only_after_the_servers_answer_on_the_backoff_schedule() -> None:
     assert notes.sent[-1] == {"STOPPING": 1, "STATUS": "stopping"}
     names = [json.loads(x)["event"] for x in out.getvalue().splitlines()]
     assert names[:5] == ["servers_unavailable"] * 3 + ["servers_restored", "started"]
+
+
+def test_a_dealer_outage_is_retried_not_a_failed_identification() -> None:
+    """dealer_unavailable says the servers' state, like peer_unavailable: the face stays
+    pending and is identified once the dealer is back (it used to be marked failed)."""
+    from splitface.edge.daemon.loop import TRANSIENT_REFUSALS
+    from splitface.shared import api
+
+    assert {api.PEER_UNAVAILABLE, api.DEALER_UNAVAILABLE, api.ABORTED, api.TIMEOUT,
+            api.BUSY} <= TRANSIENT_REFUSALS
+    assert not {api.BAD_PROBE, api.UNAUTHORIZED, api.BAD_REQUEST} & TRANSIENT_REFUSALS

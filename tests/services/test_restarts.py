@@ -131,9 +131,9 @@ def test_servers_without_a_dealer_say_so_and_stay_up(dep):
             t0 = time.monotonic()
             try:
                 c.identify(_probe(0))
-            finally:  # a dealer known down is probed briefly: terminals hear why at once
-                took = time.monotonic() - t0
-        assert took < 4.0, took
+            finally:  # no connection to the dealer: the request gives up within 3 s, and a
+                took = time.monotonic() - t0  # dealer known down is probed for 1.5 s
+        assert took < 6.0, took
         assert err.value.code in ("dealer_unavailable", "peer_unavailable", "aborted")
         assert "dealer" in err.value.reason
         assert dep.procs["p0"].poll() is None and dep.procs["p1"].poll() is None

@@ -23,7 +23,7 @@ from splitface.servers.mpc.prep.material import Item, Request
 from splitface.shared import wire
 from splitface.shared.wire import Message, WireError
 
-CONNECT_GRACE_S = 2.0  # a request waits this long for a connection before the dealer is down
+CONNECT_GRACE_S = 3.0  # a request waits this long for a connection before the dealer is down
 
 
 class DealerUnavailable(ProtocolError):
