@@ -36,13 +36,6 @@ def unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
-
-
 def _probes(rng: np.random.Generator, centres: np.ndarray, n: int
             ) -> list[tuple[np.ndarray, str | None]]:
     """(probe, expected name or None): even ones near an enrolled face, odd ones strangers."""
@@ -70,7 +63,7 @@ def run(gallery: int, terminals: int, queries: int) -> dict:
         try:
             with dep.client("edge-1", timeout=900.0) as admin:
                 dep.wait_ready(admin)
-                out["rss_start_mb"] = {n: _rss_mb(p.pid) for n, p in dep.procs.items()}
+                out["rss_start_mb"] = dep.rss_mb()
                 t0 = time.perf_counter()
                 for i, c in enumerate(centres):
                     admin.enroll(f"id-{i:06d}", c)
@@ -91,7 +84,7 @@ def run(gallery: int, terminals: int, queries: int) -> dict:
             out["single_total_ms_p50"] = round(1e3 * float(np.median(single)), 1)
             out["single_agreement"] = agree / len(probes)
             out.update(_concurrent(dep, rng, centres, terminals, queries))
-            out["rss_mb"] = {n: _rss_mb(p.pid) for n, p in dep.procs.items()}
+            out["rss_mb"] = dep.rss_mb()
             # a gallery share: value and MAC, 16 bytes each, per element
             out["gallery_share_mb"] = round(gallery * DIM * 32 / 2**20, 1)
         finally:

@@ -30,16 +30,9 @@ def unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
-
-
 def snapshot(dep: LocalDeployment, dealer: DealerClient) -> dict:
     stats = dealer.stats()
-    return {"rss_mb": {n: rss_mb(p.pid) for n, p in dep.procs.items()},
+    return {"rss_mb": dep.rss_mb(),
             "dealer_pending": stats.get("pending", 0),
             "dealer_pending_bytes": stats.get("pending_bytes", 0),
             "dealer_sessions": stats.get("sessions", 0)}
@@ -56,14 +49,7 @@ def dealer_client(dep: LocalDeployment, ctx: zmq.Context) -> DealerClient:
 def abandon(dep: LocalDeployment, ctx: zmq.Context, k: int, how: str) -> None:
     """One request that never completes: an offer without submit, a malformed submit, or a
     client that leaves after its submit."""
-    pub, sec, k0, k1 = dep.edge_keys()
-    socks = []
-    for endpoint, key in zip(dep.endpoints(), (k0, k1), strict=True):
-        s = ctx.socket(zmq.REQ)
-        s.curve_publickey, s.curve_secretkey, s.curve_serverkey = pub, sec, key
-        s.setsockopt(zmq.LINGER, 0)
-        s.connect(endpoint)
-        socks.append(s)
+    socks = dep.raw_sockets(ctx)
     req = f"soak-{how}-{k:08d}"
     for s in socks:
         s.send_multipart(wire.encode(Message("offer", {"req": req, "op": "identify",

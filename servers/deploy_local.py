@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import zmq
+
 from splitface.shared import keys
 
 
@@ -124,6 +126,23 @@ class LocalDeployment:
     def endpoints(self) -> tuple[str, str]:
         return f"tcp://127.0.0.1:{self.base_port}", f"tcp://127.0.0.1:{self.base_port + 1}"
 
+    def raw_sockets(self, context: zmq.Context, name: str = "edge-1") -> list[zmq.Socket]:
+        """Bare REQ sockets of terminal ``name`` to P0 and P1 (CURVE keys set, connected):
+        for tests and benchmarks that send what no SplitfaceClient would."""
+        pub, sec, k0, k1 = self.edge_keys(name)
+        socks = []
+        for endpoint, server_key in zip(self.endpoints(), (k0, k1), strict=True):
+            s = context.socket(zmq.REQ)
+            s.curve_publickey, s.curve_secretkey, s.curve_serverkey = pub, sec, server_key
+            s.setsockopt(zmq.LINGER, 0)
+            s.connect(endpoint)
+            socks.append(s)
+        return socks
+
+    def rss_mb(self) -> dict[str, float]:
+        """Each running daemon's resident memory in MB."""
+        return {n: rss_mb(p.pid) for n, p in self.procs.items()}
+
     def client(self, name: str = "edge-1", timeout: float = 20.0, retries: int = 0):
         """A SplitfaceClient of terminal ``name`` for both servers (use it as a context)."""
         from splitface.edge.client import ClientOptions, ServerEndpoint, SplitfaceClient
@@ -150,6 +169,14 @@ class LocalDeployment:
                 last = exc
             time.sleep(0.3)
         raise TimeoutError(f"deployment not ready: {last}")
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory in MB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 
 
 def _set_key(text: str, key: str, value: float | str) -> str:

@@ -19,9 +19,11 @@ Two openings in all, each in a round the identification needs anyway.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from splitface.servers.mpc import compare
+from splitface.servers.mpc import client_io, compare
 from splitface.servers.mpc.prep.base import CheckedInput
 from splitface.servers.mpc.rounds import Opening
 from splitface.servers.mpc.share import AuthShare
@@ -68,3 +70,25 @@ class ProbeCheck:
             op = compare.interval_opening(bad.reshape(1), 0, 1, BAD_BITS)
             return [Opening(op.pairs, lambda o: setattr(self, "ok", op.finish(o).reshape(())))]
         return []
+
+
+@dataclass
+class CheckedProbe:
+    """A terminal's accepted probe: the embedding and output masks as shares, its range
+    check, and the input digest both servers compare in their first round together."""
+
+    probe: AuthShare
+    masks: AuthShare
+    check: ProbeCheck
+    digest: bytes
+
+
+def accept_checked_probe(party, checked: CheckedInput, masked: np.ndarray, dim: int
+                         ) -> CheckedProbe:
+    """The servers' side of a checked client input (one place for the service, the
+    benchmark jobs and the tests): shares from the masked vector, then the range check on
+    the same masked values."""
+    x = client_io.accept_input(party, checked.triple, masked, sync=False)
+    probe, masks = client_io.split_inputs(x, dim, F)
+    return CheckedProbe(probe, masks, ProbeCheck(party, checked, masked, dim),
+                        client_io.input_digest(masked))

@@ -10,7 +10,7 @@ import numpy as np
 from splitface.servers.mpc import client_io, client_jobs
 from splitface.servers.mpc.party import Party
 from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
-from splitface.servers.mpc.probe_check import ProbeCheck
+from splitface.servers.mpc.probe_check import accept_checked_probe
 from splitface.servers.mpc.rounds import run_round
 from splitface.servers.mpc.share import AuthShare, concat
 from splitface.servers.recognition.identify import Gallery, NameTable, identify
@@ -75,13 +75,11 @@ def identify_query(party: Party, state: dict[str, Any], masked: np.ndarray, dim:
         else:
             prep.expect(plan)
     checked = state.pop("offer_checked")
-    x = client_io.accept_input(party, checked.triple, masked, sync=False)
-    probe, masks = client_io.split_inputs(x, dim, F)
-    check = ProbeCheck(party, checked, masked, dim)
-    out = identify(state["gallery"], probe, threshold, state["names"], [check],
-                   client_io.input_digest(masked))
-    opened, ok = run_round(party, [client_io.output_opening(party, out, masks),
-                                   client_io.bit_opening(party, check.ok)])
+    got = accept_checked_probe(party, checked, masked, dim)
+    out = identify(state["gallery"], got.probe, threshold, state["names"], [got.check],
+                   got.digest)
+    opened, ok = run_round(party, [client_io.output_opening(party, out, got.masks),
+                                   client_io.bit_opening(party, got.check.ok)])
     party.check()
     if pipeline and plan is None:
         state["identify_plan"] = prep.stop_recording()

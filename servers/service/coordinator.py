@@ -588,11 +588,16 @@ class Coordinator:
         while self._queue:
             ib = self._queue.popleft()
             if self.id == 0:
-                with contextlib.suppress(TransportError):
-                    self.channel.send(Message("refuse", {"req": ib.offer.request_id,
-                                                         "key": ib.key, "code": code,
-                                                         "reason": reason}))
+                self._tell_peer_refused(ib, code, reason)
             self.gateway.reply(ib.ident, api.error(ib.offer.request_id, code, reason))
+
+    def _tell_peer_refused(self, inbound: Inbound, code: str, reason: str) -> None:
+        """P0: P1 answers the terminal's copy of a request P0 refused (``_peer_refused``)
+        at once, instead of holding it; a peer link that is down just loses the word."""
+        with contextlib.suppress(TransportError):
+            self.channel.send(Message("refuse", {"req": inbound.offer.request_id,
+                                                 "key": inbound.key, "code": code,
+                                                 "reason": reason}))
 
     def _status(self, inbound: Inbound) -> Message:
         """Readiness for any terminal; the store's contents and activity (record count,
@@ -623,10 +628,7 @@ class Coordinator:
         refusal = self.rate.admit(inbound.name or inbound.key, inbound.offer.op,
                                   inbound.offer.identity)
         if refusal is not None:  # P1 answers the terminal alike (and keeps its own limits)
-            with contextlib.suppress(TransportError):
-                self.channel.send(Message("refuse", {"req": txn.req, "key": inbound.key,
-                                                     "code": api.RATE_LIMITED,
-                                                     "reason": refusal}))
+            self._tell_peer_refused(inbound, api.RATE_LIMITED, refusal)
             self._refuse(inbound, api.RATE_LIMITED, refusal)
             return
         try:

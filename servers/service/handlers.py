@@ -28,7 +28,7 @@ from splitface.servers.cards.registry import BindingStatus, CardRegistryError
 from splitface.servers.mpc import client_io
 from splitface.servers.mpc.errors import ProtocolError
 from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
-from splitface.servers.mpc.probe_check import ProbeCheck
+from splitface.servers.mpc.probe_check import ProbeCheck, accept_checked_probe
 from splitface.servers.mpc.rounds import drain, run_round
 from splitface.servers.mpc.share import AuthShare
 from splitface.servers.recognition import training
@@ -148,10 +148,8 @@ class Handlers:
             masked = client_io.check_masked(sub.msg.arrays[0], txn.offer.inputs())
         except client_io.InputError as exc:
             raise ApiError(api.BAD_REQUEST, str(exc)) from None
-        x = client_io.accept_input(node.party, checked.triple, masked, sync=False)
-        probe, masks = client_io.split_inputs(x, txn.offer.dim, F)
-        return Inputs(probe, masks, sub, ProbeCheck(node.party, checked, masked, txn.offer.dim),
-                      client_io.input_digest(masked))
+        got = accept_checked_probe(node.party, checked, masked, txn.offer.dim)
+        return Inputs(got.probe, got.masks, sub, got.check, got.digest)
 
     def _release(self, txn: Txn, inputs: Inputs, result: AuthShare | None) -> np.ndarray:
         """Open the probe check's verdict, MAC-check everything so far, and only for a probe

@@ -11,11 +11,10 @@ import numpy as np
 from splitface.servers.mpc import client_io
 from splitface.servers.mpc.local_runtime import make_parties, run_pair
 from splitface.servers.mpc.prep.dealer import DealerCore
-from splitface.servers.mpc.probe_check import ProbeCheck
+from splitface.servers.mpc.probe_check import accept_checked_probe
 from splitface.servers.service import handlers as handlers_module
 from splitface.servers.service.admission import RateLimiter
 from splitface.servers.service.handlers import Handlers, Inputs
-from splitface.shared import fixedpoint
 from splitface.shared.client_protocol import ClientRequest
 from tests.mpc.harness import as_share, share_floats
 
@@ -70,12 +69,9 @@ def serve_verify(core: DealerCore, template: np.ndarray, probe: np.ndarray,
     lock = threading.Lock()
 
     def fn(party, wt, chk):
-        x = client_io.accept_input(party, chk.triple, masked, sync=False)
-        probe_s, masks = client_io.split_inputs(x, dim, fixedpoint.F)
-        check = ProbeCheck(party, chk, masked, dim)
-        digest = client_io.input_digest(masked)
-        inputs = Inputs(probe_s, masks, None, check, digest)
-        accept = verify(as_share(party, wt), probe_s, threshold, [check], digest)
+        got = accept_checked_probe(party, chk, masked, dim)
+        inputs = Inputs(got.probe, got.masks, None, got.check, got.digest)
+        accept = verify(as_share(party, wt), got.probe, threshold, [got.check], got.digest)
         txn = SimpleNamespace(inbound=SimpleNamespace(name="edge-colluder"))
         try:
             return ("released", Handlers(fake_node(party))._release(txn, inputs, accept))
@@ -112,12 +108,10 @@ def verify_vs_rushing_p1(core: DealerCore, template: np.ndarray, probe: np.ndarr
 
     def fn(party):
         chk = checks[party.id]
-        x = client_io.accept_input(party, chk.triple, masked, sync=False)
-        probe_s, masks = client_io.split_inputs(x, dim, fixedpoint.F)
-        check = ProbeCheck(party, chk, masked, dim)
-        digest = client_io.input_digest(masked)
-        inputs = Inputs(probe_s, masks, None, check, digest)
-        accept = verify(as_share(party, w[party.id]), probe_s, threshold, [check], digest)
+        got = accept_checked_probe(party, chk, masked, dim)
+        inputs = Inputs(got.probe, got.masks, None, got.check, got.digest)
+        accept = verify(as_share(party, w[party.id]), got.probe, threshold, [got.check],
+                        got.digest)
         txn = SimpleNamespace(inbound=SimpleNamespace(name="edge-colluder"))
         node = fake_node(party, rate if party.id == 0 else RateLimiter())
         return Handlers(node)._release(txn, inputs, accept)

@@ -249,15 +249,8 @@ BAD_SUBMITS = {
 def test_every_malformed_submit_gets_a_bad_request_that_says_why(deployment, what):
     """A submit with two arrays was never answered, and others came back "aborted" with
     messages like "masked input of shape (2, 130), expected (2, 130)"."""
-    pub, sec, k0, k1 = deployment.edge_keys()
     ctx = zmq.Context()
-    socks = []
-    for endpoint, key in zip(deployment.endpoints(), (k0, k1), strict=True):
-        s = ctx.socket(zmq.REQ)
-        s.curve_publickey, s.curve_secretkey, s.curve_serverkey = pub, sec, key
-        s.setsockopt(zmq.LINGER, 0)
-        s.connect(endpoint)
-        socks.append(s)
+    socks = deployment.raw_sockets(ctx)
     try:
         req = f"badsubmit-{abs(hash(what)) % 10**8:08d}"
         offer = Message("offer", {"req": req, "op": "enroll", "dim": 128, "identity": "x"})

@@ -234,15 +234,9 @@ def test_verify_answers_every_name_alike(dep, victim_card):
 def _raw_offer(dep: LocalDeployment, terminal: str, meta: dict, ctx: zmq.Context
                ) -> list[zmq.Socket]:
     """An offer sent to both servers as is; the sockets are returned unread."""
-    pub, sec, k0, k1 = dep.edge_keys(terminal)
-    socks = []
-    for endpoint, server_key in zip(dep.endpoints(), (k0, k1), strict=True):
-        s = ctx.socket(zmq.REQ)
-        s.curve_publickey, s.curve_secretkey, s.curve_serverkey = pub, sec, server_key
-        s.setsockopt(zmq.LINGER, 0)
-        s.connect(endpoint)
+    socks = dep.raw_sockets(ctx, terminal)
+    for s in socks:
         s.send_multipart(wire.encode(Message("offer", meta)))
-        socks.append(s)
     return socks
 
 

@@ -14,7 +14,7 @@ import pytest
 from splitface.servers.mpc import client_io
 from splitface.servers.mpc.local_runtime import make_parties, run_pair
 from splitface.servers.mpc.prep.dealer import DealerCore
-from splitface.servers.mpc.probe_check import ProbeCheck
+from splitface.servers.mpc.probe_check import accept_checked_probe
 from splitface.servers.recognition.identify import Gallery, NameTable, identify, verify
 from splitface.shared import fixedpoint
 from splitface.shared.client_protocol import ClientRequest
@@ -43,10 +43,8 @@ def _run(core: DealerCore, templates: np.ndarray, probe: np.ndarray, threshold: 
     masked = req.masked(*offers)
 
     def fn(party, wt, chk):
-        x = client_io.accept_input(party, chk.triple, masked, sync=False)
-        probe_s, masks = client_io.split_inputs(x, dim, fixedpoint.F)
-        check = ProbeCheck(party, chk, masked, dim)
-        digest = client_io.input_digest(masked)
+        got = accept_checked_probe(party, chk, masked, dim)
+        probe_s, masks, check, digest = got.probe, got.masks, got.check, got.digest
         if one is None:
             gallery = Gallery(as_share(party, wt), party.fresh_key("g"))
             out = identify(gallery, probe_s, threshold, NameTable(names), [check], digest)

@@ -3,20 +3,18 @@ resident after training on 1,000 identities)."""
 
 from __future__ import annotations
 
+import os
 import platform
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from splitface.servers.deploy_local import rss_mb
 from splitface.servers.service.memory import release_free_memory
 
 
 def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return rss_mb(os.getpid())
 
 
 @pytest.mark.skipif(platform.system() != "Linux", reason="glibc malloc_trim and /proc")
