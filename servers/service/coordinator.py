@@ -791,6 +791,8 @@ class Coordinator:
                 self.retire_key(self.party.epoch, str(exc))
             elif isinstance(exc, (DealerUnavailable, DealerRefused)):
                 log.warning("P%d: request %s: the dealer failed: %s", self.id, txn.req, exc)
+                if isinstance(exc, DealerUnavailable):  # the resync below probes it briefly
+                    self._dealer_down = str(exc)[:200]
                 reply = api.error(txn.req, api.DEALER_UNAVAILABLE,
                                   f"the dealer failed during the request ({exc}); retry")
             elif isinstance(exc, TransportError):
