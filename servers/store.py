@@ -195,6 +195,8 @@ class ShareStore:
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                    timeout=30)
         self._lock = threading.RLock()
+        self._writes = 0  # commits through this connection (cache stamps)
+        self._digest_cache: tuple[tuple[int, int], str] | None = None
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -241,6 +243,7 @@ class ShareStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            self._writes += 1
 
     # ------------------------------------------------------------ meta
     def get_meta(self, key: str) -> str | None:
@@ -440,11 +443,19 @@ class ShareStore:
         """A digest of the record set (ids, identities, revoked or not; never shares)."""
         h = hashlib.sha256()
         with self._lock:
+            # every request compares digests: recomputed only after a commit (ours, or
+            # another connection's, which SQLite's data_version reports)
+            stamp = (self._writes, self._db.execute("PRAGMA data_version").fetchone()[0])
+            if self._digest_cache is not None and self._digest_cache[0] == stamp:
+                return self._digest_cache[1]
             rows = self._db.execute("SELECT request_id, identity, revoked IS NOT NULL FROM "
                                     "enrolments ORDER BY request_id").fetchall()
         for rid, ident, revoked in rows:
             h.update(f"{len(rid)}:{rid}{len(ident)}:{ident}{'r' if revoked else '-'}".encode())
-        return h.hexdigest()
+        digest = h.hexdigest()
+        with self._lock:
+            self._digest_cache = (stamp, digest)
+        return digest
 
     def delete_enrolments(self, request_ids: list[str]) -> int:
         with self._tx() as db:
@@ -531,6 +542,15 @@ class ShareStore:
     def discard_staged_models(self) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM model_versions WHERE state='staged'")
+
+    def model_meta(self) -> tuple[int, dict]:
+        """(version, meta) of the current model without loading its shares (0, {} if none):
+        identification asks per request, and the gallery is built once per version."""
+        with self._lock:
+            row = self._db.execute("SELECT version, meta FROM model_versions WHERE "
+                                   "state='committed' ORDER BY version DESC LIMIT 1"
+                                   ).fetchone()
+        return (0, {}) if row is None else (row[0], json.loads(row[1]))
 
     def models(self) -> tuple[int, dict, dict[str, StoredShare]]:
         """(version, meta, shares by name) of the current (newest committed) model; version

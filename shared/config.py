@@ -79,6 +79,10 @@ class IdentifyOptions:
     threshold: float = setting(
         "Cosine similarity the best gallery match must exceed to be accepted. Only the accept "
         "bit and identity are revealed, never the score.", 0.5, check=in_range(-1.0, 1.0))
+    batch_max: int = setting(
+        "Most waiting identifications the servers answer together in one MPC run (they share "
+        "its rounds; each terminal still gets only its own answer). 1 answers one at a time; "
+        "P1 refuses batches larger than its own setting.", 16, check=in_range(1, 64))
 
 
 @dataclass(frozen=True, kw_only=True)

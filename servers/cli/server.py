@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     rate = RateOptions(per_second=lim.per_second, burst=lim.burst,
                        strikes_per_hour=lim.strikes_per_hour,
                        verify_per_identity_per_hour=lim.verify_per_identity_per_hour)
-    opts = NodeOptions(threshold=cfg.identify.threshold, submit_timeout_s=lim.submit_timeout_s,
+    opts = NodeOptions(threshold=cfg.identify.threshold, batch_max=cfg.identify.batch_max,
+                       submit_timeout_s=lim.submit_timeout_s,
                        card_submit_timeout_s=lim.card_submit_timeout_s, rate=rate,
                        peer_timeout_s=timeout, train_epochs=cfg.train.epochs,
                        train_batch_size=cfg.train.batch_size,

@@ -36,6 +36,7 @@ from splitface.servers.cards.registry import CardRegistry
 from splitface.servers.mpc.errors import MacCheckError, ProtocolError
 from splitface.servers.mpc.party import Party
 from splitface.servers.mpc.prep.base import NONCE_BYTES, Preprocessing, session_id
+from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
 from splitface.servers.mpc.prep.remote import DealerClient, DealerRefused, DealerUnavailable
 from splitface.servers.recognition.identify import Gallery, NameTable
 from splitface.servers.service.admission import AuditLog, RateLimiter
@@ -58,6 +59,7 @@ OFFER_TWIN_S = 2.0  # P1 waits this long for the twin of an offer P0 started
 MAX_REKEY_FAILURES = 2  # failed re-keying checks per old epoch before an operator must act
 HEAVY_OPS = ("train", "reconcile")  # requests after which freed memory goes back to the OS
 DEALER_PROBE_S = 1.5  # how long a dealer known to be down is waited for at each retry
+GATHER_S = 0.03  # how long P0 waits to fill a batch the dealer prepared material for
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,11 @@ class Coordinator:
         self._resync_wanted = False
         self._dealer_down = ""  # why the dealer did not answer the last resync, if it did not
         self._link_gen = -1  # the peer link's generation when the session started
-        self._current: tuple[str, str] | None = None
+        self._current: set[tuple[str, str]] = set()  # requests whose submits are awaited
+        # dealer requests of an identification batch of each size (recorded per session),
+        # and the batch size both servers prefetched for (P0 then runs exactly that many)
+        self.identify_plans: dict[int, list] = {}
+        self._prefetched_batch = 0
         self.last_progress = time.monotonic()
 
     # ------------------------------------------------------------ sessions and keys
@@ -201,6 +207,7 @@ class Coordinator:
                 prep.close()
             raise
         self.party, self.session = party, session
+        self.identify_plans, self._prefetched_batch = {}, 0
         return party
 
     def _check_mac_key(self, epoch: int, party: Party) -> None:
@@ -510,7 +517,7 @@ class Coordinator:
                 self.gateway.reply(inbound.ident, self._status(inbound))
             elif inbound.msg.kind == "submit":
                 key = (inbound.key, inbound.msg.meta["req"])
-                if key != self._current:
+                if key not in self._current:
                     self.gateway.reply(inbound.ident, api.error(
                         key[1], api.ABORTED, "no such request in progress (timed out?)"))
                 else:
@@ -607,7 +614,7 @@ class Coordinator:
                 "peer_ok": self.peer_ok}
         if inbound.name not in self.opts.admin_terminals:
             return Message("done", body)
-        version, meta, _ = self.store.models()
+        version, meta = self.store.model_meta()
         lists = {"identities": self.store.identities(),
                  "revoked": self.store.revoked_identities(),
                  "model_identities": meta.get("identities", [])}
@@ -619,24 +626,57 @@ class Coordinator:
         return Message("done", body, [api.pack_listing(lists)])  # names: never in a header
 
     def _view(self, txn: Txn) -> dict[str, Any]:
-        version, _, _ = self.store.models()
+        version, _ = self.store.model_meta()
         return {"has": self.store.has_enrolment(txn.req), "model_version": version,
                 "digest": self.store.digest()}
 
-    def _lead(self, inbound: Inbound) -> None:
-        txn = Txn(inbound, inbound.offer)
+    def _take_batch(self, first: Inbound) -> list[Inbound]:
+        """``first`` and, for an identification, other waiting identifications (up to
+        ``batch_max``): they share one MPC run's rounds (docs/PROTOCOL.md, "Batches").
+        After a prefetch for a batch of k, exactly k are taken, waiting up to GATHER_S for
+        the terminals just answered to send their next requests."""
+        want, self._prefetched_batch = self._prefetched_batch, 0
+        limit = min(want or self.opts.batch_max, self.opts.batch_max)
+        batch = [first]
+        if first.offer.op != "identify" or limit <= 1:
+            return batch
+        seen = {(first.key, first.offer.request_id)}
+        deadline = time.monotonic() + GATHER_S
+        while True:
+            for ib in list(self._queue):
+                if len(batch) >= limit:
+                    break
+                item = (ib.key, ib.offer.request_id)
+                if ib.offer.op == "identify" and item not in seen:
+                    self._queue.remove(ib)
+                    batch.append(ib)
+                    seen.add(item)
+            if len(batch) >= want or time.monotonic() >= deadline:
+                return batch
+            self._pump(2)
+
+    def _admitted(self, inbound: Inbound) -> bool:
+        """P0's own rate limit; a refusal is answered here and told to P1."""
         refusal = self.rate.admit(inbound.name or inbound.key, inbound.offer.op,
                                   inbound.offer.identity)
-        if refusal is not None:  # P1 answers the terminal alike (and keeps its own limits)
-            self._tell_peer_refused(inbound, api.RATE_LIMITED, refusal)
-            self._refuse(inbound, api.RATE_LIMITED, refusal)
+        if refusal is None:
+            return True
+        self._tell_peer_refused(inbound, api.RATE_LIMITED, refusal)
+        self._refuse(inbound, api.RATE_LIMITED, refusal)
+        return False
+
+    def _lead(self, first: Inbound) -> None:
+        txns = [Txn(ib, ib.offer) for ib in self._take_batch(first) if self._admitted(ib)]
+        if not txns:
             return
+        head = txns[0]
         try:
-            self.channel.send(Message("begin", {"req": txn.req, "key": inbound.key,
-                                                "sid": self.session,
-                                                "offer": _offer_digest(inbound),
-                                                **self._view(txn)}))
-            # P1 answers within its wait for the offer's twin (OFFER_TWIN_S)
+            self.channel.send(Message("begin", {
+                "req": head.req, "key": head.inbound.key, "sid": self.session,
+                "offer": _offer_digest(head.inbound),
+                "more": [[t.req, t.inbound.key, _offer_digest(t.inbound)] for t in txns[1:]],
+                **self._view(head)}))
+            # P1 answers within its wait for the offers' twins (OFFER_TWIN_S)
             ack = self.channel.recv(("begin_ack", "abort"),
                                     timeout=min(self.opts.peer_timeout_s, OFFER_TWIN_S + 2.0))
             if ack.meta.get("resync"):
@@ -647,17 +687,41 @@ class Coordinator:
             if ack.meta.get("sid") != self.session:
                 self.peer_ok = False
                 raise ApiError(api.PEER_UNAVAILABLE, "the other server is in another session")
-            txn.peer = ack.meta
+            txns = self._drop_declined(txns, ack.meta.get("declined"))
         except ApiError as exc:
-            self.gateway.reply(inbound.ident, api.error(txn.req, exc.code, exc.reason))
+            for t in txns:
+                self.gateway.reply(t.inbound.ident, api.error(t.req, exc.code, exc.reason))
             return
         except (TransportError, WireError) as exc:
             log.warning("P0: peer did not acknowledge request: %s", exc)
-            self.gateway.reply(inbound.ident, api.error(txn.req, api.PEER_UNAVAILABLE,
-                                                        "the other server did not answer"))
+            for t in txns:
+                self.gateway.reply(t.inbound.ident, api.error(
+                    t.req, api.PEER_UNAVAILABLE, "the other server did not answer"))
             self.peer_ok = False
             return
-        self._run(txn)
+        for t in txns:
+            t.peer = ack.meta
+        self._run(txns)
+
+    def _drop_declined(self, txns: list[Txn], declined: Any) -> list[Txn]:
+        """The batch items P1 declined (its own limits, an offer it never got) are answered
+        here with P1's reason; the rest run. A malformed list declines the whole batch."""
+        if declined is None:
+            declined = []
+        if not isinstance(declined, list) or not all(
+                isinstance(d, list) and len(d) == 3 and isinstance(d[0], int)
+                and 0 <= d[0] < len(txns) for d in declined):
+            raise ApiError(api.PEER_UNAVAILABLE, "the other server sent a malformed answer")
+        out = {i: str(code)[:40] for i, code, _ in declined}
+        why = {i: str(reason)[:300] for i, _, reason in declined}
+        for i, t in enumerate(txns):
+            if i in out:
+                self.gateway.reply(t.inbound.ident, api.error(
+                    t.req, out[i], f"the other server declined: {why[i]}"))
+        kept = [t for i, t in enumerate(txns) if i not in out]
+        if not kept:
+            raise ApiError(api.PEER_UNAVAILABLE, "the other server declined every request")
+        return kept
 
     def _follow_if_asked(self) -> None:
         try:
@@ -691,28 +755,43 @@ class Coordinator:
                         "the servers are starting a new session; retry"))
                     break
             return
-        req, key = msg.meta.get("req"), msg.meta.get("key")
-        inbound = self._await_offer(req, key, msg.meta.get("offer"))
-        if inbound is None:
-            self.channel.send(Message("begin_ack", {"ok": False, "code": api.TIMEOUT,
-                                                    "reason": "request not received by P1"}))
+        items = _begin_items(msg.meta, self.opts.batch_max)
+        if items is None:
+            self.channel.send(Message("begin_ack", {"ok": False, "code": api.BAD_REQUEST,
+                                                    "reason": "malformed or oversized batch"}))
             return
-        txn = Txn(inbound, inbound.offer, dict(msg.meta))
-        try:
-            check_authorized(self.opts, txn)
-            # P1's own limits: a malicious P0 must not lift them by starting anything
-            refusal = self.rate.admit(inbound.name or inbound.key, inbound.offer.op,
-                                      inbound.offer.identity)
-            if refusal is not None:
-                raise ApiError(api.RATE_LIMITED, refusal)
-        except ApiError as exc:
-            self.channel.send(Message("begin_ack", {"ok": False, "code": exc.code,
-                                                    "reason": exc.reason}))
-            self._refuse(inbound, exc.code, exc.reason)
+        deadline = time.monotonic() + min(self.opts.peer_timeout_s, OFFER_TWIN_S)
+        txns: list[Txn] = []
+        declined: list[list] = []
+        for i, (req, key, digest) in enumerate(items):
+            inbound = self._await_offer(req, key, digest, deadline)
+            try:
+                if inbound is None:
+                    raise ApiError(api.TIMEOUT, "request not received by P1")
+                txn = Txn(inbound, inbound.offer, dict(msg.meta))
+                if len(items) > 1 and txn.offer.op != "identify":
+                    raise ApiError(api.BAD_REQUEST, "only identifications run in batches")
+                check_authorized(self.opts, txn)
+                # P1's own limits: a malicious P0 must not lift them by starting anything
+                refusal = self.rate.admit(inbound.name or inbound.key, inbound.offer.op,
+                                          inbound.offer.identity)
+                if refusal is not None:
+                    raise ApiError(api.RATE_LIMITED, refusal)
+            except ApiError as exc:
+                declined.append([i, exc.code, exc.reason])
+                if inbound is not None:
+                    self._refuse(inbound, exc.code, exc.reason)
+                continue
+            txns.append(txn)
+        if not txns:
+            _, code, reason = declined[0]
+            self.channel.send(Message("begin_ack", {"ok": False, "code": code,
+                                                    "reason": reason}))
             return
         self.channel.send(Message("begin_ack", {"ok": True, "sid": self.session,
-                                                **self._view(txn)}))
-        self._run(txn)
+                                                "declined": declined,
+                                                **self._view(txns[0])}))
+        self._run(txns)
 
     def _peer_refused(self, meta: dict) -> None:
         """P0 refused a request: answer the terminal here too, now or when it arrives."""
@@ -737,11 +816,13 @@ class Coordinator:
                                                    "the other server did not start this "
                                                    "request"))
 
-    def _await_offer(self, req: Any, key: Any, digest: Any) -> Inbound | None:
+    def _await_offer(self, req: Any, key: Any, digest: Any, deadline: float | None = None
+                     ) -> Inbound | None:
         """P1: the terminal's offer P0 started, which the terminal sent to both servers at
         once; waiting for it longer than OFFER_TWIN_S only holds every other terminal up."""
-        deadline = time.monotonic() + min(self.opts.peer_timeout_s, OFFER_TWIN_S)
-        while time.monotonic() < deadline:
+        if deadline is None:
+            deadline = time.monotonic() + min(self.opts.peer_timeout_s, OFFER_TWIN_S)
+        while True:
             for i, ib in enumerate(self._queue):
                 if ib.offer.request_id == req and ib.key == key:
                     del self._queue[i]
@@ -751,8 +832,9 @@ class Coordinator:
                                                                "requests"))
                         return None
                     return ib
+            if time.monotonic() >= deadline:
+                return None
             self._pump(20)
-        return None
 
     def await_retry(self, txn: Txn) -> Inbound | None:
         """The terminal's next copy of ``txn``'s offer (same key, request id and content),
@@ -760,66 +842,110 @@ class Coordinator:
         closed before its answer (it timed out and retried, e.g. across a restart)."""
         return self._await_offer(txn.req, txn.inbound.key, _offer_digest(txn.inbound))
 
-    def wait_submit(self, txn: Txn) -> Inbound:
-        deadline = time.monotonic() + (self.opts.card_submit_timeout_s if txn.offer.card_id
-                                       else self.opts.submit_timeout_s)
-        key = (txn.inbound.key, txn.req)
-        while key not in self._submits:
-            if time.monotonic() > deadline:
-                # both servers held every other terminal's request for it: a strike
-                self.rate.strike(txn.inbound.name or txn.inbound.key, "offer abandoned")
-                raise ApiError(api.TIMEOUT, "no submit from the terminal in time")
+    def wait_submits(self, txns: list[Txn]) -> list[Inbound | None]:
+        """Each request's submit, or None for a terminal that sent none in time (a strike:
+        both servers held every other terminal's request for it)."""
+        deadline = time.monotonic() + max(
+            self.opts.card_submit_timeout_s if t.offer.card_id else self.opts.submit_timeout_s
+            for t in txns)
+        keys = [(t.inbound.key, t.req) for t in txns]
+        while any(k not in self._submits for k in keys) and time.monotonic() <= deadline:
             self._pump(20)
-        return self._submits.pop(key)
+        subs = [self._submits.pop(k, None) for k in keys]
+        for t, sub in zip(txns, subs, strict=True):
+            if sub is None:
+                self.rate.strike(t.inbound.name or t.inbound.key, "offer abandoned")
+        return subs
 
     # ------------------------------------------------------------ transactions
-    def _run(self, txn: Txn) -> None:
+    def _run(self, txns: list[Txn]) -> None:
+        """Run one request, or a batch of identifications, and answer each terminal; an
+        error of the run as a whole answers every request in it."""
         t0 = time.perf_counter()
-        self._current = (txn.inbound.key, txn.req)
+        self._current = {(t.inbound.key, t.req) for t in txns}
+        failure: tuple[str, str] | None = None
+        replies: list[Message] = []
         try:
-            reply = self.handlers.dispatch(txn)
+            replies = self.handlers.dispatch(txns)
         except ApiError as exc:
-            reply = api.error(txn.req, exc.code, exc.reason)
-            self.audit.refusal(txn.inbound.name or txn.inbound.key[:8], txn.offer.op, txn.req,
-                               exc.code, exc.reason)
+            failure = (exc.code, exc.reason)
+            for t in txns:
+                self.audit.refusal(t.inbound.name or t.inbound.key[:8], t.offer.op, t.req,
+                                   exc.code, exc.reason)
             self._abort_and_resync(str(exc), quiet=True)
         except (ProtocolError, TransportError, WireError, StoreError) as exc:
             failed = isinstance(exc, MacCheckError) or (self.party is not None
                                                          and self.party.mac_failed)
             if failed and self.party is not None:
-                reply = api.error(txn.req, api.ABORTED, "integrity check failed; aborted")
+                failure = (api.ABORTED, "integrity check failed; aborted")
                 self.retire_key(self.party.epoch, str(exc))
             elif isinstance(exc, (DealerUnavailable, DealerRefused)):
-                log.warning("P%d: request %s: the dealer failed: %s", self.id, txn.req, exc)
+                log.warning("P%d: request %s: the dealer failed: %s", self.id, txns[0].req,
+                            exc)
                 if isinstance(exc, DealerUnavailable):  # the resync below probes it briefly
                     self._dealer_down = str(exc)[:200]
-                reply = api.error(txn.req, api.DEALER_UNAVAILABLE,
-                                  f"the dealer failed during the request ({exc}); retry")
+                failure = (api.DEALER_UNAVAILABLE,
+                           f"the dealer failed during the request ({exc}); retry")
             elif isinstance(exc, TransportError):
-                log.warning("P%d: request %s: the peer link failed: %s", self.id, txn.req, exc)
-                reply = api.error(txn.req, api.PEER_UNAVAILABLE,
-                                  f"the peer link to P{1 - self.id} failed ({exc}); retry")
+                log.warning("P%d: request %s: the peer link failed: %s", self.id,
+                            txns[0].req, exc)
+                failure = (api.PEER_UNAVAILABLE,
+                           f"the peer link to P{1 - self.id} failed ({exc}); retry")
             else:
-                log.warning("P%d: request %s aborted: %s", self.id, txn.req, exc)
-                reply = api.error(txn.req, api.ABORTED, f"aborted: {exc}")
+                log.warning("P%d: request %s aborted: %s", self.id, txns[0].req, exc)
+                failure = (api.ABORTED, f"aborted: {exc}")
             self._abort_and_resync(str(exc))
-        except Exception as exc:  # a bug must cost one request, never the daemon
-            log.exception("P%d: internal error on request %s", self.id, txn.req)
+        except Exception as exc:  # a bug must cost one run, never the daemon
+            log.exception("P%d: internal error on request %s", self.id, txns[0].req)
             if self.party is not None and self.party.mac_failed:
                 self.retire_key(self.party.epoch, str(exc))
-            reply = api.error(txn.req, api.ABORTED, f"internal error ({type(exc).__name__}); "
-                                                    "aborted")
+            failure = (api.ABORTED, f"internal error ({type(exc).__name__}); aborted")
             self._abort_and_resync(str(exc))
         finally:
-            self._current = None
-            self._submits.pop((txn.inbound.key, txn.req), None)
-        self.served[txn.offer.op] += 1
-        log.info("P%d: %s %s -> %s in %.0f ms", self.id, txn.offer.op, txn.req, reply.kind,
-                 1e3 * (time.perf_counter() - t0))
-        if txn.awaiting_reply:  # never answer twice: the terminal would read it as the
-            self.gateway.reply(txn.inbound.ident, reply)  # reply to its next request
-        if txn.offer.op in HEAVY_OPS:  # hundreds of MB of buffers just became garbage
+            self._current = set()
+            for t in txns:
+                self._submits.pop((t.inbound.key, t.req), None)
+        if failure is not None:
+            replies = [api.error(t.req, *failure) for t in txns]
+        ms = 1e3 * (time.perf_counter() - t0)
+        for t, reply in zip(txns, replies, strict=True):
+            self.served[t.offer.op] += 1
+            log.info("P%d: %s %s -> %s in %.0f ms%s", self.id, t.offer.op, t.req, reply.kind,
+                     ms, f" (batch of {len(txns)})" if len(txns) > 1 else "")
+            if t.awaiting_reply:  # never answer twice: the terminal would read it as the
+                self.gateway.reply(t.inbound.ident, reply)  # reply to its next request
+        if txns[0].offer.op in HEAVY_OPS:  # hundreds of MB of buffers just became garbage
             release_free_memory()
+        if txns[0].offer.op == "identify" and failure is None:
+            self._prefetch_next_batch(len(txns))
+
+    def _prefetch_next_batch(self, ran: int) -> None:
+        """After an identification run, have the dealer prepare the next batch's material
+        while the terminals send their next requests (identifications come in runs).
+
+        Both servers must ask the dealer for the same things in the same order, so P0
+        names the next batch's size (the identifications waiting now, which it will then
+        run together) and P1 follows it; a size neither has run in this session prefetches
+        nothing. A wrong guess costs only the discarded material (prefetch.py).
+        """
+        prep = self.party.prep if self.party is not None else None
+        if not isinstance(prep, PrefetchingPreprocessing):
+            return
+        try:
+            if self.id == 0:  # those waiting, or those just answered (they come back)
+                waiting = sum(ib.offer.op == "identify" for ib in self._queue)
+                k = max(1, min(self.opts.batch_max, max(waiting, ran)))
+                self.channel.send(Message("prefetch", {"k": k}))
+            else:
+                msg = self.channel.recv(("prefetch", "abort"),
+                                        timeout=min(self.opts.peer_timeout_s, OFFER_TWIN_S))
+                k = msg.meta.get("k") if msg.kind == "prefetch" else 0
+        except (TransportError, WireError):
+            return
+        plan = self.identify_plans.get(k) if isinstance(k, int) else None
+        if plan:
+            prep.expect(plan)
+            self._prefetched_batch = k
 
     def _abort_and_resync(self, reason: str, quiet: bool = False) -> None:
         with contextlib.suppress(TransportError):
@@ -831,6 +957,25 @@ class Coordinator:
 
     def close(self) -> None:
         self._close_party()
+
+
+def _begin_items(meta: dict[str, Any], batch_max: int) -> list[tuple[str, str, bytes]] | None:
+    """P1: the (request id, terminal key, offer digest) of each request a ``begin`` starts,
+    or None for a malformed one, a batch over this server's ``batch_max`` or one naming a
+    request twice (a malicious P0 must not run one terminal's request twice)."""
+    more = meta.get("more", [])
+    if not isinstance(more, list) or len(more) + 1 > max(1, batch_max):
+        return None
+    items = [[meta.get("req"), meta.get("key"), meta.get("offer")], *more]
+    out: list[tuple[str, str, bytes]] = []
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)
+                and isinstance(item[1], str) and isinstance(item[2], bytes)):
+            return None
+        out.append((item[0], item[1], item[2]))
+    if len({(req, key) for req, key, _ in out}) != len(out):
+        return None
+    return out
 
 
 def terminal_names(keys_by_name: dict[str, bytes]) -> dict[str, str]:

@@ -14,6 +14,8 @@ logic and the rules of who may do what:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import time
 from dataclasses import dataclass, field
@@ -30,7 +32,7 @@ from splitface.servers.mpc.errors import ProtocolError
 from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
 from splitface.servers.mpc.probe_check import ProbeCheck, accept_checked_probe
 from splitface.servers.mpc.rounds import drain, run_round
-from splitface.servers.mpc.share import AuthShare
+from splitface.servers.mpc.share import AuthShare, stack
 from splitface.servers.recognition import training
 from splitface.servers.recognition.identify import Gallery, identify, verify
 from splitface.servers.recognition.progress import TrainingProgress
@@ -58,6 +60,7 @@ class NodeOptions:
     """Behaviour of a server node (from the server's config file)."""
 
     threshold: float = 0.5
+    batch_max: int = 16  # identifications answered together in one MPC run, at most
     submit_timeout_s: float = 1.0  # an honest terminal submits within a round trip
     card_submit_timeout_s: float = 5.0  # ... after the card's signature for a card request
     peer_timeout_s: float = 10.0
@@ -110,25 +113,75 @@ class Handlers:
     def __init__(self, node: Coordinator) -> None:
         self.node = node
 
-    def dispatch(self, txn: Txn) -> Message:
-        handler = {"enroll": self.enroll, "identify": self.identify, "verify": self.verify,
+    def dispatch(self, txns: list[Txn]) -> list[Message]:
+        """One reply per request: identifications may come as a batch, the rest alone."""
+        op = txns[0].offer.op
+        if op == "identify":
+            return self.identify(txns)
+        handler = {"enroll": self.enroll, "verify": self.verify,
                    "train": self.train, "revoke": self.revoke, "restore": self.restore,
                    "reconcile": self.reconcile,
-                   "rotate_key": self.rotate_key}.get(txn.offer.op)
+                   "rotate_key": self.rotate_key}.get(op)
         if handler is None:
-            raise ApiError(api.BAD_REQUEST, f"unknown operation {txn.offer.op!r}")
-        return handler(txn)
+            raise ApiError(api.BAD_REQUEST, f"unknown operation {op!r}")
+        if len(txns) != 1:
+            raise ApiError(api.BAD_REQUEST, "only identifications run in batches")
+        return [handler(txns[0])]
 
     # ------------------------------------------------------------ inputs and cards
     def _offer_inputs(self, txn: Txn, extra: dict[str, Any] | None = None) -> Inputs:
         """Offer input triples (with the probe-check material for the embedding), take the
         terminal's masked vector; the servers confirm they got the same one in their first
         round together (``Inputs.digest``)."""
+        (got,) = self._offer_inputs_many([txn], extra)
+        if isinstance(got, ApiError):
+            raise got
+        return got
+
+    def _offer_inputs_many(self, txns: list[Txn], extra: dict[str, Any] | None = None
+                           ) -> list[Inputs | ApiError]:
+        """:meth:`_offer_inputs` for a batch: every offer goes out before any submit is
+        awaited, and a request whose terminal sent no submit, a malformed one, or different
+        vectors to the two servers gets its own error while the others go on. For a batch
+        the servers agree on which inputs they both hold (one exchange of the per-request
+        input digests) before computing on any of them."""
         node = self.node
-        checked, arrays = client_io.offer_checked_input(node.party, txn.offer.inputs(),
+        checked = []
+        for txn in txns:
+            chk, arrays = client_io.offer_checked_input(node.party, txn.offer.inputs(),
                                                         txn.offer.dim)
-        meta = {"req": txn.req, "n": txn.offer.inputs(), **(extra or {})}
-        offer = Message("offer", meta, arrays)
+            checked.append(chk)
+            meta = {"req": txn.req, "n": txn.offer.inputs(), **(extra or {})}
+            self._send_offer(txn, Message("offer", meta, arrays))
+        subs = node.wait_submits(txns)
+        out: list[Inputs | ApiError] = []
+        for txn, chk, sub in zip(txns, checked, subs, strict=True):
+            txn.awaiting_reply = True
+            if sub is None:
+                out.append(ApiError(api.TIMEOUT, "no submit from the terminal in time"))
+                continue
+            txn.inbound = sub  # reply on the connection the submit came from
+            try:
+                if len(sub.msg.arrays) != 1:
+                    raise ApiError(api.BAD_REQUEST, f"a submit carries exactly one masked "
+                                                    f"array, got {len(sub.msg.arrays)}")
+                try:
+                    masked = client_io.check_masked(sub.msg.arrays[0], txn.offer.inputs())
+                except client_io.InputError as exc:
+                    raise ApiError(api.BAD_REQUEST, str(exc)) from None
+            except ApiError as exc:
+                out.append(exc)
+                continue
+            got = accept_checked_probe(node.party, chk, masked, txn.offer.dim)
+            out.append(Inputs(got.probe, got.masks, sub, got.check, got.digest))
+        if len(txns) > 1:
+            out = self._agree_inputs(out)
+        return out
+
+    def _send_offer(self, txn: Txn, offer: Message) -> None:
+        """Send the offer on the connection the request came from, or on the terminal's
+        retry of it when that connection is gone."""
+        node = self.node
         for _ in range(MAX_REROUTES):
             if node.gateway.reply(txn.inbound.ident, offer):
                 break
@@ -138,18 +191,23 @@ class Handlers:
                 break  # nobody to answer: the submit never comes (a strike, as before)
             txn.inbound = retry
         txn.awaiting_reply = False
-        sub = node.wait_submit(txn)
-        txn.awaiting_reply = True
-        txn.inbound = sub  # reply on the connection the submit came from
-        if len(sub.msg.arrays) != 1:
-            raise ApiError(api.BAD_REQUEST, f"a submit carries exactly one masked array, got "
-                                            f"{len(sub.msg.arrays)}")
-        try:
-            masked = client_io.check_masked(sub.msg.arrays[0], txn.offer.inputs())
-        except client_io.InputError as exc:
-            raise ApiError(api.BAD_REQUEST, str(exc)) from None
-        got = accept_checked_probe(node.party, checked, masked, txn.offer.dim)
-        return Inputs(got.probe, got.masks, sub, got.check, got.digest)
+
+    def _agree_inputs(self, got: list[Inputs | ApiError]) -> list[Inputs | ApiError]:
+        """Keep the inputs both servers hold with equal digests: a terminal that sent the
+        two servers different vectors, or submitted to one only, loses its own request and
+        no one else's (the digests are of masked vectors both servers see anyway)."""
+        mine = [g.digest if isinstance(g, Inputs) else b"" for g in got]
+        peer = self.node.agree("inputs", mine)
+        if not isinstance(peer, list) or len(peer) != len(mine) \
+                or not all(isinstance(d, bytes) for d in peer):
+            raise ProtocolError("the other server sent a malformed list of inputs")
+        out: list[Inputs | ApiError] = []
+        for g, theirs in zip(got, peer, strict=True):
+            if isinstance(g, Inputs) and not hmac.compare_digest(g.digest, theirs):
+                g = ApiError(api.BAD_REQUEST, "the servers received different inputs" if theirs
+                             else f"the submit did not reach P{1 - self.node.id} in time")
+            out.append(g)
+        return out
 
     def _release(self, txn: Txn, inputs: Inputs, result: AuthShare | None) -> np.ndarray:
         """Open the probe check's verdict, MAC-check everything so far, and only for a probe
@@ -160,22 +218,38 @@ class Handlers:
         additive error on any earlier opening could change what is opened before a late
         check caught it (docs/PROTOCOL.md, "Release").
         """
+        (opened,) = self._release_many([txn], [inputs], [result])
+        if isinstance(opened, ApiError):
+            raise opened
+        return opened
+
+    def _release_many(self, txns: list[Txn], inputs: list[Inputs],
+                      results: list[AuthShare | None]) -> list[np.ndarray | ApiError]:
+        """:meth:`_release` for a batch: the verdicts in one round, one MAC check, the
+        results of the probes in range in one round, one MAC check; an out-of-range probe
+        gets its own refusal (and its terminal a strike)."""
         node = self.node
         with node.party.op("client_output"):
-            (ok,) = run_round(node.party, [client_io.bit_opening(node.party, inputs.check.ok)])
-        if ok != 1:  # counted before the check: a server aborting it must not make it free
-            node.rate.strike(txn.inbound.name or txn.inbound.key, "out-of-range probe")
+            oks = run_round(node.party, [client_io.bit_opening(node.party, i.check.ok)
+                                         for i in inputs])
+        for txn, ok in zip(txns, oks, strict=True):
+            if ok != 1:  # counted before the check: a server aborting it must not make it free
+                node.rate.strike(txn.inbound.name or txn.inbound.key, "out-of-range probe")
         node.party.check()
-        if ok != 1:
-            raise ApiError(api.BAD_PROBE, "the probe is out of range: the servers accept only "
-                                          "L2-normalised embeddings (|x| = 1, |x_k| < 2)")
-        if result is None:
-            return np.empty(0)
+        out: list[np.ndarray | ApiError] = [
+            np.empty(0) if ok == 1 else ApiError(
+                api.BAD_PROBE, "the probe is out of range: the servers accept only "
+                               "L2-normalised embeddings (|x| = 1, |x_k| < 2)") for ok in oks]
+        live = [j for j, ok in enumerate(oks) if ok == 1 and results[j] is not None]
+        if not live:
+            return out
         with node.party.op("client_output"):
-            (opened,) = run_round(node.party, [client_io.output_opening(
-                node.party, result.reshape(-1), inputs.masks)])
+            opened = run_round(node.party, [client_io.output_opening(
+                node.party, results[j].reshape(-1), inputs[j].masks) for j in live])
         node.party.check()
-        return opened
+        for j, o in zip(live, opened, strict=True):
+            out[j] = o
+        return out
 
     def _card_check(self, txn: Txn, sub: Inbound, kind: RequestKind) -> CardAuthRequest:
         """Both servers check the card signature and must both accept."""
@@ -299,42 +373,79 @@ class Handlers:
         return templates[names.index(txn.offer.identity)]
 
     def _models(self, txn: Txn) -> tuple[int, dict, dict[str, StoredShare]]:
-        version, meta, models = self.node.store.models()
+        version, meta = self._model_meta(txn)
+        now, _, models = self.node.store.models()
+        if now != version or "templates" not in models:
+            raise ApiError(api.NO_MODEL, "no trained model: enrol identities and train first")
+        return version, meta, models
+
+    def _model_meta(self, txn: Txn) -> tuple[int, dict]:
+        """The current model's version and names, refused when the servers' versions
+        differ, when there is none, or when it includes a revoked identity."""
+        version, meta = self.node.store.model_meta()
         if version != txn.peer.get("model_version", version):
             raise ApiError(api.OUT_OF_SYNC, "the servers hold different model versions")
-        if not version or "templates" not in models:
+        if not version:
             raise ApiError(api.NO_MODEL, "no trained model: enrol identities and train first")
         revoked = set(meta.get("identities", [])) & set(self.node.store.revoked_identities())
         if revoked:  # e.g. rolled back past a revocation: never identify a revoked person
             raise ApiError(api.NO_MODEL, f"the model includes revoked identities "
                                          f"{sorted(revoked)[:3]}: train again")
-        return version, meta, models
+        return version, meta
 
     def _share(self, s: StoredShare) -> AuthShare:
         return AuthShare(self.node.party, s.val, s.mac, s.frac)
 
-    def identify(self, txn: Txn) -> Message:
+    def identify(self, txns: list[Txn]) -> list[Message]:
+        """One identification, or a batch of them in one MPC run (coordinator._take_batch):
+        the probes go through one product and one tournament, and each terminal gets only
+        its own answer, or its own error."""
         node = self.node
-        version, meta, models = self._models(txn)
-        templates = models["templates"]
-        if txn.offer.dim != templates.val.shape[2]:
-            raise ApiError(api.WRONG_DIMENSION, f"model expects dim {templates.val.shape[2]}")
+        version, meta = self._model_meta(txns[0])
         gallery = node.gallery(version, lambda: Gallery(
-            self._share(templates).T, node.party.fresh_key(f"gallery-v{version}")))
+            self._share(self._models(txns[0])[2]["templates"]).T,
+            node.party.fresh_key(f"gallery-v{version}")))
+        replies: list[Message | None] = [None] * len(txns)
+        for i, txn in enumerate(txns):  # the servers hold the same offers: they agree here
+            if txn.offer.dim != gallery.dim:
+                replies[i] = api.error(txn.req, api.WRONG_DIMENSION,
+                                       f"model expects dim {gallery.dim}")
+        todo = [i for i, r in enumerate(replies) if r is None]
+        if not todo:
+            return replies
         table = node.name_table(version, meta["identities"])
         prep = node.party.prep
         prefetching = isinstance(prep, PrefetchingPreprocessing)
         if prefetching:
             prep.record()
-        inputs = self._offer_inputs(txn)
-        out = identify(gallery, inputs.probe, node.opts.threshold, table, [inputs.check],
-                       inputs.digest)
-        opened = self._release(txn, inputs, out)
-        if prefetching:
-            # identifications come in runs (surveillance): have the dealer prepare the
-            # next one now; another request type discards it on both servers alike
-            prep.expect(prep.stop_recording())
-        return Message("result", {"req": txn.req, "model_version": version}, [opened])
+        got = self._offer_inputs_many([txns[i] for i in todo])
+        if len(todo) == 1 and isinstance(got[0], ApiError):
+            raise got[0]  # alone: as any request's error (the servers resynchronise)
+        for i, g in zip(todo, got, strict=True):
+            if isinstance(g, ApiError):
+                replies[i] = api.error(txns[i].req, g.code, g.reason)
+        live = [(i, g) for i, g in zip(todo, got, strict=True) if isinstance(g, Inputs)]
+        if live:
+            inputs = [g for _, g in live]
+            probes = inputs[0].probe if len(inputs) == 1 else \
+                stack([g.probe for g in inputs])
+            sync = inputs[0].digest if len(inputs) == 1 else \
+                hashlib.sha256(b"".join(g.digest for g in inputs)).digest()
+            out = identify(gallery, probes, node.opts.threshold, table,
+                           [g.check for g in inputs], sync)
+            results = [out] if len(inputs) == 1 else [out[j] for j in range(len(inputs))]
+            opened = self._release_many([txns[i] for i, _ in live], inputs, results)
+            if len(live) == 1 and isinstance(opened[0], ApiError):
+                raise opened[0]
+            for (i, _), o in zip(live, opened, strict=True):
+                replies[i] = api.error(txns[i].req, o.code, o.reason) \
+                    if isinstance(o, ApiError) else \
+                    Message("result", {"req": txns[i].req, "model_version": version}, [o])
+        if prefetching:  # what a batch of this size asks the dealer for, in order
+            plan = prep.stop_recording()
+            if all(r is not None and r.kind == "result" for r in replies):
+                node.identify_plans[len(txns)] = plan
+        return replies
 
     def verify(self, txn: Txn) -> Message:
         """1:1 verification. Every name gets the same answer path: a name that is not

@@ -112,15 +112,17 @@ def test_coarse_argmax_loss_is_bounded_by_levels_under_compounding_ties(n):
 
 
 @pytest.mark.parametrize("n", [4, 8, 64])
-def test_identification_is_exact_under_compounding_near_ties(n):
-    """Small galleries decide at 2F bits with exact comparisons: whatever the ties, the
-    pick is the best score (the lowest index among equal ones), for any N."""
+def test_identification_stays_within_two_units_under_compounding_near_ties(n):
+    """Scores are truncated once to 12 bits and then compared exactly: whatever the ties,
+    the pick is within 2^-11 of the best score, for any N (no loss builds up per level)."""
     rng = np.random.default_rng(n)  # test data only
     base = unit(rng.normal(size=16))
-    steps = np.arange(n)[::-1, None] * 1e-7  # later identities slightly closer... reversed
+    steps = np.arange(n)[::-1, None] * 1e-5  # near ties a few units of 2^-12 apart
     templates = unit(base[None, :] + steps * rng.normal(size=(1, 16)) + rng.normal(
-        size=(n, 16)) * 1e-8)
+        size=(n, 16)) * 1e-5)
     names = [f"near {i:03d}" for i in range(n)]
     got, ok = _run(DealerCore(), templates, base, 0.5, names)
-    want, scores = _plain(templates, base, 0.5, 32)
-    assert ok == 1 and got == names[want], (got, names[want], scores.max() - scores)
+    _, exact = _plain(templates, base, 0.5, 32)
+    j = names.index(got)
+    assert ok == 1 and exact[j] / 2**32 > exact.max() / 2**32 - 2.0 ** -11, \
+        (got, (exact.max() - exact[j]) / 2**32)
