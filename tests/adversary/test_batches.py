@@ -1,0 +1,207 @@
+"""Batched identification against a malicious P0 and hostile terminals.
+
+Concurrent identifications run as one MPC run (coordinator._take_batch). P0 picks the
+batch, so a malicious P0 must not be able to run one terminal's request twice, lift P1's
+limits for a terminal hidden among others, smuggle in another request type, or exceed P1's
+own batch size; and one hostile terminal in a batch (an abandoned submit, different
+vectors to the two servers, an out-of-range probe) must lose its own request only.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from splitface.edge.client import ServerRefused
+from splitface.servers.deploy_local import LocalDeployment
+from splitface.servers.service.coordinator import _offer_digest
+from splitface.servers.service.handlers import NodeOptions
+from splitface.shared import api
+from splitface.shared.wire import Message
+from tests.adversary.stub_coordinator import begin_for, make_node, offer
+from tests.services.conftest import client_for, free_base_port, unit
+
+KEY2, KEY3 = "2" * 40, "3" * 40  # two terminals' Z85 keys
+
+
+def _batch_begin(node, inbounds) -> Message:
+    """A ``begin`` naming several requests, as P0 sends for a batch."""
+    msg = begin_for(node, inbounds[0])
+    msg.meta["more"] = [[ib.offer.request_id, ib.key, _offer_digest(ib)] for ib in inbounds[1:]]
+    return msg
+
+
+def _step_with(node, gw, peer, inbounds, begin: Message) -> Message:
+    for ib in inbounds:
+        gw.inbox.append(ib)
+    peer.send(begin)
+    node._step(0)
+    return peer.recv("begin_ack", timeout=3)
+
+
+def test_p1_admits_each_item_of_a_batch_by_its_own_limits(tmp_path):
+    """A terminal P1 has shut out is declined even hidden in a batch with a good one."""
+    p1, gw, peer, ran = make_node(tmp_path, 1)
+    for _ in range(20):
+        p1.rate.strike("edge-2", "out-of-range probe")
+    good, shut = offer(KEY3, "edge-3", req="g" * 16), offer(KEY2, "edge-2", req="s" * 16)
+    ack = _step_with(p1, gw, peer, [good, shut], _batch_begin(p1, [good, shut]))
+    assert ack.meta["ok"] is True
+    assert [d[:2] for d in ack.meta["declined"]] == [[1, api.RATE_LIMITED]]
+    assert [[t.req for t in txns] for txns in ran] == [["g" * 16]]
+    assert [m.meta.get("code") for _, m in gw.replies] == [api.RATE_LIMITED]
+
+
+def test_p1_refuses_a_batch_that_names_a_request_twice(tmp_path):
+    p1, gw, peer, ran = make_node(tmp_path, 1)
+    ib = offer(KEY3, "edge-3", req="d" * 16)
+    ack = _step_with(p1, gw, peer, [ib], _batch_begin(p1, [ib, ib]))
+    assert ack.meta["ok"] is False and ack.meta["code"] == api.BAD_REQUEST
+    assert not ran
+
+
+def test_p1_refuses_a_batch_larger_than_its_own_setting(tmp_path):
+    p1, gw, peer, ran = make_node(tmp_path, 1, NodeOptions(peer_timeout_s=1.0, batch_max=2))
+    ibs = [offer(KEY3, "edge-3", req=f"{k:016d}") for k in range(3)]
+    ack = _step_with(p1, gw, peer, ibs, _batch_begin(p1, ibs))
+    assert ack.meta["ok"] is False and ack.meta["code"] == api.BAD_REQUEST
+    assert not ran
+
+
+def test_only_identifications_run_in_batches(tmp_path):
+    """An admin's enrolment slipped into an identification batch is declined: requests
+    that store or change anything run alone, with their own checks."""
+    p1, gw, peer, ran = make_node(tmp_path, 1, NodeOptions(
+        peer_timeout_s=1.0, admin_terminals=frozenset({"edge-3"})))
+    ident = offer(KEY2, "edge-2", req="i" * 16)
+    enrol = offer(KEY3, "edge-3", op="enroll", req="e" * 16, identity="mallory")
+    ack = _step_with(p1, gw, peer, [ident, enrol], _batch_begin(p1, [ident, enrol]))
+    assert ack.meta["ok"] is True
+    assert [d[:2] for d in ack.meta["declined"]] == [[1, api.BAD_REQUEST]]
+    assert [[t.offer.op for t in txns] for txns in ran] == [["identify"]]
+
+
+def test_a_batch_item_p1_never_received_is_declined_alone(tmp_path):
+    p1, gw, peer, ran = make_node(tmp_path, 1)
+    real, ghost = offer(KEY3, "edge-3", req="r" * 16), offer(KEY2, "edge-2", req="x" * 16)
+    ack = _step_with(p1, gw, peer, [real], _batch_begin(p1, [real, ghost]))
+    assert ack.meta["ok"] is True
+    assert [d[:2] for d in ack.meta["declined"]] == [[1, api.TIMEOUT]]
+    assert [[t.req for t in txns] for txns in ran] == [["r" * 16]]
+
+
+# ---------------------------------------------------------------- through the daemons
+RNG = np.random.default_rng(53)  # test data only
+FACES = {name: unit(RNG.normal(size=128)) for name in ("ada", "bo", "cy")}
+
+
+def _near(v: np.ndarray) -> np.ndarray:
+    return unit(v + RNG.normal(size=128) * 0.03)
+
+
+@pytest.fixture(scope="module")
+def dep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("batches") / "dep"
+    d = LocalDeployment.create(root, edges=6, base_port=free_base_port(),
+                               train={"epochs": 2, "batch_size": 16},
+                               limits={"per_second": 1000.0, "burst": 1000.0})
+    d.start()
+    with client_for(d) as admin:
+        d.wait_ready(admin)
+        for name, face in FACES.items():
+            for _ in range(2):
+                assert admin.enroll(name, _near(face)).status == "enrolled"
+        assert admin.admin("train").status == "trained"
+    yield d
+    assert d.stop() == {"dealer": 0, "p0": 0, "p1": 0}  # nothing crashed a server
+
+
+def _split_submit(client) -> None:
+    """Make ``client`` send P1 a different masked vector than P0 (a hostile terminal)."""
+    both = client._both
+
+    def hostile(msgs, kinds):
+        if msgs[0].kind == "submit":
+            bad = msgs[1].arrays[0].copy()
+            bad[0, 0] ^= np.uint64(1)
+            msgs = (msgs[0], Message("submit", msgs[1].meta, [bad]))
+        return both(msgs, kinds)
+
+    client._both = hostile
+
+
+def _abandon_submit(client) -> None:
+    """Make ``client`` send its offers and never its submit."""
+    both = client._both
+
+    def hostile(msgs, kinds):
+        if msgs[0].kind == "submit":
+            raise ServerRefused(api.TIMEOUT, "never submitted (test)")
+        return both(msgs, kinds)
+
+    client._both = hostile
+
+
+def test_a_hostile_terminal_in_a_batch_loses_only_its_own_request(dep):
+    """Requests queued while the pair trains run afterwards as one batch: honest terminals
+    get their names while a terminal that split its submit, one that sent an out-of-range
+    probe and one that never submitted each get their own error."""
+    results: dict[str, object] = {}
+    start = threading.Event()
+
+    def run(name: str, fn) -> None:
+        if name != "train":
+            start.wait()
+            time.sleep(0.1)  # the pair is training now: these queue up behind it
+        try:
+            results[name] = fn()
+        except ServerRefused as exc:
+            results[name] = exc.code
+
+    def honest(edge: str, who: str):
+        with client_for(dep, edge, timeout=30.0) as c:
+            return c.identify(_near(FACES[who])).identity
+
+    def split():
+        with client_for(dep, "edge-4", timeout=30.0) as c:
+            _split_submit(c)
+            return c.identify(_near(FACES["ada"])).identity
+
+    def scaled():
+        with client_for(dep, "edge-5", timeout=30.0) as c:
+            out, _, _ = c._transact(api.Offer("scaled-probe-0001", "identify", 128, ""),
+                                    FACES["bo"] * 3.0)
+            return out
+
+    def abandon():
+        with client_for(dep, "edge-6", timeout=30.0) as c:
+            _abandon_submit(c)
+            return c.identify(_near(FACES["cy"])).identity
+
+    def train():
+        with client_for(dep, "edge-1", timeout=60.0) as admin:
+            start.set()
+            return admin.admin("train").status
+
+    jobs = {"train": train, "ada": lambda: honest("edge-2", "ada"),
+            "bo": lambda: honest("edge-3", "bo"), "split": split, "scaled": scaled,
+            "abandon": abandon}
+    threads = [threading.Thread(target=run, args=(n, f)) for n, f in jobs.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    assert results["train"] == "trained"
+    assert results["ada"] == "ada" and results["bo"] == "bo"
+    assert results["split"] == api.BAD_REQUEST
+    assert results["scaled"] == api.BAD_PROBE
+    assert results["abandon"] == api.TIMEOUT
+    log = (dep.root / "p0.log").read_text()
+    (line,) = [ln for ln in log.splitlines() if "scaled-probe-0001" in ln]
+    assert int(re.search(r"batch of (\d+)", line).group(1)) >= 4  # they ran together
+    with client_for(dep, "edge-2") as c:  # and the pair serves on, in the same session
+        assert c.identify(_near(FACES["cy"])).identity == "cy"
