@@ -72,6 +72,14 @@ def gen(alpha: np.ndarray, beta: np.ndarray, n: int, roots: np.ndarray, *,
     return gen_reference(alpha, beta, n, roots)
 
 
+def _expand_compiled(seeds: np.ndarray, tweaks: np.ndarray) -> np.ndarray:
+    """prg.expand with the AES inputs built by a kernel (one pass, not a strided numpy
+    broadcast: that took longer than the AES itself)."""
+    x = np.empty((seeds.shape[0], tweaks.shape[0], 2), dtype=np.uint64)
+    kernels.tweak_blocks(seeds, tweaks, x)
+    return mmo(x)
+
+
 def _gen_compiled(alpha: np.ndarray, beta: np.ndarray, n: int, roots: np.ndarray) -> DcfKeys:
     k, p = alpha.shape[0], beta.shape[2]
     level_tw, out_tw = _tweaks(p)
@@ -88,10 +96,10 @@ def _gen_compiled(alpha: np.ndarray, beta: np.ndarray, n: int, roots: np.ndarray
     for i in range(n):
         abits = ((alpha >> np.uint64(n - 1 - i)) & np.uint64(1)).astype(np.int64)
         both[:k], both[k:] = s0, s1  # one AES call for both parties' trees
-        g = expand(both, level_tw)
+        g = _expand_compiled(both, level_tw)
         kernels.gen_level(g[:k], g[k:], abits, t0, t1, beta, v_alpha, p, cw_s[i], cw_t[i],
                           cw_v[i], s0, s1)
-    conv0, conv1 = to_ring(expand(s0, out_tw)), to_ring(expand(s1, out_tw))
+    conv0, conv1 = to_ring(_expand_compiled(s0, out_tw)), to_ring(_expand_compiled(s1, out_tw))
     cw_out = _neg_where(t1, ring.sub(ring.sub(conv1, conv0), v_alpha))
     return DcfKeys(n, roots, cw_s, cw_t, cw_v, cw_out)
 
@@ -175,7 +183,7 @@ def _eval_compiled(party: int, n: int, root: np.ndarray, cw_s: np.ndarray, cw_t:
         kernels.eval_inputs(s, bits, p, blocks)
         kernels.eval_level(mmo(blocks), key, bits, cw_s[i], cw_t[i], cw_v[i], s, t, acc,
                            party)
-    last = ring.add(to_ring(expand(s, out_tw)),
+    last = ring.add(to_ring(_expand_compiled(s, out_tw)),
                     np.where(t[None, :, None], cw_out[:, key], np.uint64(0)))
     acc = ring.add(acc, ring.neg(last) if party else last)
     return acc.reshape(2, k, e, p)

@@ -30,6 +30,16 @@ ONE = np.uint64(1)
 
 
 @njit(cache=True)
+def tweak_blocks(seeds, tweaks, out):  # pragma: no cover - compiled
+    """AES inputs s XOR j for every seed s (K, 2) and tweak j (B,): out (K, B, 2)."""
+    for j in range(seeds.shape[0]):
+        lo, hi = seeds[j, 0], seeds[j, 1]
+        for q in range(tweaks.shape[0]):
+            out[j, q, 0] = lo ^ tweaks[q]
+            out[j, q, 1] = hi
+
+
+@njit(cache=True)
 def eval_inputs(s, bits, p, out):  # pragma: no cover - compiled
     """AES inputs of the child on each evaluation's path: its seed block and P value
     blocks (tweaks bit and 2 + bit*P + j), XORed into the seed's low limb."""
