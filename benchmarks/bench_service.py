@@ -6,7 +6,9 @@ processes, CurveZMQ, the stores), trains, and then identifies from the edge clie
 first one terminal alone (latency), then ``--terminals`` terminals at once, each with its
 own key (throughput, p50/p99). Half of the probes are noisy copies of enrolled faces, half
 are strangers; agreement is against the plaintext answer. Each server's resident memory
-is reported beside the size of its gallery share.
+is reported beside the size of its gallery share, and each daemon's CPU time per
+identification under load (all three daemons and the terminals share this host's cores,
+so throughput here is bounded by their sum; on separate machines, by the largest).
 
     python benchmarks/bench_service.py [--gallery 1000] [--terminals 8] [--queries 10] [--json]
     (also: python benchmarks/bench_identify.py --service ...)
@@ -116,18 +118,23 @@ def _concurrent(dep: LocalDeployment, rng: np.random.Generator, centres: np.ndar
                 errors.append(f"edge-{k + 1}: {exc}")
 
     threads = [threading.Thread(target=terminal, args=(k,)) for k in range(terminals)]
+    cpu0 = dep.cpu_seconds()
     t0 = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
+    cpu = {n: c - cpu0[n] for n, c in dep.cpu_seconds().items()}
     ms = np.array(lat) * 1e3 if lat else np.zeros(1)
     return {"concurrent_per_s": round(len(lat) / wall, 1),
             "concurrent_ms_p50": round(float(np.median(ms)), 1),
             "concurrent_ms_p99": round(float(np.percentile(ms, 99)), 1),
             "concurrent_agreement": agree[0] / max(1, len(lat)),
-            "concurrent_errors": errors[:5]}
+            "concurrent_errors": errors[:5],
+            # what one identification costs each daemon (all on this host's cores)
+            "cpu_ms_per_identification": {n: round(1e3 * c / max(1, len(lat)), 1)
+                                          for n, c in cpu.items()}}
 
 
 def main(argv: list[str] | None = None) -> dict:

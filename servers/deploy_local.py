@@ -143,6 +143,10 @@ class LocalDeployment:
         """Each running daemon's resident memory in MB."""
         return {n: rss_mb(p.pid) for n, p in self.procs.items()}
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """Each running daemon's CPU time so far (user + system, all its threads)."""
+        return {n: cpu_seconds(p.pid) for n, p in self.procs.items()}
+
     def client(self, name: str = "edge-1", timeout: float = 20.0, retries: int = 0):
         """A SplitfaceClient of terminal ``name`` for both servers (use it as a context)."""
         from splitface.edge.client import ClientOptions, ServerEndpoint, SplitfaceClient
@@ -177,6 +181,12 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return round(int(line.split()[1]) / 1024, 1)
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time in seconds (Linux /proc: utime + stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _set_key(text: str, key: str, value: float | str) -> str:
