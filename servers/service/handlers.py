@@ -156,10 +156,10 @@ class Handlers:
         subs = node.wait_submits(txns)
         out: list[Inputs | ApiError] = []
         for txn, chk, sub in zip(txns, checked, subs, strict=True):
-            txn.awaiting_reply = True
-            if sub is None:
+            if sub is None:  # the offer was this connection's one reply: never answer twice
                 out.append(ApiError(api.TIMEOUT, "no submit from the terminal in time"))
                 continue
+            txn.awaiting_reply = True
             txn.inbound = sub  # reply on the connection the submit came from
             try:
                 if len(sub.msg.arrays) != 1:
@@ -419,7 +419,7 @@ class Handlers:
         if prefetching:
             prep.record()
         got = self._offer_inputs_many([txns[i] for i in todo])
-        if len(todo) == 1 and isinstance(got[0], ApiError):
+        if len(txns) == 1 and isinstance(got[0], ApiError):
             raise got[0]  # alone: as any request's error (the servers resynchronise)
         for i, g in zip(todo, got, strict=True):
             if isinstance(g, ApiError):
@@ -435,8 +435,8 @@ class Handlers:
                            [g.check for g in inputs], sync)
             results = [out] if len(inputs) == 1 else [out[j] for j in range(len(inputs))]
             opened = self._release_many([txns[i] for i, _ in live], inputs, results)
-            if len(live) == 1 and isinstance(opened[0], ApiError):
-                raise opened[0]
+            if len(txns) == 1 and isinstance(opened[0], ApiError):
+                raise opened[0]  # alone: as before; in a batch each item keeps its own
             for (i, _), o in zip(live, opened, strict=True):
                 replies[i] = api.error(txns[i].req, o.code, o.reason) \
                     if isinstance(o, ApiError) else \

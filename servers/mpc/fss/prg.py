@@ -45,9 +45,12 @@ def mmo(x: np.ndarray) -> np.ndarray:
     """AES_k(x) XOR x for prepared input blocks x (..., 2) uint64 (encrypted straight into
     the output array: no byte-string copies)."""
     x = np.ascontiguousarray(x, dtype=np.uint64)
+    if x.ndim == 0 or x.shape[-1] != 2:  # a partial block would stay in the encryptor and
+        raise ValueError(f"AES blocks must be (..., 2) uint64, got {x.shape}")  # shift all
     out = np.empty(x.size + 2, dtype=np.uint64)  # update_into wants a block of slack
     n = _encryptor().update_into(x.reshape(-1).view(np.uint8), out.view(np.uint8))
     if n != x.nbytes:
+        _local.enc = None  # never reuse an encryptor that holds a partial block
         raise RuntimeError("AES-ECB returned a partial block")
     y = out[:x.size].reshape(x.shape)
     y ^= x
