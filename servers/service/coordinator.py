@@ -1,9 +1,10 @@
-"""A server daemon's transaction coordinator: P0 leads, P1 follows, one request at a time.
+"""A server daemon's transaction coordinator: P0 leads, P1 follows, one transaction at a time.
 
-Both servers receive every request from the terminal. P0 picks the next request and
-announces it to P1 over the encrypted peer link (``begin``); P1 waits for the same
-request from the same terminal key and acknowledges with its own view of the state
-(record present? model version?). Both then run the same deterministic protocol
+Both servers receive every request from the terminal. P0 picks the next request (or, for
+identifications, a batch of the waiting ones) and announces it to P1 over the encrypted
+peer link (``begin``); P1 waits for the same requests from the same terminal keys, admits
+each by its own rules and acknowledges with its own view of the state (record present?
+model version?). Both then run the same deterministic protocol
 (handlers.py), so their dealer requests pair up. Any failure aborts the transaction on
 both sides, the peer link is resynchronised and a fresh dealer session starts; the
 terminal gets a clear error from each server and can retry with the same request id.
