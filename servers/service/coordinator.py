@@ -689,6 +689,8 @@ class Coordinator:
                 self.peer_ok = False
                 raise ApiError(api.PEER_UNAVAILABLE, "the other server is in another session")
             txns = self._drop_declined(txns, ack.meta.get("declined"))
+            if not txns:  # every item was declined and answered (only a peer that
+                return    # says ok while declining everything gets here)
         except ApiError as exc:
             for t in txns:
                 self.gateway.reply(t.inbound.ident, api.error(t.req, exc.code, exc.reason))
@@ -719,10 +721,7 @@ class Coordinator:
             if i in out:
                 self.gateway.reply(t.inbound.ident, api.error(
                     t.req, out[i], f"the other server declined: {why[i]}"))
-        kept = [t for i, t in enumerate(txns) if i not in out]
-        if not kept:
-            raise ApiError(api.PEER_UNAVAILABLE, "the other server declined every request")
-        return kept
+        return [t for i, t in enumerate(txns) if i not in out]
 
     def _follow_if_asked(self) -> None:
         try:

@@ -94,6 +94,26 @@ def test_a_batch_item_p1_never_received_is_declined_alone(tmp_path):
     assert [[t.req for t in txns] for txns in ran] == [["r" * 16]]
 
 
+def test_a_peer_that_accepts_a_batch_but_declines_every_item_gets_each_answered_once(tmp_path):
+    """A malicious P1 answers ok while declining every item: P0 answers each terminal once,
+    with P1's reason, and runs nothing (it answered them all a second time before)."""
+    p0, gw, peer, ran = make_node(tmp_path, 0)
+    p0.peer_ok = True
+    ibs = [offer(KEY3, "edge-3", req="a" * 16), offer(KEY2, "edge-2", req="b" * 16)]
+    for ib in ibs:
+        gw.inbox.append(ib)
+    step = threading.Thread(target=p0._step, args=(0,))
+    step.start()
+    begin = peer.recv("begin", timeout=3)
+    assert len(begin.meta["more"]) == 1  # both in one batch
+    peer.send(Message("begin_ack", {"ok": True, "sid": p0.session, "declined": [
+        [0, api.RATE_LIMITED, "no"], [1, api.RATE_LIMITED, "no"]]}))
+    step.join(5)
+    assert not ran
+    for ib in ibs:
+        assert [m.meta.get("code") for i, m in gw.replies if i == ib.ident] == [api.RATE_LIMITED]
+
+
 # ---------------------------------------------------------------- through the daemons
 RNG = np.random.default_rng(53)  # test data only
 FACES = {name: unit(RNG.normal(size=128)) for name in ("ada", "bo", "cy")}
