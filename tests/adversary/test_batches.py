@@ -186,10 +186,10 @@ def test_a_hostile_terminal_in_a_batch_loses_only_its_own_request(dep):
         with client_for(dep, edge, timeout=30.0) as c:
             return c.identify(_near(FACES[who])).identity
 
-    def split():
-        with client_for(dep, "edge-4", timeout=30.0) as c:
-            _split_submit(c)
-            return c.identify(_near(FACES["ada"])).identity
+    def hostile(edge: str, tamper, who: str):
+        with client_for(dep, edge, timeout=30.0) as c:
+            tamper(c)
+            return c.identify(_near(FACES[who])).identity
 
     def scaled():
         with client_for(dep, "edge-5", timeout=30.0) as c:
@@ -197,19 +197,15 @@ def test_a_hostile_terminal_in_a_batch_loses_only_its_own_request(dep):
                                     FACES["bo"] * 3.0)
             return out
 
-    def abandon():
-        with client_for(dep, "edge-6", timeout=30.0) as c:
-            _abandon_submit(c)
-            return c.identify(_near(FACES["cy"])).identity
-
     def train():
         with client_for(dep, "edge-1", timeout=60.0) as admin:
             start.set()
             return admin.admin("train").status
 
     jobs = {"train": train, "ada": lambda: honest("edge-2", "ada"),
-            "bo": lambda: honest("edge-3", "bo"), "split": split, "scaled": scaled,
-            "abandon": abandon}
+            "bo": lambda: honest("edge-3", "bo"),
+            "split": lambda: hostile("edge-4", _split_submit, "ada"), "scaled": scaled,
+            "abandon": lambda: hostile("edge-6", _abandon_submit, "cy")}
     threads = [threading.Thread(target=run, args=(n, f)) for n, f in jobs.items()]
     for t in threads:
         t.start()
