@@ -555,19 +555,17 @@ class ShareStore:
     def models(self) -> tuple[int, dict, dict[str, StoredShare]]:
         """(version, meta, shares by name) of the current (newest committed) model; version
         0 if none."""
-        with self._lock:
-            row = self._db.execute("SELECT version, meta FROM model_versions WHERE "
-                                   "state='committed' ORDER BY version DESC LIMIT 1"
-                                   ).fetchone()
-            if row is None:
+        with self._lock:  # re-entrant: the version and its tensors are read together
+            version, meta = self.model_meta()
+            if not version:
                 return 0, {}, {}
             rows = self._db.execute("SELECT name, shape, frac, val, mac FROM model_tensors "
-                                    "WHERE version=?", (row[0],)).fetchall()
+                                    "WHERE version=?", (version,)).fetchall()
         out = {}
         for n, shp, f, v, m in rows:
             shape = tuple(json.loads(shp))
             out[n] = StoredShare(_array(v, shape), _array(m, shape), f)
-        return row[0], json.loads(row[1]), out
+        return version, meta, out
 
     @staticmethod
     def get_meta_locked(db: sqlite3.Connection, key: str) -> str | None:

@@ -715,12 +715,10 @@ class Coordinator:
                 isinstance(d, list) and len(d) == 3 and isinstance(d[0], int)
                 and 0 <= d[0] < len(txns) for d in declined):
             raise ApiError(api.PEER_UNAVAILABLE, "the other server sent a malformed answer")
-        out = {i: str(code)[:40] for i, code, _ in declined}
-        why = {i: str(reason)[:300] for i, _, reason in declined}
-        for i, t in enumerate(txns):
-            if i in out:
-                self.gateway.reply(t.inbound.ident, api.error(
-                    t.req, out[i], f"the other server declined: {why[i]}"))
+        out = {i: (str(code)[:40], str(reason)[:300]) for i, code, reason in declined}
+        for i, (code, reason) in out.items():
+            self.gateway.reply(txns[i].inbound.ident, api.error(
+                txns[i].req, code, f"the other server declined: {reason}"))
         return [t for i, t in enumerate(txns) if i not in out]
 
     def _follow_if_asked(self) -> None:

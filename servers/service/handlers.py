@@ -107,6 +107,17 @@ def check_authorized(opts: NodeOptions, txn: Txn) -> None:
                        "--admin NAME)")
 
 
+def _masked_vector(txn: Txn, sub: Inbound) -> np.ndarray:
+    """The one masked array of a terminal's submit, checked against its offer."""
+    if len(sub.msg.arrays) != 1:
+        raise ApiError(api.BAD_REQUEST, f"a submit carries exactly one masked array, got "
+                                        f"{len(sub.msg.arrays)}")
+    try:
+        return client_io.check_masked(sub.msg.arrays[0], txn.offer.inputs())
+    except client_io.InputError as exc:
+        raise ApiError(api.BAD_REQUEST, str(exc)) from None
+
+
 class Handlers:
     """One method per request type; ``node`` supplies the party, stores and peer exchange."""
 
@@ -162,13 +173,7 @@ class Handlers:
             txn.awaiting_reply = True
             txn.inbound = sub  # reply on the connection the submit came from
             try:
-                if len(sub.msg.arrays) != 1:
-                    raise ApiError(api.BAD_REQUEST, f"a submit carries exactly one masked "
-                                                    f"array, got {len(sub.msg.arrays)}")
-                try:
-                    masked = client_io.check_masked(sub.msg.arrays[0], txn.offer.inputs())
-                except client_io.InputError as exc:
-                    raise ApiError(api.BAD_REQUEST, str(exc)) from None
+                masked = _masked_vector(txn, sub)
             except ApiError as exc:
                 out.append(exc)
                 continue
@@ -373,16 +378,23 @@ class Handlers:
         return templates[names.index(txn.offer.identity)]
 
     def _models(self, txn: Txn) -> tuple[int, dict, dict[str, StoredShare]]:
-        version, meta = self._model_meta(txn)
-        now, _, models = self.node.store.models()
-        if now != version or "templates" not in models:
+        """The current model with its shares (see :meth:`_servable`)."""
+        version, meta, models = self.node.store.models()
+        self._servable(txn, version, meta)
+        if "templates" not in models:
             raise ApiError(api.NO_MODEL, "no trained model: enrol identities and train first")
         return version, meta, models
 
     def _model_meta(self, txn: Txn) -> tuple[int, dict]:
-        """The current model's version and names, refused when the servers' versions
-        differ, when there is none, or when it includes a revoked identity."""
+        """The current model's version and names, without its shares (identification
+        reads them only to build its gallery, once per version)."""
         version, meta = self.node.store.model_meta()
+        self._servable(txn, version, meta)
+        return version, meta
+
+    def _servable(self, txn: Txn, version: int, meta: dict) -> None:
+        """Refuse a model when the servers' versions differ, when there is none, or when it
+        includes a revoked identity."""
         if version != txn.peer.get("model_version", version):
             raise ApiError(api.OUT_OF_SYNC, "the servers hold different model versions")
         if not version:
@@ -391,7 +403,6 @@ class Handlers:
         if revoked:  # e.g. rolled back past a revocation: never identify a revoked person
             raise ApiError(api.NO_MODEL, f"the model includes revoked identities "
                                          f"{sorted(revoked)[:3]}: train again")
-        return version, meta
 
     def _share(self, s: StoredShare) -> AuthShare:
         return AuthShare(self.node.party, s.val, s.mac, s.frac)
@@ -427,14 +438,11 @@ class Handlers:
         live = [(i, g) for i, g in zip(todo, got, strict=True) if isinstance(g, Inputs)]
         if live:
             inputs = [g for _, g in live]
-            probes = inputs[0].probe if len(inputs) == 1 else \
-                stack([g.probe for g in inputs])
-            sync = inputs[0].digest if len(inputs) == 1 else \
-                hashlib.sha256(b"".join(g.digest for g in inputs)).digest()
-            out = identify(gallery, probes, node.opts.threshold, table,
-                           [g.check for g in inputs], sync)
-            results = [out] if len(inputs) == 1 else [out[j] for j in range(len(inputs))]
-            opened = self._release_many([txns[i] for i, _ in live], inputs, results)
+            out = identify(gallery, stack([g.probe for g in inputs]), node.opts.threshold,
+                           table, [g.check for g in inputs],
+                           hashlib.sha256(b"".join(g.digest for g in inputs)).digest())
+            opened = self._release_many([txns[i] for i, _ in live], inputs,
+                                        [out[j] for j in range(len(inputs))])
             if len(txns) == 1 and isinstance(opened[0], ApiError):
                 raise opened[0]  # alone: as before; in a batch each item keeps its own
             for (i, _), o in zip(live, opened, strict=True):
