@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ class Backoff:
 
     options: BackoffOptions = field(default_factory=BackoffOptions)
     clock: Callable[[], float] = time.monotonic
-    rng: random.Random = field(default_factory=random.Random)  # jitter only, nothing secret
+    rng: random.Random = field(default_factory=secrets.SystemRandom)  # jitter: the OS CSPRNG
     failures: int = 0
     next_at: float = float("-inf")
 

@@ -14,6 +14,7 @@ and every intermediate value stay authenticated shares.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from splitface.servers.mpc.errors import ShapeError
 from splitface.servers.mpc.share import AuthShare, concat
 from splitface.shared import fixedpoint, ring, training_range
 from splitface.shared.fixedpoint import F
+from splitface.shared.prg import SEED_BYTES, Prg
 
 MIN_MEAN_NORM2 = 0.05  # |mean embedding|^2 below this: no template (inv_sqrt's range starts here)
 STEP_EXTRA_BITS_MAX = 24  # the step's encoding: F + e fractional bits, e <= 24
@@ -53,8 +55,12 @@ class TrainingRangeError(ValueError):
 
 
 def batches(n: int, opts: SgdOptions, epoch: int) -> list[np.ndarray]:
-    """The public mini-batch index order of one epoch."""
-    order = np.random.default_rng([opts.shuffle_seed, epoch]).permutation(n)  # public order
+    """The public mini-batch index order of one epoch: both servers derive the same
+    permutation from the public seed and the epoch (AES-CTR, like every other stream; the
+    order is not secret, but no product code draws from numpy's generators)."""
+    seed = hashlib.sha256(b"splitface-batch-order|%d|%d" % (opts.shuffle_seed, epoch))
+    keys = Prg(seed.digest()[:SEED_BYTES]).uint64(n)
+    order = np.argsort(keys, kind="stable")
     return [order[i:i + opts.batch_size] for i in range(0, n, opts.batch_size)]
 
 
