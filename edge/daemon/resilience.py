@@ -9,12 +9,11 @@ lock-step), and reported again when it clears. Nothing here ever makes the daemo
 from __future__ import annotations
 
 import logging
-import random
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger("splitface.edge.daemon")
 
@@ -29,13 +28,17 @@ class BackoffOptions:
     jitter: float = 0.1
 
 
+class Jitter(Protocol):
+    def uniform(self, a: float, b: float) -> float: ...
+
+
 @dataclass
 class Backoff:
     """When the next attempt is due. ``clock`` is injectable for tests."""
 
     options: BackoffOptions = field(default_factory=BackoffOptions)
     clock: Callable[[], float] = time.monotonic
-    rng: random.Random = field(default_factory=secrets.SystemRandom)  # jitter: the OS CSPRNG
+    rng: Jitter = field(default_factory=secrets.SystemRandom)  # jitter: the OS CSPRNG
     failures: int = 0
     next_at: float = float("-inf")
 
