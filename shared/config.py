@@ -96,6 +96,12 @@ class TrainOptions:
         "fixed-point training follows float64, shared/training_range.py).", 0.1,
         check=in_range(training_range.LR_MIN, training_range.LR_MAX))
 
+    logistic: bool = setting(
+        "Also fit the one-vs-rest logistic-regression model by secure SGD (kept as shares "
+        "beside the templates). Identification and verification read only the templates; "
+        "the logistic model's work grows with identities x enrolments x epochs, so galleries "
+        "of many thousand identities train with this off (templates only: seconds).", True)
+
     def problems(self) -> list[Problem]:
         """The settings must lie in the measured training range."""
         return [Problem("train.learning_rate", why) for why in training_range.settings_problems(

@@ -21,6 +21,10 @@ LR_MAX = 10.0
 MAX_STEP = 2.5  # lr / batch_size
 MIN_TOTAL_STEP = 0.1  # lr * steps: the weights must rise well above 2^-16 (0.05 failed)
 MAX_TOTAL_STEP = float(1 << 28)  # lr * steps: logits |z| <= 2.03 lr * steps < 2^30
+# classes x enrolments x epochs: the logistic model's logits, each one a product term and a
+# comparison. Through the daemons 1,000 x 1,000 x 1 took 27 s on the 2-core reference host
+# (benchmarks/RESULTS.md, service train_s), so this bound is about 45 minutes there.
+MAX_LOGISTIC_WORK = 100_000_000
 
 
 def settings_problems(epochs: int, batch_size: int, learning_rate: float) -> list[str]:
@@ -35,6 +39,19 @@ def settings_problems(epochs: int, batch_size: int, learning_rate: float) -> lis
                      f"{MAX_STEP}: fixed-point SGD no longer follows float64; lower the rate "
                      f"or raise the batch size to at least {math.ceil(learning_rate / MAX_STEP)}")
     return found
+
+
+def logistic_work_problems(classes: int, rows: int, epochs: int) -> list[str]:
+    """Why fitting the logistic model would take too long (it grows with classes times
+    enrolments; the templates, which identification and verification use, grow with
+    enrolments only)."""
+    work = classes * rows * epochs
+    if work <= MAX_LOGISTIC_WORK:
+        return []
+    return [f"the logistic model over {classes:,} identities x {rows:,} enrolments x {epochs} "
+            f"epochs is {work:,} logits (limit {MAX_LOGISTIC_WORK:,}, about 45 minutes on "
+            "2 cores): set train.logistic = false (identification and verification use the "
+            "templates only) or lower train.epochs"]
 
 
 def run_problems(rows: int, epochs: int, batch_size: int, learning_rate: float) -> list[str]:

@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                        peer_timeout_s=timeout, train_epochs=cfg.train.epochs,
                        train_batch_size=cfg.train.batch_size,
                        train_learning_rate=cfg.train.learning_rate,
+                       train_logistic=cfg.train.logistic,
                        admin_terminals=frozenset(getattr(cfg, "admin_terminals", ())),
                        audit_path=cfg.state_dir / "audit.jsonl")
     watchdog = sdnotify.Watchdog.from_env()

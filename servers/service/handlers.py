@@ -67,6 +67,7 @@ class NodeOptions:
     train_epochs: int = 5
     train_batch_size: int = 128
     train_learning_rate: float = 1.0
+    train_logistic: bool = True  # also fit the logistic model (identification never reads it)
     admin_terminals: frozenset[str] = frozenset()
     rate: RateOptions = field(default_factory=RateOptions)
     audit_path: Path | None = None
@@ -501,10 +502,12 @@ class Handlers:
         labels = np.array([index[e.identity] for e in enrolments], dtype=np.int64)
         x = AuthShare(node.party, np.stack([e.share.val for e in enrolments], axis=1),
                       np.stack([e.share.mac for e in enrolments], axis=1), F)
-        if len(names) >= 2:  # public settings and counts: both servers refuse alike
+        logistic = node.opts.train_logistic and len(names) >= 2
+        if logistic:  # public settings and counts: both servers refuse alike
             problems = training_range.run_problems(
                 len(labels), node.opts.train_epochs, node.opts.train_batch_size,
-                node.opts.train_learning_rate)
+                node.opts.train_learning_rate) or training_range.logistic_work_problems(
+                len(names), len(labels), node.opts.train_epochs)
             if problems:
                 raise ApiError(api.BAD_REQUEST, "training refused: " + "; ".join(problems))
         t0 = time.perf_counter()
@@ -515,7 +518,7 @@ class Handlers:
             raise ApiError(api.BAD_REQUEST, f"the enrolments of {bad} cancel out (they are not "
                                             "one face): revoke them and enrol again") from None
         models = {"templates": StoredShare(templates.val, templates.mac, templates.frac)}
-        if len(names) >= 2:
+        if logistic:
             opts = training.SgdOptions(node.opts.train_epochs, node.opts.train_batch_size,
                                        node.opts.train_learning_rate)
             per_epoch = len(training.batches(len(labels), opts, 0))
@@ -533,7 +536,8 @@ class Handlers:
                                                "train_s": round(seconds, 3)})
         return Message("done", {"req": txn.req, "status": "trained", "model_version": version,
                                 "identities": len(names), "records": len(labels),
-                                "train_s": round(seconds, 3)})
+                                "models": ["templates", "logistic"] if logistic
+                                else ["templates"], "train_s": round(seconds, 3)})
 
     def _commit_models(self, models: dict[str, StoredShare], meta: dict) -> int:
         """Two-phase commit of a new model version on both servers (servers/store.py): a

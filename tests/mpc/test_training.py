@@ -190,3 +190,12 @@ def test_config_refuses_settings_outside_the_range(tmp_path):
     problems = TrainOptions(epochs=5, batch_size=2, learning_rate=10.0).problems()
     assert [p.key for p in problems] == ["train.learning_rate"]
     assert ConfigError  # the loader raises it with these problems (tests/ops/test_config.py)
+
+
+def test_logistic_work_is_bounded_by_identities_times_enrolments_times_epochs():
+    from splitface.shared.training_range import MAX_LOGISTIC_WORK, logistic_work_problems
+
+    assert logistic_work_problems(1_000, 1_000, 20) == []  # a site's gallery: minutes
+    assert logistic_work_problems(1, MAX_LOGISTIC_WORK, 1) == []  # the bound itself passes
+    (why,) = logistic_work_problems(100_000, 100_000, 1)
+    assert "100,000 identities" in why and "train.logistic = false" in why

@@ -284,4 +284,4 @@ def test_every_field_is_documented() -> None:
             count += walk(hints[field.name]) if dataclasses.is_dataclass(hints[field.name]) else 1
         return count
 
-    assert walk(ServerConfig) == 25 and walk(DealerConfig) == 7 and walk(EdgeConfig) == 29
+    assert walk(ServerConfig) == 26 and walk(DealerConfig) == 7 and walk(EdgeConfig) == 29

@@ -1,0 +1,71 @@
+"""Training through the daemons at gallery scale: templates alone, or a refusal up front.
+
+The logistic model's work grows with identities x enrolments x epochs (1,000 x 1,000 x 1
+took 27 s here), while identification and verification read only the templates (one pass
+over the enrolments). A large gallery must therefore be trainable without the logistic
+model, and a run that would take hours is refused with the way out, not started.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from splitface.edge.client import ServerRefused
+from splitface.servers.deploy_local import LocalDeployment, free_base_port
+from splitface.shared import api
+from tests.services.conftest import client_for, unit
+
+RNG = np.random.default_rng(41)  # test data only
+IDENTITIES = 40  # 40 x 40 enrolments x 100,000 epochs = 1.6e8 logits: over the limit
+
+
+@pytest.fixture(scope="module")
+def dep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scale") / "dep"
+    d = LocalDeployment.create(root, edges=2, base_port=free_base_port(),
+                               train={"epochs": 100_000, "batch_size": 32,
+                                      "learning_rate": 1.0, "logistic": "true"})
+    d.start()
+    with client_for(d) as c:
+        d.wait_ready(c)
+    yield d
+    codes = d.stop()
+    assert codes == {"dealer": 0, "p0": 0, "p1": 0}, codes
+
+
+def _set_logistic(d: LocalDeployment, on: bool) -> None:
+    for p in ("p0", "p1"):
+        cfg = d.root / p / "config.toml"
+        text = cfg.read_text()
+        old, new = ("false", "true") if on else ("true", "false")
+        assert f"logistic = {old}" in text
+        cfg.write_text(text.replace(f"logistic = {old}", f"logistic = {new}"))
+
+
+def test_a_logistic_run_of_hours_is_refused_and_templates_alone_train_in_seconds(dep):
+    centres = unit(RNG.normal(size=(IDENTITIES, 128)))
+    with client_for(dep, timeout=60.0) as admin:
+        for i, c in enumerate(centres):
+            admin.enroll(f"id-{i:03d}", c)
+        t0 = time.monotonic()
+        with pytest.raises(ServerRefused) as err:
+            admin.admin("train")
+        assert time.monotonic() - t0 < 20.0  # refused up front, not after hours of SGD
+        assert err.value.code == api.BAD_REQUEST
+        assert "train.logistic = false" in err.value.reason
+        assert "40 identities" in err.value.reason
+    dep.stop()
+    _set_logistic(dep, on=False)
+    dep.start()
+    with client_for(dep, timeout=60.0) as admin:
+        dep.wait_ready(admin)
+        out = admin.admin("train")
+        assert out.status == "trained"
+        assert out.details["models"] == ["templates"]
+        probe = unit(centres[7] + 0.05 * RNG.normal(size=128))
+        assert admin.identify(probe).identity == "id-007"
+        stranger = unit(RNG.normal(size=128))
+        assert admin.identify(stranger).identity is None
