@@ -23,11 +23,12 @@ it. The database files are created private (mode 0600).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,6 +186,20 @@ def _array(blob: bytes, shape: tuple[int, ...]) -> np.ndarray:
     return a.reshape((2, *shape)).copy()
 
 
+def _bucket(request_id: str) -> str:
+    """The digest bucket of a request id ([A-Za-z0-9_-], so any id of the bucket sorts
+    below bucket + "\\x7f")."""
+    return request_id[:2]
+
+
+def _hash_rows(rows: list) -> bytes:
+    """SHA-256 over (request id, identity, revoked) rows, each length-prefixed."""
+    h = hashlib.sha256()
+    for rid, ident, revoked in rows:
+        h.update(f"{len(rid)}:{rid}{len(ident)}:{ident}{'r' if revoked else '-'}".encode())
+    return h.digest()
+
+
 class ShareStore:
     """SQLite-backed share storage for one server; safe to use from several threads."""
 
@@ -195,8 +210,12 @@ class ShareStore:
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                    timeout=30)
         self._lock = threading.RLock()
-        self._writes = 0  # commits through this connection (cache stamps)
-        self._digest_cache: tuple[tuple[int, int], str] | None = None
+        # the record digest per bucket of request ids; a commit marks the buckets it touched
+        # (or all of them), another connection's commit (PRAGMA data_version) all of them
+        self._buckets: dict[str, bytes] = {}
+        self._dirty: set[str] = set()
+        self._dirty_all = True
+        self._data_version: int | None = None
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -234,7 +253,9 @@ class ShareStore:
             self._db.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, touched: Iterable[str] | None = None) -> Iterator[sqlite3.Connection]:
+        """One write transaction. ``touched``: the only enrolment request ids it may change
+        (their digest buckets are rehashed); None: it may change any."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -243,7 +264,10 @@ class ShareStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
-            self._writes += 1
+            if touched is None:
+                self._dirty_all = True
+            else:
+                self._dirty.update(_bucket(r) for r in touched)
 
     # ------------------------------------------------------------ meta
     def get_meta(self, key: str) -> str | None:
@@ -393,7 +417,7 @@ class ShareStore:
         """Store an enrolment; False if this request id is already stored (idempotent)."""
         if share.val.ndim != 2:
             raise StoreError("an enrolment is one embedding vector")
-        with self._tx() as db:
+        with self._tx([request_id]) as db:
             if db.execute("SELECT 1 FROM revoked WHERE identity=?", (identity,)).fetchone():
                 raise StoreError(f"identity {identity!r} is revoked: restore it (admin restore "
                                  "NAME) or enrol under another name")
@@ -440,25 +464,38 @@ class ShareStore:
                                     ).fetchone()[0]
 
     def digest(self) -> str:
-        """A digest of the record set (ids, identities, revoked or not; never shares)."""
-        h = hashlib.sha256()
+        """A digest of the record set (ids, identities, revoked or not; never shares).
+
+        Every request compares it, so it is kept per bucket of request ids (their first two
+        characters): SHA-256 over the buckets' SHA-256s, each over its rows in id order. An
+        enrolment rehashes its own bucket, not 100,000 records."""
         with self._lock:
-            # every request compares digests: recomputed only after a commit (ours, or
-            # another connection's, which SQLite's data_version reports)
-            stamp = (self._writes, self._db.execute("PRAGMA data_version").fetchone()[0])
-            if self._digest_cache is not None and self._digest_cache[0] == stamp:
-                return self._digest_cache[1]
-            rows = self._db.execute("SELECT request_id, identity, revoked IS NOT NULL FROM "
-                                    "enrolments ORDER BY request_id").fetchall()
-        for rid, ident, revoked in rows:
-            h.update(f"{len(rid)}:{rid}{len(ident)}:{ident}{'r' if revoked else '-'}".encode())
-        digest = h.hexdigest()
-        with self._lock:
-            self._digest_cache = (stamp, digest)
-        return digest
+            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._data_version:  # another connection committed
+                self._dirty_all, self._data_version = True, version
+            if self._dirty_all:
+                rows = self._db.execute("SELECT request_id, identity, revoked IS NOT NULL FROM "
+                                        "enrolments ORDER BY request_id").fetchall()
+                self._buckets = {b: _hash_rows(list(group)) for b, group in
+                                 itertools.groupby(rows, key=lambda r: _bucket(r[0]))}
+            else:
+                for b in self._dirty:
+                    rows = self._db.execute(
+                        "SELECT request_id, identity, revoked IS NOT NULL FROM enrolments "
+                        "WHERE request_id >= ? AND request_id < ? ORDER BY request_id",
+                        (b, b + "\x7f")).fetchall()
+                    if rows:
+                        self._buckets[b] = _hash_rows(rows)
+                    else:
+                        self._buckets.pop(b, None)
+            self._dirty_all, self._dirty = False, set()
+            h = hashlib.sha256()
+            for b in sorted(self._buckets):
+                h.update(f"{len(b)}:{b}".encode() + self._buckets[b])
+            return h.hexdigest()
 
     def delete_enrolments(self, request_ids: list[str]) -> int:
-        with self._tx() as db:
+        with self._tx(request_ids) as db:
             n = 0
             for rid in request_ids:
                 n += db.execute("DELETE FROM enrolments WHERE request_id=?", (rid,)).rowcount
@@ -566,6 +603,32 @@ class ShareStore:
             shape = tuple(json.loads(shp))
             out[n] = StoredShare(_array(v, shape), _array(m, shape), f)
         return version, meta, out
+
+    def model_row(self, version: int, name: str, row: int) -> StoredShare | None:
+        """Row ``row`` of a 2-D tensor of model ``version`` (None if it has no such tensor),
+        read through SQLite's incremental blob I/O: an enrolment checks one identity's
+        template without loading a gallery of 100,000 of them."""
+        with self._lock:
+            found = self._db.execute("SELECT rowid, shape, frac FROM model_tensors WHERE "
+                                     "version=? AND name=?", (version, name)).fetchone()
+            if found is None:
+                return None
+            rowid, shp, frac = found
+            shape = tuple(json.loads(shp))
+            if len(shape) != 2 or not 0 <= row < shape[0]:
+                raise StoreError(f"row {row} of a tensor of shape {shape}")
+            rows, cols = shape
+            parts = []
+            for column in ("val", "mac"):
+                with self._db.blobopen("model_tensors", column, rowid, readonly=True) as blob:
+                    if len(blob) != 16 * rows * cols:
+                        raise StoreError(f"stored {name} has {len(blob)} bytes for {shape}")
+                    limbs = []
+                    for limb in range(2):  # (2, rows, cols) uint64: one slice per limb
+                        blob.seek(8 * (limb * rows + row) * cols)
+                        limbs.append(np.frombuffer(blob.read(8 * cols), dtype=np.uint64))
+                    parts.append(np.stack(limbs))
+        return StoredShare(parts[0], parts[1], frac)
 
     @staticmethod
     def get_meta_locked(db: sqlite3.Connection, key: str) -> str | None:

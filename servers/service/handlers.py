@@ -366,17 +366,18 @@ class Handlers:
         check: a new identity, no model yet, or ``force``). Enrolling another person under
         an existing name would merge two people silently. The servers learn the match bit
         of an admin's enrolment (docs/SECURITY.md)."""
-        version, meta, models = self.node.store.models()
+        version, meta = self.node.store.model_meta()
         names = meta.get("identities", [])
-        if dict(txn.offer.params).get("force") is True or txn.offer.identity not in names \
-                or "templates" not in models:
+        if dict(txn.offer.params).get("force") is True or txn.offer.identity not in names:
             return None
         if version != txn.peer.get("model_version", version):
             raise ApiError(api.OUT_OF_SYNC, "the servers hold different model versions")
-        templates = self._share(models["templates"])
-        if txn.offer.dim != templates.shape[1]:
-            raise ApiError(api.WRONG_DIMENSION, f"model expects dim {templates.shape[1]}")
-        return templates[names.index(txn.offer.identity)]
+        row = self.node.store.model_row(version, "templates", names.index(txn.offer.identity))
+        if row is None:
+            return None
+        if txn.offer.dim != row.val.shape[1]:
+            raise ApiError(api.WRONG_DIMENSION, f"model expects dim {row.val.shape[1]}")
+        return self._share(row)
 
     def _models(self, txn: Txn) -> tuple[int, dict, dict[str, StoredShare]]:
         """The current model with its shares (see :meth:`_servable`)."""
