@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from splitface.servers.mpc.fss import kernels
-from splitface.servers.mpc.fss.prg import expand, mmo, split_seed, to_ring
+from splitface.servers.mpc.fss.prg import encrypt, expand, mmo, split_seed, to_ring
 from splitface.shared import ring
 
 
@@ -83,20 +83,21 @@ def _expand_compiled(seeds: np.ndarray, tweaks: np.ndarray) -> np.ndarray:
 def _gen_compiled(alpha: np.ndarray, beta: np.ndarray, n: int, roots: np.ndarray) -> DcfKeys:
     k, p = alpha.shape[0], beta.shape[2]
     level_tw, out_tw = _tweaks(p)
-    s0, s1 = roots[0].copy(), roots[1].copy()
-    s0[:, 0] &= ~np.uint64(1)
-    s1[:, 0] &= ~np.uint64(1)
+    both = np.concatenate([roots[0], roots[1]])  # both parties' seeds: one AES call a level
+    both[:, 0] &= ~np.uint64(1)
+    s0, s1 = both[:k], both[k:]  # views: gen_level updates them in place
     t0, t1 = np.zeros(k, dtype=bool), np.ones(k, dtype=bool)
     v_alpha = ring.zeros((k, p))
     beta = np.ascontiguousarray(beta)
     cw_s = np.empty((n, k, 2), dtype=np.uint64)
     cw_t = np.empty((n, k, 2), dtype=np.uint8)
     cw_v = np.empty((n, 2, k, p), dtype=np.uint64)
-    both = np.empty((2 * k, 2), dtype=np.uint64)
+    x = np.empty((2 * k, level_tw.size, 2), dtype=np.uint64)
+    aes = np.empty(x.size + 2, dtype=np.uint64)
     for i in range(n):
         abits = ((alpha >> np.uint64(n - 1 - i)) & np.uint64(1)).astype(np.int64)
-        both[:k], both[k:] = s0, s1  # one AES call for both parties' trees
-        g = _expand_compiled(both, level_tw)
+        kernels.tweak_blocks(both, level_tw, x)
+        g = encrypt(x, aes)  # raw AES; gen_level completes the MMO row by row
         kernels.gen_level(g[:k], g[k:], abits, t0, t1, beta, v_alpha, p, cw_s[i], cw_t[i],
                           cw_v[i], s0, s1)
     conv0, conv1 = to_ring(_expand_compiled(s0, out_tw)), to_ring(_expand_compiled(s1, out_tw))
@@ -177,12 +178,13 @@ def _eval_compiled(party: int, n: int, root: np.ndarray, cw_s: np.ndarray, cw_t:
     xf = x.reshape(-1)
     acc = ring.zeros((k * e, p))
     blocks = np.empty((k * e, 1 + p, 2), dtype=np.uint64)
+    aes = np.empty(blocks.size + 2, dtype=np.uint64)
     cw_v = np.ascontiguousarray(cw_v)
     for i in range(n):
         bits = ((xf >> np.uint64(n - 1 - i)) & np.uint64(1)).astype(np.int64)
         kernels.eval_inputs(s, bits, p, blocks)
-        kernels.eval_level(mmo(blocks), key, bits, cw_s[i], cw_t[i], cw_v[i], s, t, acc,
-                           party)
+        kernels.eval_level(encrypt(blocks, aes), key, bits, cw_s[i], cw_t[i], cw_v[i], s, t,
+                           acc, party)  # raw AES: eval_level completes the MMO
     last = ring.add(to_ring(_expand_compiled(s, out_tw)),
                     np.where(t[None, :, None], cw_out[:, key], np.uint64(0)))
     acc = ring.add(acc, ring.neg(last) if party else last)

@@ -54,13 +54,17 @@ def eval_inputs(s, bits, p, out):  # pragma: no cover - compiled
 
 @njit(cache=True)
 def eval_level(g, key, bits, cw_s, cw_t, cw_v, s, t, acc, party):  # pragma: no cover
-    """One DCF level for every evaluation: g (KE, 1+P, 2) = MMO outputs (already XORed with
-    the inputs); corrections of this level indexed by key; updates s, t, acc in place."""
+    """One DCF level for every evaluation: g (KE, 1+P, 2) = raw AES outputs of the inputs
+    eval_inputs built (completed to MMO here: XOR with the seed and tweak); corrections of
+    this level indexed by key; updates s, t, acc in place."""
     p = acc.shape[2]
     for j in range(g.shape[0]):
         k = key[j]
-        lo = g[j, 0, 0]
-        hi = g[j, 0, 1]
+        b = np.uint64(bits[j])
+        slo = s[j, 0]
+        shi = s[j, 1]
+        lo = g[j, 0, 0] ^ slo ^ b
+        hi = g[j, 0, 1] ^ shi
         tc = lo & ONE
         lo = lo & ~ONE
         tj = t[j]
@@ -69,8 +73,8 @@ def eval_level(g, key, bits, cw_s, cw_t, cw_v, s, t, acc, party):  # pragma: no 
             hi ^= cw_s[k, 1]
             tc ^= np.uint64(cw_t[k, bits[j]])
         for q in range(p):
-            vlo = g[j, 1 + q, 0]
-            vhi = g[j, 1 + q, 1]
+            vlo = g[j, 1 + q, 0] ^ slo ^ (np.uint64(2 + q) + b * np.uint64(p))
+            vhi = g[j, 1 + q, 1] ^ shi
             if tj:
                 clo = cw_v[0, k, q]
                 nlo = vlo + clo
@@ -93,9 +97,15 @@ def eval_level(g, key, bits, cw_s, cw_t, cw_v, s, t, acc, party):  # pragma: no 
 def gen_level(g0, g1, abits, t0, t1, beta, v_alpha, p, cw_s, cw_t, cw_v, s0, s1
               ):  # pragma: no cover - compiled
     """One DCF key-generation level for every key (BCG+21 Fig. 3, lines 5-14): g_b (K,
-    2+2P, 2) = both parties' MMO outputs; updates the seeds, bits and V_alpha in place
-    and writes this level's corrections."""
+    2+2P, 2) = both parties' raw AES outputs of tweaks 0..2+2P-1 (completed to MMO here, in
+    place); updates the seeds, bits and V_alpha in place and writes this level's
+    corrections."""
     for k in range(g0.shape[0]):
+        for j in range(g0.shape[1]):  # MMO: AES(s ^ j) ^ s ^ j (level tweaks are 0..B-1)
+            g0[k, j, 0] ^= s0[k, 0] ^ np.uint64(j)
+            g0[k, j, 1] ^= s0[k, 1]
+            g1[k, j, 0] ^= s1[k, 0] ^ np.uint64(j)
+            g1[k, j, 1] ^= s1[k, 1]
         a = abits[k]
         keep = 1 if a else 0  # 0 left, 1 right
         lose = 1 - keep
