@@ -67,11 +67,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--service", action="store_true",
                     help="through the daemons and the edge client (bench_service.py)")
     ap.add_argument("--terminals", type=int, default=8, help="with --service")
+    ap.add_argument("--templates-only", action="store_true",
+                    help="with --service: train.logistic = false (large galleries)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     if args.service:
         return bench_service.main(["--gallery", str(args.gallery), "--terminals",
                                    str(args.terminals), "--queries", str(args.queries)]
+                                  + (["--templates-only"] if args.templates_only else [])
                                   + (["--json"] if args.json else []))
     rng = np.random.default_rng(args.seed)  # benchmark data only, never key material
     w = unit(rng.normal(size=(args.dim, args.gallery)))
