@@ -372,9 +372,7 @@ class Handlers:
             return None
         if version != txn.peer.get("model_version", version):
             raise ApiError(api.OUT_OF_SYNC, "the servers hold different model versions")
-        row = self.node.store.model_row(version, "templates", names.index(txn.offer.identity))
-        if row is None:
-            return None
+        row = self._template_row(version, names.index(txn.offer.identity))
         if txn.offer.dim != row.val.shape[1]:
             raise ApiError(api.WRONG_DIMENSION, f"model expects dim {row.val.shape[1]}")
         return self._share(row)
@@ -386,6 +384,14 @@ class Handlers:
         if "templates" not in models:
             raise ApiError(api.NO_MODEL, "no trained model: enrol identities and train first")
         return version, meta, models
+
+    def _template_row(self, version: int, row: int) -> StoredShare:
+        """One identity's template share of model ``version``, read alone (a gallery of
+        100,000 is never loaded for a 1:1 question); a model without it fails closed."""
+        found = self.node.store.model_row(version, "templates", row)
+        if found is None:
+            raise ApiError(api.NO_MODEL, "the current model has no templates: train again")
+        return found
 
     def _model_meta(self, txn: Txn) -> tuple[int, dict]:
         """The current model's version and names, without its shares (identification
@@ -463,18 +469,19 @@ class Handlers:
         template (always "rejected"), so a terminal cannot test who is enrolled or who
         holds a card (docs/SECURITY.md)."""
         node = self.node
-        version, meta, models = self._models(txn)
-        names = meta["identities"]
-        templates = self._share(models["templates"])
-        if txn.offer.dim != templates.shape[1]:
-            raise ApiError(api.WRONG_DIMENSION, f"model expects dim {templates.shape[1]}")
-        inputs, _ = self._card_bound_inputs(txn, RequestKind.VERIFY)
+        version, meta = self._model_meta(txn)
+        names = meta.get("identities", [])
+        if not names:
+            raise ApiError(api.NO_MODEL, "no trained model: enrol identities and train first")
         bound = any(c.is_bound for c in node.cards.cards_of(txn.offer.identity))
-        if txn.offer.identity in names and (txn.offer.card_id or not bound):
-            template = templates[names.index(txn.offer.identity)]
-        else:
-            template = AuthShare(node.party, *(np.zeros_like(a[:, 0]) for a in
-                                               (templates.val, templates.mac)), templates.frac)
+        known = txn.offer.identity in names and bool(txn.offer.card_id or not bound)
+        # one row is read either way (row 0 stands in), so both paths cost the same
+        row = self._template_row(version, names.index(txn.offer.identity) if known else 0)
+        if txn.offer.dim != row.val.shape[1]:
+            raise ApiError(api.WRONG_DIMENSION, f"model expects dim {row.val.shape[1]}")
+        inputs, _ = self._card_bound_inputs(txn, RequestKind.VERIFY)
+        template = self._share(row) if known else AuthShare(
+            node.party, np.zeros_like(row.val), np.zeros_like(row.mac), row.frac)
         accept = verify(template, inputs.probe, node.opts.threshold, [inputs.check],
                         inputs.digest)
         opened = self._release(txn, inputs, accept)
@@ -484,6 +491,16 @@ class Handlers:
         node = self.node
         if txn.peer.get("digest") != node.store.digest():
             raise ApiError(api.OUT_OF_SYNC, "the servers hold different enrolments; reconcile")
+        # Both servers must run the same SGD (or none): different [train] settings would
+        # desynchronise the protocol mid-run, so they are compared first and named.
+        mine = [node.opts.train_epochs, node.opts.train_batch_size,
+                node.opts.train_learning_rate, node.opts.train_logistic]
+        theirs = node.agree("train_settings", mine)
+        if theirs != mine:
+            p0, p1 = (mine, theirs) if node.party.id == 0 else (theirs, mine)
+            raise ApiError(api.BAD_REQUEST, "the servers' [train] settings differ (epochs, "
+                           f"batch_size, learning_rate, logistic: P0 {p0}, P1 {p1}): set the "
+                           "same values on both")
         enrolments = node.store.enrolments()
         names = node.store.identities()
         if not names:

@@ -36,8 +36,9 @@ def dep(tmp_path_factory):
     assert codes == {"dealer": 0, "p0": 0, "p1": 0}, codes
 
 
-def _set_logistic(d: LocalDeployment, on: bool) -> None:
-    for p in ("p0", "p1"):
+def _set_logistic(d: LocalDeployment, on: bool, parties: tuple[str, ...] = ("p0", "p1")
+                  ) -> None:
+    for p in parties:
         cfg = d.root / p / "config.toml"
         text = cfg.read_text()
         old, new = ("false", "true") if on else ("true", "false")
@@ -45,8 +46,11 @@ def _set_logistic(d: LocalDeployment, on: bool) -> None:
         cfg.write_text(text.replace(f"logistic = {old}", f"logistic = {new}"))
 
 
+CENTRES = unit(np.random.default_rng(40).normal(size=(IDENTITIES, 128)))
+
+
 def test_a_logistic_run_of_hours_is_refused_and_templates_alone_train_in_seconds(dep):
-    centres = unit(RNG.normal(size=(IDENTITIES, 128)))
+    centres = CENTRES
     with client_for(dep, timeout=60.0) as admin:
         for i, c in enumerate(centres):
             admin.enroll(f"id-{i:03d}", c)
@@ -69,3 +73,31 @@ def test_a_logistic_run_of_hours_is_refused_and_templates_alone_train_in_seconds
         assert admin.identify(probe).identity == "id-007"
         stranger = unit(RNG.normal(size=128))
         assert admin.identify(stranger).identity is None
+
+
+def test_servers_with_different_training_settings_refuse_and_say_which(dep):
+    """One server set to templates only, the other not: the SGD would desynchronise the
+    protocol halfway; the servers compare their [train] settings first and name them."""
+    dep.stop()
+    _set_logistic(dep, on=True, parties=("p1",))
+    dep.start()
+    try:
+        with client_for(dep, timeout=60.0) as admin:
+            dep.wait_ready(admin)
+            with pytest.raises(ServerRefused) as err:
+                admin.admin("train")
+            assert err.value.code == api.BAD_REQUEST
+            assert "settings differ" in err.value.reason
+            assert "P0 [100000, 32, 1.0, False], P1 [100000, 32, 1.0, True]" in err.value.reason
+            # the model trained before still answers, 1:N and 1:1 (one template row read)
+            probe = unit(CENTRES[3] + 0.05 * RNG.normal(size=128))
+            assert admin.identify(probe).identity == "id-003"
+            assert admin.verify("id-003", probe).accepted
+            assert not admin.verify("id-004", probe).accepted
+            assert not admin.verify("nobody", probe).accepted
+    finally:
+        dep.stop()
+        _set_logistic(dep, on=False, parties=("p1",))
+        dep.start()
+        with client_for(dep) as c:
+            dep.wait_ready(c)
