@@ -33,7 +33,7 @@ PLAN = [
     ("train", ["bench_train.py", "--identities", "10", "--per-identity", "100", "--epochs", "5"]),
     ("fss", ["bench_fss.py"]),
     ("channel", ["bench_channel.py"]),
-    ("soak", ["bench_soak.py", "--aborts", "300", "--identities", "200", "--trainings", "3"]),
+    ("soak", ["bench_soak.py", "--aborts", "300", "--identities", "200", "--trainings", "6"]),
     ("edge", ["bench_edge.py"]),
     ("detect", ["bench_detect.py"]),
     ("card", ["bench_card.py"]),
@@ -172,11 +172,15 @@ def targets(results: list[tuple[str, list[str], dict | str]]) -> list[str]:
             rows += [("numba DCF key generation, x over numpy", ">= 2", r["speedup_gen"]),
                      ("numba DCF evaluation, x over numpy", ">= 2", r["speedup_eval"])]
         if name == "soak":
+            # A server's RSS after a training swings by ~25 MB from run to run (glibc hands
+            # freed arenas back or not), so a leak shows as later peaks above earlier ones,
+            # not as last minus first.
             rss = [max(s["rss_mb"]["p0"], s["rss_mb"]["p1"]) for s in r["after_training"]]
+            half = len(rss) // 2
             rows += [("soak: dealer parts left pending after 300 aborted requests", "<= 4",
                       r["dealer_pending_max"]),
-                     ("soak: server RSS growth from 1st to last training, MB", "<= 20",
-                      rss[-1] - rss[0])]
+                     ("soak: server RSS, peak of the later trainings over the earlier, MB",
+                      "<= 20", max(rss[half:]) - max(rss[:half] or rss))]
         if name == "edge" and "int8" in r:
             rows.append(("edge 640x480 detect+landmarks+align+embed ms (int8, full range)",
                          "<= 10", r["int8"]["total_ms_p50"]))
