@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -14,17 +19,23 @@ def client_for(dep: LocalDeployment, name: str = "edge-1", timeout: float = 20.0
     return dep.client(name, timeout, retries)
 
 
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory):
-    root = tmp_path_factory.mktemp("deploy") / "dep"
-    dep = LocalDeployment.create(root, edges=2, base_port=free_base_port(),
-                                 train={"epochs": 5, "batch_size": 32, "learning_rate": 1.0})
+@contextlib.contextmanager
+def running(root: Path, **create: Any) -> Iterator[LocalDeployment]:
+    """A deployment with two terminals, started and ready; every daemon must exit 0."""
+    dep = LocalDeployment.create(root, edges=2, base_port=free_base_port(), **create)
     dep.start()
     with client_for(dep) as c:
         dep.wait_ready(c)
     yield dep
     codes = dep.stop()
     assert codes == {"dealer": 0, "p0": 0, "p1": 0}, codes
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    with running(tmp_path_factory.mktemp("deploy") / "dep",
+                 train={"epochs": 5, "batch_size": 32, "learning_rate": 1.0}) as dep:
+        yield dep
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from splitface.edge.client import ServerRefused
-from splitface.servers.deploy_local import LocalDeployment, free_base_port
+from splitface.servers.deploy_local import LocalDeployment
 from splitface.shared import api
-from tests.services.conftest import client_for, unit
+from tests.services.conftest import client_for, running, unit
 
 RNG = np.random.default_rng(41)  # test data only
 IDENTITIES = 40  # 40 x 40 enrolments x 100,000 epochs = 1.6e8 logits: over the limit
@@ -24,16 +24,10 @@ IDENTITIES = 40  # 40 x 40 enrolments x 100,000 epochs = 1.6e8 logits: over the 
 
 @pytest.fixture(scope="module")
 def dep(tmp_path_factory):
-    root = tmp_path_factory.mktemp("scale") / "dep"
-    d = LocalDeployment.create(root, edges=2, base_port=free_base_port(),
-                               train={"epochs": 100_000, "batch_size": 32,
-                                      "learning_rate": 1.0, "logistic": "true"})
-    d.start()
-    with client_for(d) as c:
-        d.wait_ready(c)
-    yield d
-    codes = d.stop()
-    assert codes == {"dealer": 0, "p0": 0, "p1": 0}, codes
+    with running(tmp_path_factory.mktemp("scale") / "dep",
+                 train={"epochs": 100_000, "batch_size": 32, "learning_rate": 1.0,
+                        "logistic": "true"}) as d:
+        yield d
 
 
 def _set_logistic(d: LocalDeployment, on: bool, parties: tuple[str, ...] = ("p0", "p1")
