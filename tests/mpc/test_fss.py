@@ -104,3 +104,16 @@ def test_the_fss_benchmark_runs(capsys):
 
     assert bench_fss.main(["--keys", "64", "--repeat", "1", "--json"]) == 0
     assert '"speedup_gen"' in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed: numpy only")
+def test_chunked_key_generation_equals_the_reference(monkeypatch):
+    """Large requests are generated chunk by chunk (dcf.CHUNK_KEYS); a chunk boundary must
+    not change a single key."""
+    monkeypatch.setattr(dcf, "CHUNK_KEYS", 4)
+    n, p, k = 12, 4, 11  # chunks of 4, 4 and 3
+    alpha, beta, roots = _alphas(n, k), _beta(k, p), _roots(k)
+    fast = dcf.gen(alpha, beta, n, roots, compiled=True)
+    slow = dcf.gen(alpha, beta, n, roots, compiled=False)
+    for a, b in zip(fast.corrections(), slow.corrections(), strict=True):
+        assert np.array_equal(a, b)
