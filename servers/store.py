@@ -607,7 +607,8 @@ class ShareStore:
     def model_row(self, version: int, name: str, row: int) -> StoredShare | None:
         """Row ``row`` of a 2-D tensor of model ``version`` (None if it has no such tensor),
         read through SQLite's incremental blob I/O: an enrolment checks one identity's
-        template without loading a gallery of 100,000 of them."""
+        template without loading a gallery of 100,000 of them. Every row takes the same
+        time (verification must not tell who is enrolled, or since when)."""
         with self._lock:
             found = self._db.execute("SELECT rowid, shape, frac FROM model_tensors WHERE "
                                      "version=? AND name=?", (version, name)).fetchone()
@@ -623,6 +624,12 @@ class ShareStore:
                 with self._db.blobopen("model_tensors", column, rowid, readonly=True) as blob:
                     if len(blob) != 16 * rows * cols:
                         raise StoreError(f"stored {name} has {len(blob)} bytes for {shape}")
+                    # A blob read walks SQLite's overflow-page chain up to its offset, so a
+                    # read's time would tell which row (which identity, enrolled when) was
+                    # asked for. The last word is read first: the walk always goes to the
+                    # end, and the handle's cached chain makes the row's own reads O(1).
+                    blob.seek(len(blob) - 8)
+                    blob.read(8)
                     limbs = []
                     for limb in range(2):  # (2, rows, cols) uint64: one slice per limb
                         blob.seek(8 * (limb * rows + row) * cols)

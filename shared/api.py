@@ -102,7 +102,7 @@ class Offer:
 
 
 def check_request_id(v: Any) -> str:
-    if not isinstance(v, str) or not _REQ.match(v):
+    if not isinstance(v, str) or not _REQ.fullmatch(v):
         raise ApiError(BAD_REQUEST, "request id must be 8-64 characters of [A-Za-z0-9_-]")
     return v
 

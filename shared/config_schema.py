@@ -98,7 +98,7 @@ _MAX_IPC_PATH = 107
 
 def check_name(value: str) -> str:
     """Names that become file names and log fields: letters, digits, ``.``, ``_``, ``-``."""
-    if not _NAME_RE.match(value):
+    if not _NAME_RE.fullmatch(value):
         return (
             f"must be 1-64 characters of letters, digits, '.', '_' or '-' and start with a letter "
             f"or digit, got {value!r}"
@@ -107,7 +107,7 @@ def check_name(value: str) -> str:
 
 
 def check_env_name(value: str) -> str:
-    return "" if _ENV_RE.match(value) else f"is not a valid environment variable name: {value!r}"
+    return "" if _ENV_RE.fullmatch(value) else f"is not a valid environment variable name: {value!r}"
 
 
 def check_not_empty(value: Any) -> str:
@@ -165,7 +165,7 @@ def parse_endpoint(text: str, *, bind: bool) -> Endpoint:
         return Endpoint("tcp", host, port, "")
     if ":" in host:
         raise EndpointError(f"write IPv6 addresses in brackets (tcp://[::1]:PORT), got {text!r}")
-    if not _HOST_RE.match(host):
+    if not _HOST_RE.fullmatch(host):
         raise EndpointError(f"bad host name {host!r} in {text!r}")
     return Endpoint("tcp", host, port, "")
 
