@@ -107,7 +107,9 @@ def check_name(value: str) -> str:
 
 
 def check_env_name(value: str) -> str:
-    return "" if _ENV_RE.fullmatch(value) else f"is not a valid environment variable name: {value!r}"
+    if _ENV_RE.fullmatch(value):
+        return ""
+    return f"is not a valid environment variable name: {value!r}"
 
 
 def check_not_empty(value: Any) -> str:
