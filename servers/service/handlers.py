@@ -372,10 +372,7 @@ class Handlers:
             return None
         if version != txn.peer.get("model_version", version):
             raise ApiError(api.OUT_OF_SYNC, "the servers hold different model versions")
-        row = self._template_row(version, names.index(txn.offer.identity))
-        if txn.offer.dim != row.val.shape[1]:
-            raise ApiError(api.WRONG_DIMENSION, f"model expects dim {row.val.shape[1]}")
-        return self._share(row)
+        return self._share(self._template_row(txn, version, names.index(txn.offer.identity)))
 
     def _models(self, txn: Txn) -> tuple[int, dict, dict[str, StoredShare]]:
         """The current model with its shares (see :meth:`_servable`)."""
@@ -385,12 +382,15 @@ class Handlers:
             raise ApiError(api.NO_MODEL, "no trained model: enrol identities and train first")
         return version, meta, models
 
-    def _template_row(self, version: int, row: int) -> StoredShare:
+    def _template_row(self, txn: Txn, version: int, row: int) -> StoredShare:
         """One identity's template share of model ``version``, read alone (a gallery of
-        100,000 is never loaded for a 1:1 question); a model without it fails closed."""
+        100,000 is never loaded for a 1:1 question), of the request's dimension; a model
+        without it fails closed."""
         found = self.node.store.model_row(version, "templates", row)
         if found is None:
             raise ApiError(api.NO_MODEL, "the current model has no templates: train again")
+        if txn.offer.dim != found.val.shape[1]:
+            raise ApiError(api.WRONG_DIMENSION, f"model expects dim {found.val.shape[1]}")
         return found
 
     def _model_meta(self, txn: Txn) -> tuple[int, dict]:
@@ -476,9 +476,7 @@ class Handlers:
         bound = any(c.is_bound for c in node.cards.cards_of(txn.offer.identity))
         known = txn.offer.identity in names and bool(txn.offer.card_id or not bound)
         # one row is read either way (row 0 stands in), so both paths cost the same
-        row = self._template_row(version, names.index(txn.offer.identity) if known else 0)
-        if txn.offer.dim != row.val.shape[1]:
-            raise ApiError(api.WRONG_DIMENSION, f"model expects dim {row.val.shape[1]}")
+        row = self._template_row(txn, version, names.index(txn.offer.identity) if known else 0)
         inputs, _ = self._card_bound_inputs(txn, RequestKind.VERIFY)
         template = self._share(row) if known else AuthShare(
             node.party, np.zeros_like(row.val), np.zeros_like(row.mac), row.frac)
