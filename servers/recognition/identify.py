@@ -30,6 +30,7 @@ from splitface.servers.mpc import compare, truncation
 from splitface.servers.mpc.beaver import FixedOperand, matmul_opening, share_matmul_public
 from splitface.servers.mpc.compare import party_constant
 from splitface.servers.mpc.errors import ShapeError
+from splitface.servers.mpc.prep.material import Request, layout
 from splitface.servers.mpc.rounds import Opening, SideWork, drain, run_round
 from splitface.servers.mpc.share import AuthShare, concat, stack
 from splitface.shared import ring
@@ -37,6 +38,10 @@ from splitface.shared.names import NAME_WORDS, encode_name
 
 SCORE_FRAC = 12  # fractional bits the decisions resolve when scores are truncated
 SCORE_INT_BITS = 1  # |score| < 2: unit probe (enforced) and unit templates
+# The tournament's DCF keys a batch may hold on each server (the running batch's; the
+# prefetched next batch holds as much again). One probe's keys grow as N log N: 23 MB at
+# N = 10,000 and 264 MB at N = 100,000, where a batch of 16 would need 4.2 GB.
+BATCH_KEY_BYTES = 384 << 20
 
 
 class NameTable:
@@ -115,7 +120,7 @@ def identify(gallery: Gallery, probes: AuthShare, threshold: float, names: NameT
         values = concat([AuthShare(party, packed.val, packed.mac, 0),
                          party_constant(party, np.full((k, 1), sentinel, dtype=np.int64))],
                         axis=1)
-        bits = frac + SCORE_INT_BITS + m + 2  # |a - b| < 2^(bits-1) with room to spare
+        bits = _tournament_bits(m)
         while values.shape[1] > 1:
             n, h = values.shape[1], values.shape[1] // 2
             a, b = values[:, 0:2 * h:2], values[:, 1:2 * h:2]
@@ -144,6 +149,30 @@ def verify(template: AuthShare, probe: AuthShare, threshold: float,
         ((below,),) = round_([compare.ltz_opening(shifted, [0], bits)])
         finish()
     return 1 - below.reshape(())
+
+
+def _tournament_bits(m: int) -> int:
+    """The comparisons' window: |a - b| < 2^(bits-1), with room to spare."""
+    return SCORE_FRAC + SCORE_INT_BITS + m + 2
+
+
+def tournament_key_bytes(identities: int) -> int:
+    """One probe's tournament DCF keys on one server (P1's part: root seeds and
+    corrections), as the dealer lays them out."""
+    bits, n, total = _tournament_bits(max(1, identities.bit_length())), identities + 1, 0
+    while n > 1:
+        spec = layout(Request("ltz", ((1, n // 2), bits, 0, True))).fss[0]
+        total += spec.nbytes
+        n -= n // 2
+    return total
+
+
+def batch_limit(identities: int, batch_max: int) -> int:
+    """The most probes one identification run takes at this gallery size: ``batch_max``,
+    or fewer where their keys would exceed BATCH_KEY_BYTES (never below one). Both
+    servers compute it from public sizes; P1 refuses a larger batch."""
+    fit = BATCH_KEY_BYTES // max(1, tournament_key_bytes(identities))
+    return max(1, min(batch_max, fit))
 
 
 def _pow2(m: int) -> np.ndarray:

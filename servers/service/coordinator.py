@@ -39,7 +39,7 @@ from splitface.servers.mpc.party import Party
 from splitface.servers.mpc.prep.base import NONCE_BYTES, Preprocessing, session_id
 from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
 from splitface.servers.mpc.prep.remote import DealerClient, DealerRefused, DealerUnavailable
-from splitface.servers.recognition.identify import Gallery, NameTable
+from splitface.servers.recognition.identify import Gallery, NameTable, batch_limit
 from splitface.servers.service.admission import AuditLog, RateLimiter
 from splitface.servers.service.gateway import EdgeGateway, Inbound
 from splitface.servers.service.handlers import Handlers, NodeOptions, Txn, check_authorized
@@ -637,7 +637,8 @@ class Coordinator:
         After a prefetch for a batch of k, exactly k are taken, waiting up to GATHER_S for
         the terminals just answered to send their next requests."""
         want, self._prefetched_batch = self._prefetched_batch, 0
-        limit = min(want or self.opts.batch_max, self.opts.batch_max)
+        cap = self._batch_cap()
+        limit = min(want or cap, cap)
         batch = [first]
         if first.offer.op != "identify" or limit <= 1:
             return batch
@@ -655,6 +656,12 @@ class Coordinator:
             if len(batch) >= want or time.monotonic() >= deadline:
                 return batch
             self._pump(2)
+
+    def _batch_cap(self) -> int:
+        """``batch_max``, or fewer where a batch's keys would not fit in memory at this
+        gallery size (identify.batch_limit; the same on both servers)."""
+        _, meta = self.store.model_meta()
+        return batch_limit(len(meta.get("identities", ())), self.opts.batch_max)
 
     def _admitted(self, inbound: Inbound) -> bool:
         """P0's own rate limit; a refusal is answered here and told to P1."""
@@ -753,7 +760,7 @@ class Coordinator:
                         "the servers are starting a new session; retry"))
                     break
             return
-        items = _begin_items(msg.meta, self.opts.batch_max)
+        items = _begin_items(msg.meta, self._batch_cap())
         if items is None:
             self.channel.send(Message("begin_ack", {"ok": False, "code": api.BAD_REQUEST,
                                                     "reason": "malformed or oversized batch"}))
@@ -932,7 +939,7 @@ class Coordinator:
         try:
             if self.id == 0:  # those waiting, or those just answered (they come back)
                 waiting = sum(ib.offer.op == "identify" for ib in self._queue)
-                k = max(1, min(self.opts.batch_max, max(waiting, ran)))
+                k = max(1, min(self._batch_cap(), max(waiting, ran)))
                 self.channel.send(Message("prefetch", {"k": k}))
             else:
                 msg = self.channel.recv(("prefetch", "abort"),

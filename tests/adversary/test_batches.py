@@ -72,6 +72,38 @@ def test_p1_refuses_a_batch_larger_than_its_own_setting(tmp_path):
     assert not ran
 
 
+def _large_gallery(node, identities: int = 100_000) -> None:
+    """A committed model of ``identities`` names (their shares do not matter here)."""
+    node.store.stage_models(1, {}, {"identities": [f"id-{i:06d}" for i in range(identities)]})
+    node.store.commit_models(1)
+
+
+def test_p1_refuses_a_batch_whose_keys_would_not_fit_at_its_gallery_size(tmp_path):
+    """A malicious P0 naming 16 probes at N = 100,000 would make P1 hold 4.2 GB of
+    tournament keys (twice that with the prefetch): P1 computes the batch limit from the
+    gallery's size itself (identify.batch_limit) and refuses."""
+    p1, gw, peer, ran = make_node(tmp_path, 1)
+    _large_gallery(p1)
+    ibs = [offer(KEY3, "edge-3", req=f"{k:016d}") for k in range(2)]
+    ack = _step_with(p1, gw, peer, ibs, _batch_begin(p1, ibs))
+    assert ack.meta["ok"] is False and ack.meta["code"] == api.BAD_REQUEST
+    assert not ran
+
+
+def test_p0_runs_large_galleries_one_probe_at_a_time(tmp_path):
+    p0, gw, peer, ran = make_node(tmp_path, 0)
+    _large_gallery(p0)
+    p0.peer_ok = True
+    for k in range(2):
+        gw.inbox.append(offer(KEY3, "edge-3", req=f"{k:016d}"))
+    step = threading.Thread(target=p0._step, args=(0,))
+    step.start()
+    begin = peer.recv("begin", timeout=3)
+    assert begin.meta["more"] == []  # the second waits for its own run
+    peer.send(Message("abort", {"reason": "test"}))
+    step.join(5)
+
+
 def test_only_identifications_run_in_batches(tmp_path):
     """An admin's enrolment slipped into an identification batch is declined: requests
     that store or change anything run alone, with their own checks."""

@@ -12,11 +12,20 @@ import numpy as np
 import pytest
 
 from splitface.servers.mpc import client_io
+from splitface.servers.mpc.fss import dcf
 from splitface.servers.mpc.local_runtime import make_parties, run_pair
 from splitface.servers.mpc.prep.dealer import DealerCore
+from splitface.servers.mpc.prep.material import Request, layout
 from splitface.servers.mpc.probe_check import accept_checked_probe
 from splitface.servers.mpc.share import stack
-from splitface.servers.recognition.identify import Gallery, NameTable, identify, verify
+from splitface.servers.recognition.identify import (
+    Gallery,
+    NameTable,
+    batch_limit,
+    identify,
+    tournament_key_bytes,
+    verify,
+)
 from splitface.shared import fixedpoint
 from splitface.shared.client_protocol import ClientRequest
 from splitface.shared.names import NAME_WORDS, decode_name
@@ -202,3 +211,29 @@ def test_name_table_round_trip():
     assert decode_name(t.table[0]) is None
     with pytest.raises(Exception, match="bytes"):
         NameTable(["y" * 129])
+
+
+@pytest.mark.parametrize("n", [1, 37])
+def test_tournament_key_bytes_are_what_the_dealer_sends(n, monkeypatch):
+    """batch_limit sizes batches by tournament_key_bytes: it must count the keys an
+    identification really asks for (P1's roots and corrections, as dcf.gen makes them)."""
+    asked: list[Request] = []
+    produce = DealerCore._produce
+
+    def spy(self, s, req, asking):
+        asked.append(req)
+        return produce(self, s, req, asking)
+
+    monkeypatch.setattr(DealerCore, "_produce", spy)
+    templates = unit(RNG.normal(size=(n, 16)))
+    _run(DealerCore(), templates, templates[0], 0.5, [f"p{i}" for i in range(n)])
+    sent = 0
+    for req in asked:
+        if req.kind == "ltz" and req.params[3]:  # the tournament's ReLUs
+            spec = layout(req).fss[0]
+            alpha = np.zeros(spec.keys, np.uint64)
+            keys = dcf.gen(alpha, np.zeros((2, spec.keys, spec.width), np.uint64), spec.n,
+                           np.zeros((2, spec.keys, 2), np.uint64))
+            sent += keys.roots[1].nbytes + sum(c.nbytes for c in keys.corrections())
+    assert sent == tournament_key_bytes(n) > 0
+    assert batch_limit(n, 16) == 16 and batch_limit(100_000, 16) == 1

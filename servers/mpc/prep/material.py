@@ -77,6 +77,12 @@ class FssSpec:
             cw.append(((n, 2, k, p), np.uint64))
         return [*cw, ((2, k, p), np.uint64)]
 
+    @property
+    def nbytes(self) -> int:
+        """One party's key bytes: its root seeds and the corrections."""
+        return self.keys * 16 + sum(math.prod(s) * np.dtype(t).itemsize
+                                    for s, t in self.correction_shapes())
+
 
 @dataclass(frozen=True)
 class Layout:
