@@ -83,10 +83,17 @@ def output_opening(party: Party, y: AuthShare, r: AuthShare) -> Opening:
 def bit_opening(party: Party, bit: AuthShare) -> Opening:
     """The round that opens a bit to both servers (e.g. the probe check's verdict), its
     unused upper 64 bits hidden by 2^64 rho; the result is 0 or 1 (an int)."""
-    b = bit.reshape(1)
-    rho = party.prep.random((1,))
+    op = bits_opening(party, bit.reshape(1))
+    return Opening(op.pairs, lambda opened: op.finish(opened)[0])
+
+
+def bits_opening(party: Party, bits: AuthShare) -> Opening:
+    """:func:`bit_opening` for a vector of bits (a batch's verdicts: one dealer request for
+    their rho); the result is a list of ints."""
+    b = bits.reshape(-1)
+    rho = party.prep.random(b.shape)
     return Opening([(ring.add(b.val, ring.shl(rho[0], 64)), ring.add(b.mac, ring.shl(rho[1], 64)))],
-                   lambda opened: int(ring.low64_signed(opened[0])[0]))
+                   lambda opened: [int(v) for v in ring.low64_signed(opened[0])])
 
 
 def open_for_client(party: Party, y: AuthShare, r: AuthShare) -> np.ndarray:
@@ -101,6 +108,6 @@ def split_inputs(x: AuthShare, n_values: int, frac: int) -> tuple[AuthShare, Aut
     return AuthShare(party=x.party, val=v.val, mac=v.mac, frac=frac), x[n_values:]
 
 
-__all__ = ["InputError", "accept_input", "bit_opening", "check_masked", "input_digest",
-           "offer_checked_input", "offer_input", "open_for_client", "output_opening",
-           "split_inputs"]
+__all__ = ["InputError", "accept_input", "bit_opening", "bits_opening", "check_masked",
+           "input_digest", "offer_checked_input", "offer_input", "open_for_client",
+           "output_opening", "split_inputs"]

@@ -215,32 +215,36 @@ def eqz(x: AuthShare, bits: int | None = None) -> AuthShare:
 
 
 def one_hot(j: AuthShare, bits: int) -> AuthShare:
-    """The authenticated one-hot vector (length 2^bits) of a secret index j mod 2^bits,
-    from ONE opening of j + r and a DPF key at r (full-domain evaluation)."""
+    """The authenticated one-hot vectors (length 2^bits) of secret indices j mod 2^bits,
+    from ONE opening of j + r and DPF keys at r (full-domain evaluation): shape (2^bits,)
+    for one index, (K, 2^bits) for K."""
     with j.party.op("lookup"):
         return run_round(j.party, [one_hot_opening(j, bits)])[0]
 
 
 def one_hot_opening(j: AuthShare, bits: int) -> Opening:
-    """The round of :func:`one_hot` (to run beside other openings)."""
+    """The round of :func:`one_hot` (to run beside other openings); K indices share one
+    dealer request of K keys."""
     party = j.party
-    if j.size != 1:
-        raise ShapeError("one_hot takes one secret index")
-    m = party.prep.lookup_mask(bits)
+    k = j.size
+    if k < 1:
+        raise ShapeError("one_hot takes at least one secret index")
+    m = party.prep.lookup_mask(bits, k)
+    flat = j.reshape(-1)
 
     def finish(opened: list[np.ndarray]) -> AuthShare:
         c = opened[0]
         spec = m.key.spec
-        leaves = dpf.eval_all(party.id, spec.n, m.key.root, *m.key.corrections)[:, 0]
-        # entry k is 1 iff j = k: V((c - k) mod 2^bits) is the share of [c - k == r]
-        low = int(c[0, 0]) & ((1 << bits) - 1)
-        idx = (low - np.arange(1 << bits, dtype=np.int64)) & ((1 << bits) - 1)
-        sel = leaves[:, idx]  # (2, 2^bits, 2)
-        return AuthShare(party, np.ascontiguousarray(sel[..., 0]),
-                         np.ascontiguousarray(sel[..., 1]))
+        leaves = dpf.eval_all(party.id, spec.n, m.key.root, *m.key.corrections)
+        # entry t of row i is 1 iff j_i = t: V_i((c_i - t) mod 2^bits) shares [c_i - t == r_i]
+        low = (c[0] & np.uint64((1 << bits) - 1)).astype(np.int64)
+        idx = (low[:, None] - np.arange(1 << bits, dtype=np.int64)) & ((1 << bits) - 1)
+        sel = leaves[:, np.arange(k)[:, None], idx]  # (2, K, 2^bits, 2)
+        shape = (1 << bits,) if k == 1 else (k, 1 << bits)
+        return AuthShare(party, np.ascontiguousarray(sel[..., 0]).reshape(2, *shape),
+                         np.ascontiguousarray(sel[..., 1]).reshape(2, *shape))
 
-    return Opening([(ring.add(j.val.reshape(2, 1), m.r[0].reshape(2, 1)),
-                     ring.add(j.mac.reshape(2, 1), m.r[1].reshape(2, 1)))], finish)
+    return Opening([(ring.add(flat.val, m.r[0]), ring.add(flat.mac, m.r[1]))], finish)
 
 
 def select(bit: AuthShare, if_one: AuthShare, if_zero: AuthShare) -> AuthShare:

@@ -26,7 +26,7 @@ import numpy as np
 from splitface.servers.mpc import client_io, compare
 from splitface.servers.mpc.prep.base import CheckedInput
 from splitface.servers.mpc.rounds import Opening
-from splitface.servers.mpc.share import AuthShare
+from splitface.servers.mpc.share import AuthShare, concat
 from splitface.shared import ring
 from splitface.shared.fixedpoint import F
 
@@ -36,8 +36,9 @@ BAD_BITS = 16  # the count of failed tests is below 2^16 (dim <= 1024)
 
 
 class ProbeCheck:
-    """The range checks of one probe: ``openings()`` gives the next round's openings
-    (norm, then the final zero test), ``ok`` the authenticated result bit."""
+    """The range checks of one probe: the coordinate tests (local, at once) and the norm;
+    ``ok`` is the authenticated result bit once its openings ran (``openings()`` for a lone
+    probe, :class:`ProbeChecks` for a batch's)."""
 
     def __init__(self, party, checked: CheckedInput, masked: np.ndarray, dim: int) -> None:
         self.party = party
@@ -52,9 +53,25 @@ class ProbeCheck:
         y2 = ring.sum_axis(ring.mul(y, y), 0)
         self.norm2 = (cross + cross + sq).add_ring(y2)
         self.dim = dim
-        self._stage = 0
-        self._in_norm: AuthShare | None = None
         self.ok: AuthShare | None = None
+        self._alone: ProbeChecks | None = None
+
+    def openings(self) -> list[Opening]:
+        """This probe's next openings, run as a batch of one ([] when done)."""
+        if self._alone is None:
+            self._alone = ProbeChecks([self])
+        return self._alone.openings()
+
+
+class ProbeChecks:
+    """Several probes' checks as one side work: each stage tests every probe in ONE interval
+    opening (one dealer request of K keys), the norm tests, then the final zero tests. A
+    batch of K probes asked the dealer for 2K one-key requests before (issue 14)."""
+
+    def __init__(self, checks: list[ProbeCheck]) -> None:
+        self.checks = checks
+        self._stage = 0 if checks else 2
+        self._in_norm: AuthShare | None = None
 
     def openings(self) -> list[Opening]:
         """The openings of the next round ([] when done)."""
@@ -62,14 +79,20 @@ class ProbeCheck:
             self._stage = 1
             lo = round(NORM2_MIN * (1 << 2 * F))
             size = round(NORM2_MAX * (1 << 2 * F)) - lo + 1
-            op = compare.interval_opening(self.norm2.reshape(1), lo, size, 64)
+            norms = concat([c.norm2.reshape(1) for c in self.checks])
+            op = compare.interval_opening(norms, lo, size, 64)
             return [Opening(op.pairs, lambda o: setattr(self, "_in_norm", op.finish(o)))]
         if self._stage == 1:
             self._stage = 2
-            bad = (self.dim - self.coords_ok.sum()) + (1 - self._in_norm.reshape(()))
-            op = compare.interval_opening(bad.reshape(1), 0, 1, BAD_BITS)
-            return [Opening(op.pairs, lambda o: setattr(self, "ok", op.finish(o).reshape(())))]
+            bad = concat([((c.dim - c.coords_ok.sum()) + (1 - self._in_norm[i])).reshape(1)
+                          for i, c in enumerate(self.checks)])
+            op = compare.interval_opening(bad, 0, 1, BAD_BITS)
+            return [Opening(op.pairs, lambda o: self._set_ok(op.finish(o)))]
         return []
+
+    def _set_ok(self, ok: AuthShare) -> None:
+        for i, c in enumerate(self.checks):
+            c.ok = ok[i].reshape(())
 
 
 @dataclass

@@ -32,7 +32,7 @@ from splitface.servers.mpc.compare import party_constant
 from splitface.servers.mpc.errors import ShapeError
 from splitface.servers.mpc.prep.material import Request, layout
 from splitface.servers.mpc.rounds import Opening, SideWork, drain, run_round
-from splitface.servers.mpc.share import AuthShare, concat, stack
+from splitface.servers.mpc.share import AuthShare, concat
 from splitface.shared import ring
 from splitface.shared.names import NAME_WORDS, encode_name
 
@@ -127,10 +127,9 @@ def identify(gallery: Gallery, probes: AuthShare, threshold: float, names: NameT
             (gain,) = round_([compare.relu_opening(a - b, bits)])
             best = b + gain
             values = concat([best, values[:, n - 1:n]], axis=1) if n % 2 else best
-        onehots = round_([compare.one_hot_opening(values[i, 0].reshape(1), m)
-                          for i in range(k)])
+        (onehots,) = round_([compare.one_hot_opening(values[:, 0], m)])
         finish()
-    words = share_matmul_public(stack(onehots), names.table)  # (K, NAME_WORDS)
+    words = share_matmul_public(onehots.reshape(k, 1 << m), names.table)  # (K, NAME_WORDS)
     return words.reshape(NAME_WORDS) if single else words
 
 

@@ -30,9 +30,9 @@ from splitface.servers.cards.registry import BindingStatus, CardRegistryError
 from splitface.servers.mpc import client_io
 from splitface.servers.mpc.errors import ProtocolError
 from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
-from splitface.servers.mpc.probe_check import ProbeCheck, accept_checked_probe
+from splitface.servers.mpc.probe_check import ProbeCheck, ProbeChecks, accept_checked_probe
 from splitface.servers.mpc.rounds import drain, run_round
-from splitface.servers.mpc.share import AuthShare, stack
+from splitface.servers.mpc.share import AuthShare, concat, stack
 from splitface.servers.recognition import training
 from splitface.servers.recognition.identify import Gallery, identify, verify
 from splitface.servers.recognition.progress import TrainingProgress
@@ -236,8 +236,8 @@ class Handlers:
         gets its own refusal (and its terminal a strike)."""
         node = self.node
         with node.party.op("client_output"):
-            oks = run_round(node.party, [client_io.bit_opening(node.party, i.check.ok)
-                                         for i in inputs])
+            (oks,) = run_round(node.party, [client_io.bits_opening(
+                node.party, concat([i.check.ok.reshape(1) for i in inputs]))])
         for txn, ok in zip(txns, oks, strict=True):
             if ok != 1:  # counted before the check: a server aborting it must not make it free
                 node.rate.strike(txn.inbound.name or txn.inbound.key, "out-of-range probe")
@@ -249,12 +249,14 @@ class Handlers:
         live = [j for j, ok in enumerate(oks) if ok == 1 and results[j] is not None]
         if not live:
             return out
-        with node.party.op("client_output"):
-            opened = run_round(node.party, [client_io.output_opening(
-                node.party, results[j].reshape(-1), inputs[j].masks) for j in live])
+        ys = [results[j].reshape(-1) for j in live]
+        with node.party.op("client_output"):  # one opening (one dealer request) for all
+            (opened,) = run_round(node.party, [client_io.output_opening(
+                node.party, concat(ys), concat([inputs[j].masks for j in live]))])
         node.party.check()
-        for j, o in zip(live, opened, strict=True):
-            out[j] = o
+        ends = np.cumsum([y.size for y in ys])
+        for j, end, y in zip(live, ends, ys, strict=True):
+            out[j] = np.ascontiguousarray(opened[..., end - y.size:end])
         return out
 
     def _card_check(self, txn: Txn, sub: Inbound, kind: RequestKind) -> CardAuthRequest:
@@ -447,7 +449,7 @@ class Handlers:
         if live:
             inputs = [g for _, g in live]
             out = identify(gallery, stack([g.probe for g in inputs]), node.opts.threshold,
-                           table, [g.check for g in inputs],
+                           table, [ProbeChecks([g.check for g in inputs])],
                            hashlib.sha256(b"".join(g.digest for g in inputs)).digest())
             opened = self._release_many([txns[i] for i, _ in live], inputs,
                                         [out[j] for j in range(len(inputs))])

@@ -28,7 +28,7 @@ def _reads(seen_values: list, masks: np.ndarray) -> set[int]:
     for v in seen_values:
         arr = np.asarray(v) if not isinstance(v, int) else None
         if arr is None or arr.dtype != np.uint64 or arr.ndim != 2 or arr.shape[1] != 1:
-            continue  # the verdict (a plain int) or another shape: not y + r
+            continue  # the verdicts (ints) or another shape: not y + r
         out.add(int(ring.low64_signed(ring.sub(arr, masks))[0]))
     return out
 
@@ -47,7 +47,7 @@ def test_an_out_of_range_probe_is_refused_and_its_result_never_opened():
     assert [o[0] for o in outs] == ["refused", "refused"]
     assert all(getattr(o[1], "code", None) == "bad_probe" for o in outs)
     for party in (0, 1):
-        assert seen[party] == [[0]]  # only the verdict was opened in the release
+        assert seen[party] == [[[0]]]  # only the verdicts (here one) were opened
         assert not _reads([x for r in seen[party] for x in r], req._masks) & {0, 1}
 
 
@@ -57,7 +57,7 @@ def test_an_in_range_probe_result_is_opened_after_the_verdict():
     outs, req, seen = serve_verify(core, template, unit(template + RNG.normal(size=DIM) * .05))
     assert [o[0] for o in outs] == ["released", "released"]
     assert int(ring.low64_signed(ring.sub(outs[0][1], req._masks))[0]) == 1
-    assert [r[0] for r in seen[0]][:1] == [1] and len(seen[0]) == 2  # verdict, then result
+    assert [r[0] for r in seen[0]][:1] == [[1]] and len(seen[0]) == 2  # verdict, then result
 
 
 class Withheld(Exception):

@@ -16,7 +16,7 @@ from splitface.servers.mpc.fss import dcf
 from splitface.servers.mpc.local_runtime import make_parties, run_pair
 from splitface.servers.mpc.prep.dealer import DealerCore
 from splitface.servers.mpc.prep.material import Request, layout
-from splitface.servers.mpc.probe_check import accept_checked_probe
+from splitface.servers.mpc.probe_check import ProbeChecks, accept_checked_probe
 from splitface.servers.mpc.share import stack
 from splitface.servers.recognition.identify import (
     Gallery,
@@ -127,7 +127,7 @@ def _run_batch(core: DealerCore, templates: np.ndarray, probes: list[np.ndarray]
         got = [accept_checked_probe(party, c, m, dim) for c, m in zip(chks, masked)]
         gallery = Gallery(as_share(party, wt), party.fresh_key("g"))
         out = identify(gallery, stack([g.probe for g in got]), threshold, NameTable(names),
-                       [g.check for g in got], b"".join(g.digest for g in got))
+                       [ProbeChecks([g.check for g in got])], b"".join(g.digest for g in got))
         assert out.shape == (len(got), NAME_WORDS)
         opened = [client_io.open_for_client(party, out[j], g.masks) for j, g in enumerate(got)]
         oks = [int(g.check.ok.reveal().reshape(-1)[0]) for g in got]
@@ -237,3 +237,28 @@ def test_tournament_key_bytes_are_what_the_dealer_sends(n, monkeypatch):
             sent += keys.roots[1].nbytes + sum(c.nbytes for c in keys.corrections())
     assert sent == tournament_key_bytes(n) > 0
     assert batch_limit(n, 16) == 16 and batch_limit(100_000, 16) == 1
+
+
+def test_a_batch_asks_the_dealer_as_often_as_one_probe(monkeypatch):
+    """A batch's probe checks and lookups share dealer requests (one per stage for all K
+    probes); only each terminal's own input material is per probe."""
+    asked: list[str] = []
+    produce = DealerCore._produce
+
+    def spy(self, s, req, asking):
+        asked.append(req.kind)
+        return produce(self, s, req, asking)
+
+    monkeypatch.setattr(DealerCore, "_produce", spy)
+    templates = unit(RNG.normal(size=(9, 16)))
+    counts = []
+    for k in (1, 4):
+        asked.clear()
+        _run_batch(DealerCore(), templates, [templates[i] for i in range(k)], 0.5,
+                   [f"p{i}" for i in range(9)])
+        counts.append({kind: asked.count(kind) for kind in set(asked)})
+    one, four = counts
+    assert four.pop("checked_input") == 4 * one.pop("checked_input")
+    for per_probe in ("zero_check", "random", "triple"):  # the test's own reveals
+        four.pop(per_probe), one.pop(per_probe)
+    assert four == one and one["interval"] == 2 and one["lookup"] == 1

@@ -191,10 +191,10 @@ class Preprocessing(ABC):
         item = self._fetch_elementwise(shape, n * 2, lambda s: Request("interval", (s, n)))
         return IntervalMask(item.values[0], item.keys[0])
 
-    def lookup_mask(self, bits: int) -> IntervalMask:
-        """r and a DPF key at r mod 2^bits with payload (1, alpha): a one-hot of a secret
-        index from one opening (compare.one_hot)."""
-        item = self.fetch(Request("lookup", (bits,)))
+    def lookup_mask(self, bits: int, count: int = 1) -> IntervalMask:
+        """``count`` masks r and DPF keys at r mod 2^bits with payload (1, alpha): one-hots
+        of secret indices from one opening (compare.one_hot)."""
+        item = self.fetch(Request("lookup", (bits, count)))
         return IntervalMask(item.values[0], item.keys[0])
 
     def checked_input(self, n: int, n_probe: int) -> CheckedInput:

@@ -215,9 +215,9 @@ def _layout(req: Request) -> Layout:
             out = [s]
             fss.append(FssSpec("dcf", math.prod(s), n, 2))
         elif k == "lookup":
-            m = _int(p[0], 1, 20, "lookup bits")
-            out = [()]
-            fss.append(FssSpec("dpf", 1, m, 2))
+            m, count = _int(p[0], 1, 20, "lookup bits"), _int(p[1], 1, 1 << 16, "lookups")
+            out = [(count,)]
+            fss.append(FssSpec("dpf", count, m, 2))
         elif k == "checked_input":
             n_total, n_probe = _int(p[0], 1, 1 << 16, "inputs"), _int(p[1], 0, p[0], "probe")
             out = [(n_total,)] * 3 + [()]  # a, b, ab and sum of the probe's a_k^2
@@ -372,11 +372,11 @@ def generate(req: Request, rng: Prg, fixed: FixedMasks, alpha: np.ndarray) -> Pl
         return Plain([r], [r[0].reshape(-1) & _mask64(n)],
                      [_sign_payload(np.zeros(r[0].size, np.uint64), [one], alpha)])
     if k == "lookup":
-        m = int(req.params[0])
-        r = rng.ring(())
-        return Plain([r], [r[0].reshape(1) & _mask64(m)],
-                     [_sign_payload(np.zeros(1, np.uint64), [ring.from_int64(np.ones(1, np.int64))],
-                                    alpha)])
+        m, count = int(req.params[0]), int(req.params[1])
+        r = rng.ring((count,))
+        return Plain([r], [r[0] & _mask64(m)],
+                     [_sign_payload(np.zeros(count, np.uint64),
+                                    [ring.from_int64(np.ones(count, np.int64))], alpha)])
     if k == "checked_input":
         n_probe = int(req.params[1])
         a, b = rng.ring(shapes[0]), rng.ring(shapes[1])
