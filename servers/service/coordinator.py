@@ -59,6 +59,7 @@ MAX_QUEUED = 4  # requests one terminal may have waiting: one terminal cannot fi
 OFFER_TWIN_S = 2.0  # P1 waits this long for the twin of an offer P0 started
 MAX_REKEY_FAILURES = 2  # failed re-keying checks per old epoch before an operator must act
 HEAVY_OPS = ("train", "reconcile")  # requests after which freed memory goes back to the OS
+PREFETCHED_OPS = ("identify", "enroll")  # runs after which the next one's material is fetched
 DEALER_PROBE_S = 1.5  # how long a dealer known to be down is waited for at each retry
 GATHER_S = 0.03  # how long P0 waits to fill a batch the dealer prepared material for
 
@@ -182,9 +183,10 @@ class Coordinator:
         self._dealer_down = ""  # why the dealer did not answer the last resync, if it did not
         self._link_gen = -1  # the peer link's generation when the session started
         self._current: set[tuple[str, str]] = set()  # requests whose submits are awaited
-        # dealer requests of an identification batch of each size (recorded per session),
-        # and the batch size both servers prefetched for (P0 then runs exactly that many)
-        self.identify_plans: dict[int, list] = {}
+        # dealer requests of an (op, batch size) run, recorded per session (identification
+        # batches of each size, enrolments), and the identification batch size both
+        # servers prefetched for (P0 then runs exactly that many)
+        self.plans: dict[tuple[str, int], list] = {}
         self._prefetched_batch = 0
         self.last_progress = time.monotonic()
 
@@ -208,7 +210,7 @@ class Coordinator:
                 prep.close()
             raise
         self.party, self.session = party, session
-        self.identify_plans, self._prefetched_batch = {}, 0
+        self.plans, self._prefetched_batch = {}, 0
         return party
 
     def _check_mac_key(self, epoch: int, party: Party) -> None:
@@ -622,6 +624,9 @@ class Coordinator:
         body.update({"model_version": version, "records": self.store.active_records(),
                      "digest": self.store.digest(), "key_epoch": self.store.key_epoch(),
                      **{f"{k}_count": len(v) for k, v in lists.items()}})
+        prep = self.party.prep if self.party is not None else None
+        if isinstance(prep, PrefetchingPreprocessing):  # this session's: did prefetching pay?
+            body["prefetch"] = {"hits": prep.hits, "misses": prep.misses}
         if inbound.msg.meta.get("names") is not True:
             return Message("done", body)
         return Message("done", body, [api.pack_listing(lists)])  # names: never in a header
@@ -921,36 +926,42 @@ class Coordinator:
                 self.gateway.reply(t.inbound.ident, reply)  # reply to its next request
         if txns[0].offer.op in HEAVY_OPS:  # hundreds of MB of buffers just became garbage
             release_free_memory()
-        if txns[0].offer.op == "identify" and failure is None:
-            self._prefetch_next_batch(len(txns))
+        if txns[0].offer.op in PREFETCHED_OPS and failure is None:
+            self._prefetch_next(txns[0].offer.op, len(txns))
 
-    def _prefetch_next_batch(self, ran: int) -> None:
-        """After an identification run, have the dealer prepare the next batch's material
-        while the terminals send their next requests (identifications come in runs).
+    def _prefetch_next(self, op: str, ran: int) -> None:
+        """After an identification or enrolment run, have the dealer prepare the next one's
+        material while the terminals send their next requests (both come in runs: terminals
+        identify again, an admin enrols a list).
 
         Both servers must ask the dealer for the same things in the same order, so P0
-        names the next batch's size (the identifications waiting now, which it will then
-        run together) and P1 follows it; a size neither has run in this session prefetches
-        nothing. A wrong guess costs only the discarded material (prefetch.py).
+        names the next run (its op, and for identifications the batch size: those waiting
+        now, which it will then run together) and P1 follows it; a run neither has recorded
+        in this session prefetches nothing. A wrong guess costs only the discarded material
+        (prefetch.py).
         """
         prep = self.party.prep if self.party is not None else None
         if not isinstance(prep, PrefetchingPreprocessing):
             return
         try:
             if self.id == 0:  # those waiting, or those just answered (they come back)
-                waiting = sum(ib.offer.op == "identify" for ib in self._queue)
-                k = max(1, min(self._batch_cap(), max(waiting, ran)))
-                self.channel.send(Message("prefetch", {"k": k}))
+                k = 1
+                if op == "identify":
+                    waiting = sum(ib.offer.op == "identify" for ib in self._queue)
+                    k = max(1, min(self._batch_cap(), max(waiting, ran)))
+                self.channel.send(Message("prefetch", {"op": op, "k": k}))
             else:
                 msg = self.channel.recv(("prefetch", "abort"),
                                         timeout=min(self.opts.peer_timeout_s, OFFER_TWIN_S))
-                k = msg.meta.get("k") if msg.kind == "prefetch" else 0
+                op, k = (msg.meta.get("op"), msg.meta.get("k")) if msg.kind == "prefetch" \
+                    else ("", 0)
         except (TransportError, WireError):
             return
-        plan = self.identify_plans.get(k) if isinstance(k, int) else None
+        plan = self.plans.get((op, k)) if isinstance(op, str) and isinstance(k, int) else None
         if plan:
             prep.expect(plan)
-            self._prefetched_batch = k
+            if op == "identify":
+                self._prefetched_batch = k
 
     def _abort_and_resync(self, reason: str, quiet: bool = False) -> None:
         with contextlib.suppress(TransportError):

@@ -328,6 +328,19 @@ class Handlers:
         mine, theirs = node.store.has_enrolment(txn.req), bool(txn.peer.get("has"))
         if mine and theirs:
             return Message("done", {"req": txn.req, "status": "duplicate"})
+        prep = node.party.prep
+        if not isinstance(prep, PrefetchingPreprocessing):
+            return self._enroll(txn, mine)
+        prep.record()
+        try:
+            reply = self._enroll(txn, mine)
+        finally:
+            plan = prep.stop_recording()
+        node.plans["enroll", 1] = plan  # what the next enrolment asks for, likely
+        return reply
+
+    def _enroll(self, txn: Txn, mine: bool) -> Message:
+        node = self.node
         self._enrol_card_rules(txn)
         if mine:  # an orphan from a crash between the two commits: replace it
             node.store.delete_enrolments([txn.req])
@@ -462,7 +475,7 @@ class Handlers:
         if prefetching:  # what a batch of this size asks the dealer for, in order
             plan = prep.stop_recording()
             if all(r is not None and r.kind == "result" for r in replies):
-                node.identify_plans[len(txns)] = plan
+                node.plans["identify", len(txns)] = plan
         return replies
 
     def verify(self, txn: Txn) -> Message:
