@@ -24,6 +24,7 @@ from splitface.servers.mpc import truncation
 from splitface.servers.mpc.beaver import mul_many
 from splitface.servers.mpc.errors import ShapeError
 from splitface.servers.mpc.fss import dcf, dpf
+from splitface.servers.mpc.prep.base import join_keys
 from splitface.servers.mpc.prep.material import FssKey
 from splitface.servers.mpc.rounds import Opening, run_round
 from splitface.servers.mpc.share import AuthShare, concat
@@ -207,6 +208,17 @@ def interval_from(party, c64: np.ndarray, key: FssKey, lo: int, size: int, n: in
     res = _share(party, out[:, :, 0], 0, (k,)) - _share(party, out[:, :, 1], 0, (k,))
     return res.add_ring(ring.from_uint64((cy < np.uint64(size % (1 << 64))).astype(np.uint64))
                         if size < 1 << n else ring.from_uint64(np.ones(k, np.uint64)))
+
+
+def intervals_from(party, tests: list[tuple[np.ndarray, FssKey]], lo: int, size: int, n: int
+                   ) -> list[AuthShare]:
+    """:func:`interval_from` for several (opened c, key) pairs of one interval in ONE
+    evaluation pass (a batch's probe checks: K x 128 keys at once)."""
+    sizes = [c.size for c, _ in tests]
+    joined = interval_from(party, np.concatenate([c.reshape(-1) for c, _ in tests]),
+                           join_keys([k for _, k in tests]), lo, size, n)
+    ends = np.cumsum(sizes)
+    return [joined[e - s:e] for s, e in zip(sizes, ends, strict=True)]
 
 
 def eqz(x: AuthShare, bits: int | None = None) -> AuthShare:

@@ -43,9 +43,10 @@ class ProbeCheck:
     def __init__(self, party, checked: CheckedInput, masked: np.ndarray, dim: int) -> None:
         self.party = party
         y = masked[:, :dim]
-        # 1. coordinates, locally: x_k = y_k + a_k = c - r with c = y_k and r = -a_k
-        self.coords_ok = compare.interval_from(party, y[0], checked.key, -COORD_LIMIT,
-                                               2 * COORD_LIMIT, 64)
+        # 1. coordinates, locally: x_k = y_k + a_k = c - r with c = y_k and r = -a_k (their
+        # keys are evaluated for a whole batch at once: ProbeChecks)
+        self.coords = (y[0], checked.key)
+        self.coords_ok: AuthShare | None = None
         # 2. ||x||^2 at 2F fractional bits, locally
         a = AuthShare(party, checked.triple.a[0][:, :dim], checked.triple.a[1][:, :dim])
         cross = a.mul_ring(y).sum(0)
@@ -65,8 +66,9 @@ class ProbeCheck:
 
 class ProbeChecks:
     """Several probes' checks as one side work: each stage tests every probe in ONE interval
-    opening (one dealer request of K keys), the norm tests, then the final zero tests. A
-    batch of K probes asked the dealer for 2K one-key requests before (issue 14)."""
+    opening (one dealer request of K keys), the norm tests, then the final zero tests, and
+    the K x 128 coordinate tests are one evaluation pass. A batch of K probes asked the
+    dealer for 2K one-key requests and evaluated K coordinate passes before (issue 14)."""
 
     def __init__(self, checks: list[ProbeCheck]) -> None:
         self.checks = checks
@@ -84,6 +86,11 @@ class ProbeChecks:
             return [Opening(op.pairs, lambda o: setattr(self, "_in_norm", op.finish(o)))]
         if self._stage == 1:
             self._stage = 2
+            coords = compare.intervals_from(self.checks[0].party,
+                                            [c.coords for c in self.checks], -COORD_LIMIT,
+                                            2 * COORD_LIMIT, 64)
+            for c, ok in zip(self.checks, coords, strict=True):
+                c.coords_ok = ok
             bad = concat([((c.dim - c.coords_ok.sum()) + (1 - self._in_norm[i])).reshape(1)
                           for i, c in enumerate(self.checks)])
             op = compare.interval_opening(bad, 0, 1, BAD_BITS)

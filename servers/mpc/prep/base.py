@@ -101,16 +101,22 @@ def join_items(parts: list[Item], shape: tuple[int, ...]) -> Item:
         val = np.concatenate([p.values[j][0] for p in parts], axis=1)
         mac = np.concatenate([p.values[j][1] for p in parts], axis=1)
         values.append((val.reshape(val.shape[0], *shape), mac.reshape(mac.shape[0], *shape)))
-    keys = []
-    for i, first in enumerate(parts[0].keys):
-        ks = [p.keys[i] for p in parts]
-        spec = FssSpec(first.spec.kind, sum(k.spec.keys for k in ks), first.spec.n,
-                       first.spec.width)
-        root = np.concatenate([k.root for k in ks], axis=0)
-        cws = [np.concatenate([k.corrections[c] for k in ks], axis=axis)
-               for c, axis in enumerate(_KEY_AXES[spec.kind])]
-        keys.append(FssKey(spec, root, cws))
+    keys = [join_keys([p.keys[i] for p in parts]) for i in range(len(parts[0].keys))]
     return Item(values, keys)
+
+
+def join_keys(keys: list[FssKey]) -> FssKey:
+    """FSS keys of one kind, domain and width as one key batch (in order): one evaluation
+    pass instead of one per batch (its per-level overhead is fixed)."""
+    first = keys[0].spec
+    if any((k.spec.kind, k.spec.n, k.spec.width) != (first.kind, first.n, first.width)
+           for k in keys):
+        raise ValueError("only keys of one kind, domain and width join")
+    spec = FssSpec(first.kind, sum(k.spec.keys for k in keys), first.n, first.width)
+    root = np.concatenate([k.root for k in keys], axis=0)
+    cws = [np.concatenate([k.corrections[c] for k in keys], axis=axis)
+           for c, axis in enumerate(_KEY_AXES[spec.kind])]
+    return FssKey(spec, root, cws)
 
 
 class Preprocessing(ABC):
