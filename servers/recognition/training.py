@@ -30,6 +30,10 @@ from splitface.shared.fixedpoint import F
 from splitface.shared.prg import SEED_BYTES, Prg
 
 MIN_MEAN_NORM2 = 0.05  # |mean embedding|^2 below this: no template (inv_sqrt's range starts here)
+# Classes per pass of the template training: one pass over all 100,000 classes asked the
+# dealer for one 12.8M-element triple (1.2 GB, over the 1 GiB message limit: the training
+# failed); 8,192 x 128 elements keep each request near 100 MB, for ~15 rounds per pass.
+TEMPLATE_CHUNK = 8192
 STEP_EXTRA_BITS_MAX = 24  # the step's encoding: F + e fractional bits, e <= 24
 
 
@@ -88,15 +92,21 @@ def train_templates(x: AuthShare, labels: np.ndarray, classes: int) -> AuthShare
     with party.op("templates"):
         sums = AuthShare(party, ring.segment_sum(x.val, labels, classes),
                          ring.segment_sum(x.mac, labels, classes), x.frac)  # local
-        means = sums * (1.0 / counts)[:, None]
-        norm2 = (means * means).sum(1)
-        # a class whose samples (nearly) cancel has no direction: inv_sqrt would answer
-        # garbage outside its range, so such classes are named and refused instead
-        short = np.flatnonzero(compare.ltz(norm2 - MIN_MEAN_NORM2).reveal())
-        if short.size:
-            raise DegenerateClassError([int(i) for i in short])
-        scale = nonlinear.inv_sqrt(norm2)
-        return means * scale.reshape(classes, 1)
+        shorts: list[int] = []
+        out: list[AuthShare] = []
+        for s in range(0, classes, TEMPLATE_CHUNK):
+            e = min(s + TEMPLATE_CHUNK, classes)
+            means = sums[s:e] * (1.0 / counts[s:e])[:, None]
+            norm2 = (means * means).sum(1)
+            # a class whose samples (nearly) cancel has no direction: inv_sqrt would answer
+            # garbage outside its range, so such classes are named and refused instead
+            short = np.flatnonzero(compare.ltz(norm2 - MIN_MEAN_NORM2).reveal())
+            shorts += [s + int(i) for i in short]
+            if not shorts:  # past the first degenerate class only the checks go on
+                out.append(means * nonlinear.inv_sqrt(norm2).reshape(e - s, 1))
+        if shorts:
+            raise DegenerateClassError(shorts)
+        return concat(out)
 
 
 class DegenerateClassError(ValueError):

@@ -199,3 +199,20 @@ def test_logistic_work_is_bounded_by_identities_times_enrolments_times_epochs():
     assert logistic_work_problems(1, MAX_LOGISTIC_WORK, 1) == []  # the bound itself passes
     (why,) = logistic_work_problems(100_000, 100_000, 1)
     assert "100,000 identities" in why and "train.logistic = false" in why
+
+
+def test_templates_are_trained_in_chunks_of_classes(parties, core, monkeypatch):
+    """A large gallery trains its templates TEMPLATE_CHUNK classes at a time (one request
+    over 100,000 classes exceeded the dealer's message limit): the chunks join to the
+    plaintext templates, and degenerate classes in any chunk are all named."""
+    monkeypatch.setattr(training, "TEMPLATE_CHUNK", 2)
+    x, y = clusters(5, 2, 16, spread=0.1, seed=12)
+    got, _ = run_pair(lambda p, t: training.train_templates(as_share(p, t), y, 5).reveal_float(),
+                      parties, share_floats(core, x))
+    np.testing.assert_allclose(got, training.plaintext_templates(x, y, 5), atol=2e-3)
+    x[y == 1] = np.array([x[y == 1][0], -x[y == 1][0]])  # classes 1 and 4 cancel out
+    x[y == 4] = np.array([x[y == 4][0], -x[y == 4][0]])
+    with pytest.raises(training.DegenerateClassError) as err:
+        run_pair(lambda p, t: training.train_templates(as_share(p, t), y, 5), parties,
+                 share_floats(core, x))
+    assert err.value.classes == [1, 4]
