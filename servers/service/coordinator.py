@@ -466,8 +466,11 @@ class Coordinator:
         """The opened gallery of this session and model version (built once per session)."""
         if self._gallery is None or self._gallery[:2] != (self.session, version):
             self._gallery = None
+            t0 = time.perf_counter()
             self._gallery = (self.session, version, build())
             release_free_memory()  # the build's temporaries (limb splits) are garbage now
+            log.info("P%d: opened the gallery of model version %d (%d identities) in %.1f s",
+                     self.id, version, self._gallery[2].size, time.perf_counter() - t0)
         return self._gallery[2]
 
     # ------------------------------------------------------------ main loop

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -436,9 +437,8 @@ class Handlers:
         its own answer, or its own error."""
         node = self.node
         version, meta = self._model_meta(txns[0])
-        gallery = node.gallery(version, lambda: Gallery(
-            self._share(self._models(txns[0])[2]["templates"]).T,
-            node.party.fresh_key(f"gallery-v{version}")))
+        gallery = self._open_gallery(
+            version, lambda: self._share(self._models(txns[0])[2]["templates"]))
         replies: list[Message | None] = [None] * len(txns)
         for i, txn in enumerate(txns):  # the servers hold the same offers: they agree here
             if txn.offer.dim != gallery.dim:
@@ -477,6 +477,13 @@ class Handlers:
             if all(r is not None and r.kind == "result" for r in replies):
                 node.plans["identify", len(txns)] = plan
         return replies
+
+    def _open_gallery(self, version: int, templates: Callable[[], AuthShare]) -> Gallery:
+        """The session's opened gallery of a model version, built on first use (W - B, one
+        opening of D x N elements: about 10 s at N = 100,000)."""
+        node = self.node
+        return node.gallery(version, lambda: Gallery(
+            templates().T, node.party.fresh_key(f"gallery-v{version}")))
 
     def verify(self, txn: Txn) -> Message:
         """1:1 verification. Every name gets the same answer path: a name that is not
@@ -563,23 +570,33 @@ class Handlers:
             models["logistic_b"] = StoredShare(lr.b.val, lr.b.mac, lr.b.frac)
         node.party.check()  # nothing is stored unless every opened value verified
         seconds = time.perf_counter() - t0
-        version = self._commit_models(models, {"identities": names, "records": len(labels),
-                                               "train_s": round(seconds, 3)})
+        del x, enrolments  # hundreds of MB at 100,000 identities, before the gallery opens
+        # the new version's gallery is opened before it is committed, so the first
+        # identification does not pay for it (14 s at N = 100,000, over a terminal's
+        # default timeout) and a failure here commits nothing
+        version = self._commit_models(
+            models, {"identities": names, "records": len(labels), "train_s": round(seconds, 3)},
+            warm=lambda v: self._open_gallery(v, lambda: templates))
         return Message("done", {"req": txn.req, "status": "trained", "model_version": version,
                                 "identities": len(names), "records": len(labels),
                                 "models": ["templates", "logistic"] if logistic
                                 else ["templates"], "train_s": round(seconds, 3)})
 
-    def _commit_models(self, models: dict[str, StoredShare], meta: dict) -> int:
+    def _commit_models(self, models: dict[str, StoredShare], meta: dict,
+                       warm: Callable[[int], Any] | None = None) -> int:
         """Two-phase commit of a new model version on both servers (servers/store.py): a
         number new to both, staged on both, then committed; a crash in between is healed
-        at the next session (coordinator._heal_models). Returns the version."""
+        at the next session (coordinator._heal_models). ``warm`` runs (on both servers)
+        once the version number is agreed, before anything is staged. Returns the
+        version."""
         node = self.node
         seen = node.store.model_state().seen
         peer_seen = node.agree("model_seen", seen)
         if not isinstance(peer_seen, int) or isinstance(peer_seen, bool) or peer_seen < 0:
             raise ProtocolError("the other server sent a malformed model version")
         version = max(seen, peer_seen) + 1
+        if warm is not None:
+            warm(version)
         node.store.stage_models(version, models, meta)
         if node.agree("model_staged", version) != version:
             node.store.discard_staged_models()

@@ -8,6 +8,7 @@ model, and a run that would take hours is refused with the way out, not started.
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -63,10 +64,20 @@ def test_a_logistic_run_of_hours_is_refused_and_templates_alone_train_in_seconds
         out = admin.admin("train")
         assert out.status == "trained"
         assert out.details["models"] == ["templates"]
+        opened = _gallery_openings(dep)
+        assert opened == [out.details["model_version"]] * 2  # by the training, on both
         probe = unit(centres[7] + 0.05 * RNG.normal(size=128))
         assert admin.identify(probe).identity == "id-007"
+        assert _gallery_openings(dep) == opened  # the first identification reused it
         stranger = unit(RNG.normal(size=128))
         assert admin.identify(stranger).identity is None
+
+
+def _gallery_openings(d: LocalDeployment) -> list[int]:
+    """The model versions whose galleries P0 and P1 opened since this start (their logs)."""
+    pattern = re.compile(r"P[01]: opened the gallery of model version (\d+)")
+    return [int(v) for p in ("p0", "p1")
+            for v in pattern.findall(d.logs[p].read_text().split("signal 15")[-1])]
 
 
 def test_servers_with_different_training_settings_refuse_and_say_which(dep):
