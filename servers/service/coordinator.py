@@ -629,7 +629,8 @@ class Coordinator:
                      **{f"{k}_count": len(v) for k, v in lists.items()}})
         prep = self.party.prep if self.party is not None else None
         if isinstance(prep, PrefetchingPreprocessing):  # this session's: did prefetching pay?
-            body["prefetch"] = {"hits": prep.hits, "misses": prep.misses}
+            body["prefetch"] = {"hits": prep.hits, "misses": prep.misses,
+                                "queued": prep.queued()}
         if inbound.msg.meta.get("names") is not True:
             return Message("done", body)
         return Message("done", body, [api.pack_listing(lists)])  # names: never in a header
@@ -961,7 +962,10 @@ class Coordinator:
         except (TransportError, WireError):
             return
         plan = self.plans.get((op, k)) if isinstance(op, str) and isinstance(k, int) else None
-        if plan:
+        # one plan queued at most: a run that fetched nothing (a wrong-dimension request, a
+        # duplicate enrolment) leaves the last one queued, and queueing another after each
+        # such run grew the queue without bound (262 MB a plan at N = 100,000; review 7)
+        if plan and not prep.queued():
             prep.expect(plan)
             if op == "identify":
                 self._prefetched_batch = k

@@ -251,6 +251,8 @@ class Handlers:
         if not live:
             return out
         ys = [results[j].reshape(-1) for j in live]
+        if any(y.size != inputs[j].masks.size for y, j in zip(ys, live, strict=True)):
+            raise ProtocolError("a result and its terminal's output masks differ in size")
         with node.party.op("client_output"):  # one opening (one dealer request) for all
             (opened,) = run_round(node.party, [client_io.output_opening(
                 node.party, concat(ys), concat([inputs[j].masks for j in live]))])
@@ -485,6 +487,11 @@ class Handlers:
         return node.gallery(version, lambda: Gallery(
             templates().T, node.party.fresh_key(f"gallery-v{version}")))
 
+    def _warm_gallery(self, version: int, templates: AuthShare) -> None:
+        """Open a new version's gallery and MAC-check the opening before it is committed."""
+        self._open_gallery(version, lambda: templates)
+        self.node.party.check()
+
     def verify(self, txn: Txn) -> Message:
         """1:1 verification. Every name gets the same answer path: a name that is not
         enrolled, or a card-bound one asked without its card, is verified against a zero
@@ -576,7 +583,7 @@ class Handlers:
         # default timeout) and a failure here commits nothing
         version = self._commit_models(
             models, {"identities": names, "records": len(labels), "train_s": round(seconds, 3)},
-            warm=lambda v: self._open_gallery(v, lambda: templates))
+            warm=lambda v: self._warm_gallery(v, templates))
         return Message("done", {"req": txn.req, "status": "trained", "model_version": version,
                                 "identities": len(names), "records": len(labels),
                                 "models": ["templates", "logistic"] if logistic

@@ -55,6 +55,11 @@ class PrefetchingPreprocessing(Preprocessing):
             for r in requests:
                 self._queue.append((r, self._submit(self.inner.fetch, r)))
 
+    def queued(self) -> int:
+        """Requests queued and not yet taken (both honest servers hold the same number)."""
+        with self._lock:
+            return len(self._queue)
+
     def record(self) -> None:
         """Start recording the requests made from now on."""
         self._recording = []
