@@ -56,6 +56,11 @@ def status_report(s0: dict[str, Any], s1: dict[str, Any]) -> tuple[dict[str, Any
         lines.append(table.row(f"P{i}", s.get("records"), s.get("identities_count"),
                                f"v{s.get('model_version')}", s.get("key_epoch"),
                                "up" if peer[i] else "DOWN"))
+    if all(isinstance(s.get("prefetch"), dict) for s in both):  # did prefetching pay?
+        rec["prefetch"] = [s["prefetch"] for s in both]
+        lines.append("prefetch this session: " + "; ".join(
+            f"P{i} {p.get('hits')} hits, {p.get('misses')} misses, {p.get('queued')} queued"
+            for i, p in enumerate(rec["prefetch"])))
     for key in ("identities", "revoked", "model_identities"):  # asked for with --names
         if key in s0:
             rec[f"{key}_names"] = s0[key]

@@ -273,6 +273,9 @@ def test_status_text_and_json_agree():
         assert all(p in text for p in rec["problems"])
         assert ("DOWN" in text) is (not rec["peer_link"])
         assert code == (ExitCode.OK if consistent else ExitCode.UNAVAILABLE)
+    pf = {"hits": 15, "misses": 5, "queued": 3}
+    rec, text, _ = status_report(ok | {"prefetch": pf}, ok | {"prefetch": pf})
+    assert rec["prefetch"] == [pf, pf] and "P1 15 hits, 5 misses, 3 queued" in text
     rec, text, _ = status_report(ok | {"identities": ["a", "b"], "revoked": []}, ok)
     assert rec["identities_names"] == ["a", "b"] and "identities (2): a, b" in text
     rec, text, code = status_report({"peer_ok": True}, {"peer_ok": False})  # not an admin
