@@ -18,10 +18,18 @@ from splitface.edge.cli_common import (
     make_client,
     run_guarded,
 )
-from splitface.edge.cli_table import Column, TextTable
+from splitface.edge.cli_table import Column, TextTable, shown
 from splitface.edge.exit_codes import ExitCode
 
 ADMIN_NOTE = "store details are shown to admin terminals only"
+PREFETCH_COUNTERS = ("hits", "misses", "queued")
+
+
+def _counters(p: dict[str, Any]) -> dict[str, int | None]:
+    """A server's prefetch counters, each a count or None: a malicious server must not
+    print escape sequences (or a fake verdict) on the admin's terminal through them."""
+    return {k: v if type(v) is int and v >= 0 else None
+            for k in PREFETCH_COUNTERS for v in [p.get(k)]}
 
 
 def status_report(s0: dict[str, Any], s1: dict[str, Any]) -> tuple[dict[str, Any], str, ExitCode]:
@@ -57,9 +65,10 @@ def status_report(s0: dict[str, Any], s1: dict[str, Any]) -> tuple[dict[str, Any
                                f"v{s.get('model_version')}", s.get("key_epoch"),
                                "up" if peer[i] else "DOWN"))
     if all(isinstance(s.get("prefetch"), dict) for s in both):  # did prefetching pay?
-        rec["prefetch"] = [s["prefetch"] for s in both]
+        rec["prefetch"] = [_counters(s["prefetch"]) for s in both]
         lines.append("prefetch this session: " + "; ".join(
-            f"P{i} {p.get('hits')} hits, {p.get('misses')} misses, {p.get('queued')} queued"
+            f"P{i} " + ", ".join(f"{'?' if p[k] is None else p[k]} {k}"
+                                 for k in PREFETCH_COUNTERS)
             for i, p in enumerate(rec["prefetch"])))
     for key in ("identities", "revoked", "model_identities"):  # asked for with --names
         if key in s0:
@@ -67,6 +76,13 @@ def status_report(s0: dict[str, Any], s1: dict[str, Any]) -> tuple[dict[str, Any
             lines.append(f"{key.replace('_', ' ')} ({len(s0[key])}): " + ", ".join(s0[key]))
     lines.append("consistent" if not problems else "NOT CONSISTENT: " + "; ".join(problems))
     return rec, "\n".join(lines), ExitCode.OK if not problems else ExitCode.UNAVAILABLE
+
+
+def admin_text(status: object, details: dict[str, Any]) -> str:
+    """One line for an admin command's reply; every part P0 sent is escaped, so a
+    malicious server cannot write control sequences to the admin's terminal."""
+    return f"{shown(status)}: " + ", ".join(f"{shown(k)}={shown(v)}" for k, v in
+                                            details.items() if k != "status")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -98,8 +114,7 @@ def cmd_admin(args: argparse.Namespace) -> int:
         with make_client(config, timeout_s=args.timeout) as client:
             out = client.admin(op, identity)
         details = {k: v for k, v in out.details.items() if k != "req"}
-        emit(args, details, f"{out.status}: " + ", ".join(f"{k}={v}" for k, v in
-                                                          details.items() if k != "status"))
+        emit(args, details, admin_text(out.status, details))
         return ExitCode.OK
 
     return run_guarded(body)
