@@ -188,6 +188,11 @@ class Coordinator:
         # servers prefetched for (P0 then runs exactly that many)
         self.plans: dict[tuple[str, int], list] = {}
         self._prefetched_batch = 0
+        # the session whose gallery was opened at its start (at most once per session),
+        # whether P0 still has to start that, and versions whose opening failed
+        self._warmed = ""
+        self._warm_pending = False
+        self._warm_failed: set[int] = set()
         self.last_progress = time.monotonic()
 
     # ------------------------------------------------------------ sessions and keys
@@ -284,6 +289,7 @@ class Coordinator:
                 return False
             if not again:
                 self.peer_ok = True
+                self._warm_pending = True
                 self._link_gen = self._link_generation()
                 log.info("P%d: new MPC session %s at key epoch %d", self.id, self.session[:8],
                          self.party.epoch if self.party else 0)
@@ -509,7 +515,10 @@ class Coordinator:
                 if not self.peer_ok:
                     self._refuse_queue(*self._link_down())
                     return
-            if self._queue:
+            if self._warm_pending:
+                self._warm_pending = False
+                self._lead_warm()
+            if self._queue and self.peer_ok:
                 self._lead(self._queue.popleft())
         else:
             self._follow_if_asked()
@@ -640,6 +649,54 @@ class Coordinator:
         return {"has": self.store.has_enrolment(txn.req), "model_version": version,
                 "digest": self.store.digest()}
 
+    # ------------------------------------------------------------ session start
+    def _lead_warm(self) -> None:
+        """P0, once a session is up: both servers open the current model's gallery now,
+        so the first identification after a restart or a resync does not wait for it
+        (6-10 s at N = 100,000). Without a usable model nothing is opened."""
+        version = self.handlers.warmable()
+        if not version or version in self._warm_failed or self._warmed == self.session:
+            return
+        try:
+            self.channel.send(Message("warm", {"sid": self.session, "version": version}))
+            ack = self.channel.recv(("warm_ack", "abort"),
+                                    timeout=min(self.opts.peer_timeout_s, OFFER_TWIN_S + 2.0))
+        except (TransportError, WireError) as exc:
+            log.warning("P0: the other server did not answer the gallery opening: %s", exc)
+            self.peer_ok = False
+            return
+        if ack.kind == "warm_ack" and ack.meta.get("ok") is True:
+            self._warm(version)
+
+    def _follow_warm(self, meta: dict) -> None:
+        """P1: open the gallery P0 names, if it is this server's current model, in this
+        session, and the session's first opening (a malicious P0 must not make it open
+        galleries over and over, or an old version)."""
+        version = meta.get("version")
+        ok = (self.party is not None and meta.get("sid") == self.session
+              and self._warmed != self.session and type(version) is int and version > 0
+              and version == self.handlers.warmable() and version not in self._warm_failed)
+        self.channel.send(Message("warm_ack", {"ok": ok}))
+        if ok:
+            self._warm(version)
+
+    def _warm(self, version: int) -> None:
+        """Both servers, in step: open and MAC-check the gallery; a failure costs the
+        session (as a failed request would) and this version is not opened early again."""
+        self._warmed = self.session
+        try:
+            self.handlers.warm(version)
+        except Exception as exc:  # the session's first request then opens it, as before
+            self._warm_failed.add(version)
+            if self.party is not None and self.party.mac_failed:
+                self.retire_key(self.party.epoch, str(exc))
+            elif not isinstance(exc, (ProtocolError, TransportError, WireError, StoreError,
+                                      DealerUnavailable, DealerRefused)):
+                log.exception("P%d: internal error opening the gallery", self.id)
+            log.warning("P%d: opening the gallery of model version %d failed: %s", self.id,
+                        version, exc)
+            self._abort_and_resync(str(exc))
+
     def _take_batch(self, first: Inbound) -> list[Inbound]:
         """``first`` and, for an identification, other waiting identifications (up to
         ``batch_max``): they share one MPC run's rounds (docs/PROTOCOL.md, "Batches").
@@ -752,6 +809,9 @@ class Coordinator:
             return
         if msg.kind == "refuse":
             self._peer_refused(msg.meta)
+            return
+        if msg.kind == "warm":
+            self._follow_warm(msg.meta)
             return
         if msg.kind != "begin":
             return  # stale abort or message from an aborted exchange

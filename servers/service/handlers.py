@@ -487,6 +487,23 @@ class Handlers:
         return node.gallery(version, lambda: Gallery(
             templates().T, node.party.fresh_key(f"gallery-v{version}")))
 
+    def warmable(self) -> int:
+        """The current model version if identification could use it now, else 0 (no model,
+        no templates, or a revoked identity in it: see :meth:`_servable`)."""
+        store = self.node.store
+        version, meta = store.model_meta()
+        names = meta.get("identities", [])
+        if not version or not names or set(names) & set(store.revoked_identities()):
+            return 0
+        return version if store.model_row(version, "templates", 0) is not None else 0
+
+    def warm(self, version: int) -> None:
+        """Open model ``version``'s gallery for this session (coordinator._lead_warm)."""
+        current, _, models = self.node.store.models()
+        if current != version or "templates" not in models:
+            raise ProtocolError(f"model version {version} is not the current one")
+        self._warm_gallery(version, self._share(models["templates"]))
+
     def _warm_gallery(self, version: int, templates: AuthShare) -> None:
         """Open a new version's gallery and MAC-check the opening before it is committed."""
         self._open_gallery(version, lambda: templates)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,3 +47,10 @@ def client(deployment):
 
 def unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def gallery_openings(d: LocalDeployment) -> list[int]:
+    """The model versions whose galleries P0 and P1 opened since this start (their logs)."""
+    pattern = re.compile(r"P[01]: opened the gallery of model version (\d+)")
+    return [int(v) for p in ("p0", "p1")
+            for v in pattern.findall(d.logs[p].read_text().split("signal 15")[-1])]

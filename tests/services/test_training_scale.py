@@ -8,7 +8,6 @@ model, and a run that would take hours is refused with the way out, not started.
 
 from __future__ import annotations
 
-import re
 import time
 
 import numpy as np
@@ -17,7 +16,7 @@ import pytest
 from splitface.edge.client import ServerRefused
 from splitface.servers.deploy_local import LocalDeployment
 from splitface.shared import api
-from tests.services.conftest import client_for, running, unit
+from tests.services.conftest import client_for, gallery_openings, running, unit
 
 RNG = np.random.default_rng(41)  # test data only
 IDENTITIES = 40  # 40 x 40 enrolments x 100,000 epochs = 1.6e8 logits: over the limit
@@ -64,20 +63,13 @@ def test_a_logistic_run_of_hours_is_refused_and_templates_alone_train_in_seconds
         out = admin.admin("train")
         assert out.status == "trained"
         assert out.details["models"] == ["templates"]
-        opened = _gallery_openings(dep)
+        opened = gallery_openings(dep)
         assert opened == [out.details["model_version"]] * 2  # by the training, on both
         probe = unit(centres[7] + 0.05 * RNG.normal(size=128))
         assert admin.identify(probe).identity == "id-007"
-        assert _gallery_openings(dep) == opened  # the first identification reused it
+        assert gallery_openings(dep) == opened  # the first identification reused it
         stranger = unit(RNG.normal(size=128))
         assert admin.identify(stranger).identity is None
-
-
-def _gallery_openings(d: LocalDeployment) -> list[int]:
-    """The model versions whose galleries P0 and P1 opened since this start (their logs)."""
-    pattern = re.compile(r"P[01]: opened the gallery of model version (\d+)")
-    return [int(v) for p in ("p0", "p1")
-            for v in pattern.findall(d.logs[p].read_text().split("signal 15")[-1])]
 
 
 def test_servers_with_different_training_settings_refuse_and_say_which(dep):

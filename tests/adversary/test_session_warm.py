@@ -1,0 +1,63 @@
+"""A malicious P0 against P1's session-start gallery opening ("warm").
+
+P0 names the model version whose gallery both servers open when a session starts. P1
+opens only its own current version, only in the session it is in, and only once per
+session: otherwise P0 could make it load and open a gallery of 100,000 again and again
+(each opening asks the dealer for a fresh D x N mask), or open an old version.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from splitface.shared.wire import Message
+from tests.adversary.stub_coordinator import make_node
+
+
+@pytest.fixture
+def p1(tmp_path):
+    node, _, peer, _ = make_node(tmp_path, 1)
+    warmed: list[int] = []
+    node.handlers.warmable = lambda: 3  # its current model: version 3
+    node.handlers.warm = warmed.append  # records instead of opening (no MPC here)
+    return node, peer, warmed
+
+
+def _ask(node, peer, meta: dict) -> bool:
+    peer.send(Message("warm", meta))
+    node._follow_if_asked()
+    return bool(peer.recv("warm_ack", timeout=2.0).meta.get("ok"))
+
+
+@pytest.mark.parametrize("meta", [
+    {"version": 2},  # an older (or any other) version
+    {"version": 4},
+    {"version": True},  # not a version number
+    {"version": "3"},
+    {},
+])
+def test_p1_opens_only_its_own_current_version(p1, meta):
+    node, peer, warmed = p1
+    assert not _ask(node, peer, {"sid": node.session, **meta})
+    assert warmed == []
+
+
+def test_p1_opens_nothing_for_another_session(p1):
+    node, peer, warmed = p1
+    assert not _ask(node, peer, {"sid": "x" * 24, "version": 3})
+    assert warmed == []
+
+
+def test_p1_opens_at_most_once_per_session(p1):
+    node, peer, warmed = p1
+    assert _ask(node, peer, {"sid": node.session, "version": 3})
+    for _ in range(3):
+        assert not _ask(node, peer, {"sid": node.session, "version": 3})
+    assert warmed == [3]
+
+
+def test_p1_without_a_model_opens_nothing(p1):
+    node, peer, warmed = p1
+    node.handlers.warmable = lambda: 0
+    assert not _ask(node, peer, {"sid": node.session, "version": 0})
+    assert warmed == []
