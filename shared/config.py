@@ -83,7 +83,7 @@ class IdentifyOptions:
         "Most waiting identifications the servers answer together in one MPC run (they share "
         "its rounds; each terminal still gets only its own answer). 1 answers one at a time; "
         "P1 refuses batches larger than its own setting. Both servers lower it for large "
-        "galleries (1 at 100,000 identities) so a batch's keys stay within 384 MiB.", 16,
+        "galleries (3 at 100,000 identities) so a batch's keys stay within 384 MiB.", 16,
         check=in_range(1, 64))
 
 

@@ -137,8 +137,9 @@ def truncate_and_test(x: AuthShare, m: int, shifts: list[int], skip: int, bits: 
     return truncation.finish(flat, c, mask.trunc, m).reshape(x.shape), tests
 
 
-def relu(x: AuthShare, bits: int) -> AuthShare:
-    """[x >= 0] * x from ONE opening and no product, for |x| < 2^(bits-1).
+def relu(x: AuthShare, bits: int, skip: int = 0) -> AuthShare:
+    """[x >= 0] * x from ONE opening and no product, for |x| < 2^(skip+bits-1) - 2^skip;
+    with ``skip`` > 0 the test is coarse: x in [-2^skip, 0) may come back as x, not 0.
 
     With b = [x >= 0] and x = c - r (c opened, r the dealer's mask): b*x = c*[b] - [b*r];
     the DCF payload (1 - 2s) * (1, r) gives [u] and [u*r] for u = s XOR [ . < . ], and b
@@ -146,20 +147,21 @@ def relu(x: AuthShare, bits: int) -> AuthShare:
     idea with the mask in the payload).
     """
     with x.party.op("relu"):
-        return run_round(x.party, [relu_opening(x, bits)])[0]
+        return run_round(x.party, [relu_opening(x, bits, skip)])[0]
 
 
-def relu_opening(x: AuthShare, bits: int) -> Opening:
+def relu_opening(x: AuthShare, bits: int, skip: int = 0) -> Opening:
     """The round of :func:`relu` (to run beside other openings)."""
-    _check_window(0, bits)
+    _check_window(skip, bits)
     party = x.party
     flat = x.reshape(-1)
-    m = party.prep.ltz_masks(flat.shape, bits, 0, relu=True)
+    m = party.prep.ltz_masks(flat.shape, bits, skip, relu=True)
 
     def finish(opened: list[np.ndarray]) -> AuthShare:
         c = opened[0]
         r = AuthShare(party, m.r[0], m.r[1])
-        w = (c[0] + np.uint64(1 << (bits - 1))) & _mask(bits)
+        w = ((c[0] + np.uint64(1 << (skip + bits - 1))) & _mask(skip + bits)) \
+            >> np.uint64(skip)
         out = eval_key(party.id, m.key, (w & _mask(bits - 1)).reshape(-1, 1))[:, :, 0]
         n = flat.shape
         u = AuthShare(party, m.sign[0], m.sign[1]) + _share(party, out, 0, n)

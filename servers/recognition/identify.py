@@ -5,14 +5,15 @@ for a unit probe (which the servers enforce, probe_check.py). Identification:
 
 1. scores s_j = probe . w_j from the fixed gallery (one opening: the probe's masked value);
 2. the scores are truncated to SCORE_FRAC = 12 fractional bits (one opening; error 0 or
-   +1 unit): the tournament's DCF keys then span 12 + m + 3 bits instead of 32 + m + 3,
-   which cuts the dealer's and both servers' FSS work by 40-50 % for one round;
-3. each score is packed with its identity: v_j = s_j * 2^m + (N - j), and a public
-   *threshold sentinel* v_T = floor(threshold * 2^f) * 2^m joins them: the maximum of the
-   packed values is the best identity if its score reaches the threshold, else the
-   sentinel (ties go to the lower j, and a score equal to the threshold accepts);
+   +1 unit), so the comparisons span 12 score bits instead of 32;
+3. each score is packed with its identity: v_j = s_j * 2^(m+1) + (N - j), and a public
+   *threshold sentinel* v_T = floor(threshold * 2^f) * 2^(m+1) joins them: the maximum of
+   the packed values is the best identity if its score reaches the threshold, else the
+   sentinel (exact ties of truncated scores go either way; the sentinel is always the
+   right-hand operand, so a score equal to the threshold accepts);
 4. a tournament of ReLUs, max(a, b) = b + ReLU(a - b), ONE opening per level and no
-   product (compare.relu): ceil(log2(N + 1)) rounds;
+   product (compare.relu): ceil(log2(N + 1)) rounds. The ReLU's test skips the m index
+   bits (tournament_window), so its DCF keys span the score's 15 bits whatever N is;
 5. the winner's low m bits are its row in a public name table; a one-hot of that secret
    row (one opening, a DPF key) times the table gives the name's words as shares. The
    sentinel's row is empty: an unknown face gets no name, and no index of a near miss.
@@ -39,8 +40,8 @@ from splitface.shared.names import NAME_WORDS, encode_name
 SCORE_FRAC = 12  # fractional bits the decisions resolve when scores are truncated
 SCORE_INT_BITS = 1  # |score| < 2: unit probe (enforced) and unit templates
 # The tournament's DCF keys a batch may hold on each server (the running batch's; the
-# prefetched next batch holds as much again). One probe's keys grow as N log N: 23 MB at
-# N = 10,000 and 264 MB at N = 100,000, where a batch of 16 would need 4.2 GB.
+# prefetched next batch holds as much again). One probe's keys grow as N: 13 MB at
+# N = 10,000 and 131 MB at N = 100,000, where a batch of 16 would need 2.1 GB.
 BATCH_KEY_BYTES = 384 << 20
 
 
@@ -114,17 +115,17 @@ def identify(gallery: Gallery, probes: AuthShare, threshold: float, names: NameT
         frac = SCORE_FRAC
         (scores,) = round_([truncation.truncate_opening(scores, scores.frac - frac)])
         m = names.bits
-        packed = scores.mul_ring(_pow2(m)).add_ring(_public_ints(
+        packed = scores.mul_ring(_pow2(m + 1)).add_ring(_public_ints(
             np.arange(gallery.size, 0, -1, dtype=np.int64)))
-        sentinel = int(np.floor(threshold * (1 << frac))) << m
+        sentinel = int(np.floor(threshold * (1 << frac))) << (m + 1)
         values = concat([AuthShare(party, packed.val, packed.mac, 0),
                          party_constant(party, np.full((k, 1), sentinel, dtype=np.int64))],
                         axis=1)
-        bits = _tournament_bits(m)
+        skip, bits = tournament_window(m)
         while values.shape[1] > 1:
             n, h = values.shape[1], values.shape[1] // 2
             a, b = values[:, 0:2 * h:2], values[:, 1:2 * h:2]
-            (gain,) = round_([compare.relu_opening(a - b, bits)])
+            (gain,) = round_([compare.relu_opening(a - b, bits, skip)])
             best = b + gain
             values = concat([best, values[:, n - 1:n]], axis=1) if n % 2 else best
         (onehots,) = round_([compare.one_hot_opening(values[:, 0], m)])
@@ -150,17 +151,26 @@ def verify(template: AuthShare, probe: AuthShare, threshold: float,
     return 1 - below.reshape(())
 
 
-def _tournament_bits(m: int) -> int:
-    """The comparisons' window: |a - b| < 2^(bits-1), with room to spare."""
-    return SCORE_FRAC + SCORE_INT_BITS + m + 2
+def tournament_window(m: int) -> tuple[int, int]:
+    """(skip, bits) of the tournament's comparisons for m index bits.
+
+    A packed difference is x = ds * 2^(m+1) + di with |di| < 2^m, so the comparison skips
+    the m index bits (its DCF spans only the score's bits, whatever N is). A coarse test
+    may err only for x in [-2^m, 0); the spare bit m puts every x with ds != 0 outside
+    that range, so scores are compared exactly and only exact ties (ds = 0) may go either
+    way. The window holds |ds| <= 2^(SCORE_FRAC + SCORE_INT_BITS + 1) - 1 (|x| <
+    2^(skip+bits-1) - 2^skip); the probe check and unit templates keep |score| <= 1.02,
+    so |ds| <= 8,360."""
+    return m, SCORE_FRAC + SCORE_INT_BITS + 3
 
 
 def tournament_key_bytes(identities: int) -> int:
     """One probe's tournament DCF keys on one server (P1's part: root seeds and
     corrections), as the dealer lays them out."""
-    bits, n, total = _tournament_bits(max(1, identities.bit_length())), identities + 1, 0
+    skip, bits = tournament_window(max(1, identities.bit_length()))
+    n, total = identities + 1, 0
     while n > 1:
-        spec = layout(Request("ltz", ((1, n // 2), bits, 0, True))).fss[0]
+        spec = layout(Request("ltz", ((1, n // 2), bits, skip, True))).fss[0]
         total += spec.nbytes
         n -= n // 2
     return total

@@ -171,6 +171,77 @@ def test_near_ties_pick_within_one_unit_of_the_best():
     assert exact[j] > exact.max() - 2.0 ** -11
 
 
+def _exact(core: DealerCore, units: np.ndarray, threshold_units: int) -> str | None:
+    """Identify the probe e_0 against templates s_j * e_0 (s_j in units of 2^-12): every
+    score is exactly s_j, so the truncation adds no error and only the tournament's
+    comparisons decide."""
+    templates = np.zeros((units.size, 16))
+    templates[:, 0] = units / 2.0**12
+    probe = np.zeros(16)
+    probe[0] = 1.0
+    names = [f"id {i}" for i in range(units.size)]
+    got, ok = _run(core, templates, probe, threshold_units / 2.0**12, names)
+    assert ok == 1
+    return got
+
+
+@pytest.mark.parametrize("m", [2, 5, 8])
+def test_scores_one_unit_apart_are_told_apart_exactly(m):
+    """The best (last index) and the second best, one unit (2^-12) lower (index 0), meet in
+    the final: their packed difference is -2^(m+1) + N - 1, so a coarse test without the
+    spare bit between score and index (skip = m, packing by 2^m) errs with probability
+    1 - 2/2^m there, and one with skip = m + 1 always may (attacker review 9)."""
+    n = (1 << m) - 1
+    core = DealerCore()
+    for _ in range(3):
+        units = np.full(n, -2000)
+        units[0], units[-1] = 2999, 3000
+        assert _exact(core, units, -4096) == f"id {n - 1}"
+        assert _exact(core, units, 3000) == f"id {n - 1}"  # equal to the threshold: accepted
+        units[0], units[-1] = 2998, 2999
+        assert _exact(core, units, 3000) is None  # one unit below it: rejected
+
+
+def _allowed(units: np.ndarray, threshold_units: int) -> set[str | None]:
+    best = units.max()
+    if best < threshold_units:
+        return {None}
+    return {f"id {i}" for i in np.flatnonzero(units == best)}
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 8, 15, 16])
+def test_scores_and_thresholds_at_the_windows_edges(n):
+    """Scores of exactly -1 and +1 (and one unit inside), thresholds at -1, 0 and +1: the
+    tournament's window must hold every difference (a window one bit short fails here)."""
+    core = DealerCore()
+    for threshold in (-4096, 0, 4095, 4096):
+        for _ in range(2):
+            units = RNG.choice([-4096, 4096, -4095, 4095, 0, 1, -1], size=n)
+            assert _exact(core, units, threshold) in _allowed(units, threshold), \
+                (units, threshold)
+    low = np.full(n, -4096)
+    assert _exact(core, low, 4096) is None
+    low[-1] = 4096
+    assert _exact(core, low, 4096) == f"id {n - 1}"
+
+
+def test_the_threshold_is_exact_to_one_unit():
+    """The sentinel is always the right-hand operand, so a score equal to the threshold
+    wins against it (x = N - j > 0 is decided exactly): equal accepts."""
+    core = DealerCore()
+    units = np.array([1200, 2047, -300, 2046, 5])
+    assert _exact(core, units, 2048) is None  # one unit below: rejected
+    assert _exact(core, units, 2047) == "id 1"  # equal: accepted
+    assert _exact(core, units, 2046) == "id 1"  # one unit above: accepted, and the best
+
+
+def test_exact_ties_pick_one_of_the_tied():
+    core = DealerCore()
+    units = np.array([7, 2100, -5, 2100, 2099, 2100])
+    for _ in range(3):
+        assert _exact(core, units, 1000) in ("id 1", "id 3", "id 5")
+
+
 @pytest.mark.parametrize("probe_kind", ["big_coordinate", "short", "long", "wraps"])
 def test_a_probe_out_of_range_is_refused(probe_kind):
     core = DealerCore()
@@ -236,7 +307,7 @@ def test_tournament_key_bytes_are_what_the_dealer_sends(n, monkeypatch):
                            np.zeros((2, spec.keys, 2), np.uint64))
             sent += keys.roots[1].nbytes + sum(c.nbytes for c in keys.corrections())
     assert sent == tournament_key_bytes(n) > 0
-    assert batch_limit(n, 16) == 16 and batch_limit(100_000, 16) == 1
+    assert batch_limit(n, 16) == 16 and batch_limit(100_000, 16) == 3
 
 
 def test_a_batch_asks_the_dealer_as_often_as_one_probe(monkeypatch):

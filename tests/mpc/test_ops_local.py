@@ -348,6 +348,26 @@ def test_relu_from_one_opening(parties, core, data, n, bits):
     assert kinds == ["ltz"] and opened == xs.size
 
 
+@given(data=st.data(), n=st.integers(1, 20), skip=st.sampled_from([1, 7, 17]),
+       bits=st.sampled_from([3, 16, 30]))
+@SETTINGS
+def test_coarse_relu_errs_only_just_below_zero(parties, core, data, n, skip, bits):
+    """relu with skip (the tournament's): max(x, 0), except that x in [-2^skip, 0) may
+    come back as x; never any other value."""
+    lim = (1 << (skip + bits - 1)) - (1 << skip) - 1
+    edge = [0, -1, -(1 << skip), -(1 << skip) - 1, lim, -lim]
+    xs = np.array(data.draw(st.lists(st.integers(-lim, lim), min_size=n, max_size=n))
+                  + edge, dtype=np.int64)
+
+    def fn(party, t):
+        return compare.relu(as_share(party, t), bits, skip).reveal_float()
+
+    y, _ = run_pair(fn, parties, share_ints(core, xs))
+    coarse = (xs >= -(1 << skip)) & (xs < 0)
+    np.testing.assert_array_equal(y[~coarse], np.maximum(xs, 0)[~coarse])
+    assert np.all((y[coarse] == 0) | (y[coarse] == xs[coarse]))
+
+
 @given(data=st.data(), n=st.integers(1, 20), bits=st.sampled_from([3, 16, 64]))
 @SETTINGS
 def test_interval_membership(parties, core, data, n, bits):

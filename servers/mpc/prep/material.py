@@ -201,8 +201,8 @@ def _layout(req: Request) -> Layout:
             s = _shape(p[0])
             if k == "ltz":
                 bits, skip, relu = _int(p[1], 2, K, "bits"), _int(p[2], 0, K, "skip"), p[3]
-                if not isinstance(relu, bool) or (relu and skip):
-                    raise ProtocolError("relu is a bool, only with skip 0")
+                if not isinstance(relu, bool):
+                    raise ProtocolError("relu is a bool")
                 out = [s, s] + ([s] if relu else [])  # r, sign bit (, sign bit * r)
             else:
                 _int(p[1], 1, K - 3, "truncation shift")
