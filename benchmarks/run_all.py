@@ -167,7 +167,11 @@ def targets(results: list[tuple[str, list[str], dict | str]]) -> list[str]:
             rows.append(("training 1,000 x 128 x 10 x 5 epochs, s", "<= 2", r["train_s"]))
         if name == "fss":
             rows += [("numba DCF key generation, x over numpy", ">= 2", r["speedup_gen"]),
-                     ("numba DCF evaluation, x over numpy", ">= 2", r["speedup_eval"])]
+                     ("numba DCF evaluation, x over numpy", ">= 2", r["speedup_eval"]),
+                     ("numba gallery product (one probe, N = 10,000), x over numpy", ">= 2",
+                      r["speedup_gallery_probe"]),
+                     ("numba gallery product (8 probes), x over numpy", ">= 2",
+                      r["speedup_gallery_batch"])]
         if name == "soak":
             # A server's RSS after a training swings by ~25 MB from run to run (glibc hands
             # freed arenas back or not), so a leak shows as later peaks above earlier ones,

@@ -402,38 +402,6 @@ def matmul_limbs(a: np.ndarray, b_stack: np.ndarray) -> np.ndarray:
     return _from_limb_sums(_diagonals_left(to_limbs(a), b_stack))
 
 
-def limbs16(a: np.ndarray, block: int = 4096) -> np.ndarray:
-    """Limb-major 16-bit limbs (8, r, c) of a ring matrix: the same memory as the matrix.
-
-    A large fixed right operand kept this way is turned into float64 limbs one column
-    block at a time by a single conversion pass (``matmul_limbs16``), instead of the two
-    transposing copies ``to_limbs`` needs. Converted in column blocks to bound temporaries.
-    """
-    if a.ndim != 3:
-        raise ValueError(f"limbs16 needs a matrix, got logical shape {shape_of(a)}")
-    _, r, c = a.shape
-    out = np.empty((_LIMBS, r, c), dtype=np.uint16)
-    for s in range(0, c, block):
-        e = min(s + block, c)
-        out[:, :, s:e] = a[:, :, s:e].transpose(1, 2, 0).copy().view(np.uint16).transpose(2, 0, 1)
-    return out
-
-
-def matmul_limbs16(a: np.ndarray, b16: np.ndarray, scratch: np.ndarray | None = None
-                   ) -> np.ndarray:
-    """a @ B mod 2^128 for B given as (a column block of) ``limbs16(B)``.
-
-    ``scratch``: a reusable flat float64 buffer of at least b16.size elements; converting
-    into warm memory is about twice as fast as into a fresh allocation.
-    """
-    _, n, w = b16.shape
-    if scratch is None or scratch.size < b16.size:
-        scratch = np.empty(b16.size)
-    limbs = scratch[:b16.size].reshape(b16.shape)
-    np.copyto(limbs, b16, casting="unsafe")
-    return matmul_limbs(a, limbs.reshape(_LIMBS * n, w))
-
-
 def stack_limbs(b: np.ndarray) -> np.ndarray:
     """Pre-split the right operand of a product: (2, n, p) -> float64 (8n, p)."""
     return to_limbs(b).reshape(_LIMBS * b.shape[1], b.shape[2])

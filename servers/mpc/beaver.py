@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from splitface.servers.mpc import ring_kernels
 from splitface.servers.mpc.errors import ShapeError
 from splitface.servers.mpc.prep.material import fan_index
 from splitface.servers.mpc.rounds import Opening, run_round
@@ -24,10 +25,9 @@ from splitface.servers.mpc.share import AuthShare
 from splitface.shared import fixedpoint, ring
 from splitface.shared.fixedpoint import F
 
-# Fixed operands up to this many elements keep their float64 limb split in memory
-# (64 bytes per element per matrix); larger ones are split per column block per query.
-PRESPLIT_MAX_ELEMENTS = 4 << 20
-STREAM_BLOCK = 2048
+# Fixed operands larger than this are MAC-checked as soon as they are opened, so the party
+# drops its copies of the opened value and MAC (two gallery-sized arrays) at once.
+EARLY_CHECK_ELEMENTS = 4 << 20
 
 
 def rescale(z: AuthShare) -> AuthShare:
@@ -282,9 +282,9 @@ def open_fixed(w: AuthShare, key: str, *, consume: bool = False
 class FixedOperand:
     """A shared matrix W (n x p) that stays fixed across many left products x @ W.
 
-    W - B is opened once (and MAC-checked with the next check); B's shares and the
-    public E = W - B are kept as float64 limbs when small enough, else as limb-major
-    16-bit limbs (no more memory than the raw arrays) converted per column block.
+    W - B is opened once (and MAC-checked with the next check); the public E = W - B and
+    B's value and MAC shares are kept as ring arrays (16 bytes per element each) and
+    multiplied by the compiled kernel (ring_kernels.matmul).
     """
 
     def __init__(self, w: AuthShare, key: str, *, consume: bool = False) -> None:
@@ -295,36 +295,16 @@ class FixedOperand:
         self.party, self.key, self.frac = w.party, key, w.frac
         self.n, self.p = w.shape
         e, (b_val, b_mac) = open_fixed(w, key, consume=consume)
-        self._presplit = self.n * self.p <= PRESPLIT_MAX_ELEMENTS
-        if self._presplit:
-            self._E_stack = ring.stack_limbs(e)
-            self._B_stack = ring.stack_limbs(ring.concat([b_val, b_mac], axis=1))
-        else:  # limb-major uint16, the raw arrays' memory; float64 per column block per query
-            # check W - B now: the party then drops its copies of the opened value and MAC
-            # (two gallery-sized arrays) before the conversion needs room (2 GiB at N=10^5)
+        if self.n * self.p > EARLY_CHECK_ELEMENTS:
             self.party.check()
-            self._E16 = ring.limbs16(e)
-            del e
-            self._Bv16 = ring.limbs16(b_val)
-            del b_val
-            self._Bm16 = ring.limbs16(b_mac)
-            del b_mac
-            self._scratch = np.empty(8 * self.n * 2 * STREAM_BLOCK)
+        self._E = np.ascontiguousarray(e)
+        self._Bv, self._Bm = np.ascontiguousarray(b_val), np.ascontiguousarray(b_mac)
 
-    def _products(self, xv: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(xv @ E, d @ [B | mB]), presplit or streamed by column blocks."""
-        if self._presplit:
-            return ring.matmul_limbs(xv, self._E_stack), ring.matmul_limbs(d, self._B_stack)
-        p = self.p
-        xe = np.empty((2, xv.shape[1], p), dtype=np.uint64)
-        db = np.empty((2, d.shape[1], 2 * p), dtype=np.uint64)
-        for s in range(0, p, STREAM_BLOCK):
-            e = min(s + STREAM_BLOCK, p)
-            xe[:, :, s:e] = ring.matmul_limbs16(xv, self._E16[:, :, s:e], self._scratch)
-            both = np.concatenate([self._Bv16[:, :, s:e], self._Bm16[:, :, s:e]], axis=2)
-            blk = ring.matmul_limbs16(d, both, self._scratch)
-            db[:, :, s:e], db[:, :, p + s:p + e] = blk[:, :, :e - s], blk[:, :, e - s:]
-        return xe, db
+    def _products(self, xv: np.ndarray, d: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(xv @ E, d @ B, d @ mB)."""
+        return (ring_kernels.matmul(xv, self._E), ring_kernels.matmul(d, self._Bv),
+                ring_kernels.matmul(d, self._Bm))
 
     def left_matmul(self, x: AuthShare, *, rescale_result: bool = True) -> AuthShare:
         """[x @ W] for x of shape (m, n) or (n,), opening only x - A; unscaled (x.frac +
@@ -342,9 +322,9 @@ class FixedOperand:
         a, c = party.prep.fixed_triples(self.key, m, self.n, self.p)
 
         def finish(opened: list[np.ndarray]) -> AuthShare:
-            xe, db = self._products(ring.concat([x2.val, x2.mac], axis=0), opened[0])
-            val = ring.add(ring.add(xe[:, :m], db[:, :, :self.p]), c[0])
-            mac = ring.add(ring.add(xe[:, m:], db[:, :, self.p:]), c[1])
+            xe, dbv, dbm = self._products(ring.concat([x2.val, x2.mac], axis=0), opened[0])
+            val = ring.add(ring.add(xe[:, :m], dbv), c[0])
+            mac = ring.add(ring.add(xe[:, m:], dbm), c[1])
             z = AuthShare(party, val, mac, x.frac + self.frac)
             return z.reshape(self.p) if squeeze else z
 

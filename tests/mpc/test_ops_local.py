@@ -208,17 +208,18 @@ def test_misuse_is_loud(parties, core):
     run_pair(fn, parties, share_floats(core, np.zeros((3, 4))))
 
 
-def test_fixed_operand_streamed(parties, core, monkeypatch):
-    """Large models are split into limbs per column block at query time: same result."""
+def test_fixed_operand_checked_early(parties, core, monkeypatch):
+    """Large models are MAC-checked as soon as they are opened (their copies then go):
+    the same result."""
     from splitface.servers.mpc import beaver
 
-    monkeypatch.setattr(beaver, "PRESPLIT_MAX_ELEMENTS", 0)
-    monkeypatch.setattr(beaver, "STREAM_BLOCK", 7)
+    monkeypatch.setattr(beaver, "EARLY_CHECK_ELEMENTS", 0)
     rng = np.random.default_rng(5)
-    w, x = rng.normal(size=(9, 30)) / 3, rng.normal(size=9) / 3
+    w, x = rng.normal(size=(9, 30)) / 3, rng.normal(size=(5, 9)) / 3
 
     def fn(party, wt, xt):
         fixed = FixedOperand(as_share(party, wt), party.fresh_key("w"))
+        assert party.pending_checks == 0
         return fixed.left_matmul(as_share(party, xt)).reveal_float()
 
     r0, _ = run_pair(fn, parties, share_floats(core, w), share_floats(core, x))

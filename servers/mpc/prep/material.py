@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from splitface.servers.mpc import ring_kernels
 from splitface.servers.mpc.errors import ProtocolError
 from splitface.shared import ring
 from splitface.shared.fixedpoint import K
@@ -262,15 +263,11 @@ def _layout(req: Request) -> Layout:
     return Layout(tuple(out), tuple(fss))
 
 
-STACK_CACHE_ELEMENTS = 4 << 20  # masks up to this size keep their float64 limb split (64 B/el.)
-
-
 class FixedMasks:
     """One session's fixed-model masks B, by key, for later per-query triples (write-once)."""
 
     def __init__(self) -> None:
         self._masks: dict[str, np.ndarray] = {}
-        self._stacks: dict[str, np.ndarray] = {}
 
     def has(self, key: str) -> bool:
         return key in self._masks
@@ -283,12 +280,7 @@ class FixedMasks:
     def product(self, key: str, a: np.ndarray) -> np.ndarray:
         if key not in self._masks:
             raise ProtocolError(f"unknown fixed mask {key!r}")
-        b = self._masks[key]
-        if b[0].size > STACK_CACHE_ELEMENTS:  # bounded memory: split per query instead
-            return ring.matmul(a, b)
-        if key not in self._stacks:
-            self._stacks[key] = ring.stack_limbs(b)
-        return ring.matmul_limbs(a, self._stacks[key])
+        return ring_kernels.matmul(a, self._masks[key])
 
     def rows_product(self, key: str, rows: tuple[int, ...], v: np.ndarray,
                      transpose: bool) -> np.ndarray:
@@ -303,7 +295,6 @@ class FixedMasks:
 
     def drop(self, key: str) -> None:
         self._masks.pop(key, None)
-        self._stacks.pop(key, None)
 
 
 @dataclass
