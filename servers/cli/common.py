@@ -12,6 +12,15 @@ import threading
 from splitface.shared.config_schema import ConfigError
 
 EXIT_CONFIG = 78  # EX_CONFIG: systemd's RestartPreventExitStatus=78 stops restart loops
+EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: e.g. a port still held by another process; systemd retries
+
+
+def listen_error_exit(what: str, exc: Exception) -> int:
+    """A socket this daemon must listen on is taken (another process, or a previous run
+    not yet gone): one clear line instead of a traceback, and an exit systemd retries."""
+    print(f"cannot listen for {what}: {exc} (another process holds the address; "
+          "retried on restart)", file=sys.stderr)
+    return EXIT_TEMPFAIL
 
 
 def setup_logging(level: str) -> None:

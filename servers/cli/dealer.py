@@ -9,7 +9,12 @@ import time
 
 import zmq
 
-from splitface.servers.cli.common import config_error_exit, setup_logging, stop_event
+from splitface.servers.cli.common import (
+    config_error_exit,
+    listen_error_exit,
+    setup_logging,
+    stop_event,
+)
 from splitface.servers.dealer.service import DealerService, load_keyring
 from splitface.servers.mpc.prep.dealer import DealerCore
 from splitface.servers.mpc.threads import limit_blas_threads
@@ -39,9 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     stop = stop_event()
     ctx = zmq.Context()
     auth = start_authenticator(ctx, list(party_keys.values()))
-    service = DealerService(DealerCore(keyring), ctx, cfg.listen, public_key=public,
-                            secret_key=secret, party_keys=party_keys,
-                            max_bytes=cfg.max_message_bytes)
+    try:
+        service = DealerService(DealerCore(keyring), ctx, cfg.listen, public_key=public,
+                                secret_key=secret, party_keys=party_keys,
+                                max_bytes=cfg.max_message_bytes)
+    except zmq.ZMQError as exc:
+        auth.stop()
+        ctx.destroy(linger=0)
+        return listen_error_exit(f"the servers on {cfg.listen}", exc)
     watchdog = sdnotify.Watchdog.from_env()
     thread = threading.Thread(target=service.serve, args=(stop,), daemon=True)
     thread.start()

@@ -9,7 +9,12 @@ import zmq
 
 from splitface.servers.cards.nonces import NonceStore
 from splitface.servers.cards.registry import CardRegistry
-from splitface.servers.cli.common import config_error_exit, setup_logging, stop_event
+from splitface.servers.cli.common import (
+    config_error_exit,
+    listen_error_exit,
+    setup_logging,
+    stop_event,
+)
 from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
 from splitface.servers.mpc.prep.remote import DealerClient, RemotePreprocessing
 from splitface.servers.mpc.threads import limit_blas_threads
@@ -50,15 +55,24 @@ def main(argv: list[str] | None = None) -> int:
     ctx = zmq.Context()
     auth = start_authenticator(ctx, {"edge": list(edges.values()), "peer": [peer_key]})
     timeout = cfg.request_timeout_s
-    if cfg.party == 0:
-        channel = ZmqChannel.bind(ctx, cfg.listen_peer, public_key=public, secret_key=secret,
-                                  default_timeout=timeout)
-    else:
-        channel = ZmqChannel.connect(ctx, cfg.peer_endpoint, public_key=public,
-                                     secret_key=secret, server_key=peer_key,
-                                     default_timeout=timeout)
-    gateway = EdgeGateway(ctx, cfg.listen_edge, public_key=public, secret_key=secret,
-                          terminal_names=terminal_names(edges), max_bytes=cfg.max_message_bytes)
+    try:
+        what = f"the other server on {cfg.listen_peer}" if cfg.party == 0 \
+            else f"the other server at {cfg.peer_endpoint}"
+        if cfg.party == 0:
+            channel = ZmqChannel.bind(ctx, cfg.listen_peer, public_key=public,
+                                      secret_key=secret, default_timeout=timeout)
+        else:
+            channel = ZmqChannel.connect(ctx, cfg.peer_endpoint, public_key=public,
+                                         secret_key=secret, server_key=peer_key,
+                                         default_timeout=timeout)
+        what = f"terminals on {cfg.listen_edge}"
+        gateway = EdgeGateway(ctx, cfg.listen_edge, public_key=public, secret_key=secret,
+                              terminal_names=terminal_names(edges),
+                              max_bytes=cfg.max_message_bytes)
+    except zmq.ZMQError as exc:
+        auth.stop()
+        ctx.destroy(linger=0)
+        return listen_error_exit(what, exc)
 
     def dealer_client() -> DealerClient:
         return DealerClient(ctx, cfg.dealer_endpoint, party=cfg.party, public_key=public,
