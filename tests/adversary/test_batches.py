@@ -18,6 +18,7 @@ import pytest
 
 from splitface.edge.client import ServerRefused
 from splitface.servers.deploy_local import LocalDeployment
+from splitface.servers.recognition.identify import batch_limit
 from splitface.servers.service.coordinator import _offer_digest
 from splitface.servers.service.handlers import NodeOptions
 from splitface.shared import api
@@ -79,27 +80,30 @@ def _large_gallery(node, identities: int = 100_000) -> None:
 
 
 def test_p1_refuses_a_batch_whose_keys_would_not_fit_at_its_gallery_size(tmp_path):
-    """A malicious P0 naming 16 probes at N = 100,000 would make P1 hold 4.2 GB of
+    """A malicious P0 naming 16 probes at N = 100,000 would make P1 hold 2.1 GB of
     tournament keys (twice that with the prefetch): P1 computes the batch limit from the
-    gallery's size itself (identify.batch_limit) and refuses."""
+    gallery's size itself (identify.batch_limit: 3 here) and refuses one more."""
+    limit = batch_limit(100_000, 16)
+    assert 1 <= limit < 16
     p1, gw, peer, ran = make_node(tmp_path, 1)
     _large_gallery(p1)
-    ibs = [offer(KEY3, "edge-3", req=f"{k:016d}") for k in range(2)]
+    ibs = [offer(KEY3, "edge-3", req=f"{k:016d}") for k in range(limit + 1)]
     ack = _step_with(p1, gw, peer, ibs, _batch_begin(p1, ibs))
     assert ack.meta["ok"] is False and ack.meta["code"] == api.BAD_REQUEST
     assert not ran
 
 
-def test_p0_runs_large_galleries_one_probe_at_a_time(tmp_path):
+def test_p0_takes_no_more_than_the_limit_at_its_gallery_size(tmp_path):
+    limit = batch_limit(100_000, 16)
     p0, gw, peer, ran = make_node(tmp_path, 0)
     _large_gallery(p0)
     p0.peer_ok = True
-    for k in range(2):
+    for k in range(limit + 1):
         gw.inbox.append(offer(KEY3, "edge-3", req=f"{k:016d}"))
     step = threading.Thread(target=p0._step, args=(0,))
     step.start()
     begin = peer.recv("begin", timeout=3)
-    assert begin.meta["more"] == []  # the second waits for its own run
+    assert len(begin.meta["more"]) == limit - 1  # the last waits for its own run
     peer.send(Message("abort", {"reason": "test"}))
     step.join(5)
 
