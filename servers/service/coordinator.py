@@ -662,7 +662,10 @@ class Coordinator:
             ack = self.channel.recv(("warm_ack", "abort"),
                                     timeout=min(self.opts.peer_timeout_s, OFFER_TWIN_S + 2.0))
         except (TransportError, WireError) as exc:
+            # not again for this version (e.g. a peer of another release that ignores
+            # "warm" would otherwise cost a resync every time): its first request opens it
             log.warning("P0: the other server did not answer the gallery opening: %s", exc)
+            self._warm_failed.add(version)
             self.peer_ok = False
             return
         if ack.kind == "warm_ack" and ack.meta.get("ok") is True:
