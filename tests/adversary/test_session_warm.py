@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from splitface.shared.transport.base import TransportTimeout
 from splitface.shared.wire import Message
 from tests.adversary.stub_coordinator import make_node
 
@@ -61,3 +62,18 @@ def test_p1_without_a_model_opens_nothing(p1):
     node.handlers.warmable = lambda: 0
     assert not _ask(node, peer, {"sid": node.session, "version": 0})
     assert warmed == []
+
+
+def test_p0_does_not_ask_again_when_the_other_server_never_answers(tmp_path):
+    """A peer that ignores "warm" (another release, or one that plays dead) costs one
+    timeout and one resync, not one every time the session restarts."""
+    node, _, peer, _ = make_node(tmp_path, 0)
+    node.handlers.warmable = lambda: 3
+    node.peer_ok = True
+    node._lead_warm()
+    assert peer.recv("warm", timeout=1.0).meta["version"] == 3
+    assert node.peer_ok is False
+    node.session, node.peer_ok = "t" * 24, True  # the next session
+    node._lead_warm()
+    with pytest.raises(TransportTimeout):
+        peer.recv("warm", timeout=0.5)
