@@ -77,3 +77,27 @@ def test_p0_does_not_ask_again_when_the_other_server_never_answers(tmp_path):
     node._lead_warm()
     with pytest.raises(TransportTimeout):
         peer.recv("warm", timeout=0.5)
+
+
+def test_a_model_naming_a_revoked_identity_is_neither_served_nor_opened(tmp_path):
+    """(e.g. a malicious peer's heal rolled the model back past a revocation) The check
+    reads the model's names as a set built once per version, not once per request."""
+    from splitface.shared import api
+    from splitface.shared.api import ApiError
+
+    node, _, _, _ = make_node(tmp_path, 1)
+    names = [f"id-{i:05d}" for i in range(20_000)]
+    node.store.stage_models(1, {}, {"identities": names})
+    node.store.commit_models(1)
+    handlers = node.handlers
+    assert handlers._revoked_in(node.store.model_meta()[1]) == []
+    node.store.revoke("id-00042")
+    version, meta = node.store.model_meta()
+    txn = type("Txn", (), {"peer": {}})()
+    with pytest.raises(ApiError) as err:
+        handlers._servable(txn, version, meta)
+    assert err.value.code == api.NO_MODEL and "id-00042" in err.value.reason
+    assert handlers.warmable() == 0
+    built = handlers._names
+    handlers._revoked_in(node.store.model_meta()[1])
+    assert handlers._names is built  # the same version's set, not rebuilt
