@@ -496,8 +496,10 @@ class Handlers:
         """The session's opened gallery of a model version, built on first use (W - B, one
         opening of D x N elements: about 10 s at N = 100,000)."""
         node = self.node
+        # the transpose is a copy of its own (ring.transpose), so W - B may be formed in it:
+        # 410 MB less at the opening's peak at N = 100,000
         return node.gallery(version, lambda: Gallery(
-            templates().T, node.party.fresh_key(f"gallery-v{version}")))
+            templates().T, node.party.fresh_key(f"gallery-v{version}"), consume=True))
 
     def warmable(self) -> int:
         """The current model version if identification could use it now, else 0 (no model,
