@@ -56,12 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     auth = start_authenticator(ctx, {"edge": list(edges.values()), "peer": [peer_key]})
     timeout = cfg.request_timeout_s
     try:
-        what = f"the other server on {cfg.listen_peer}" if cfg.party == 0 \
-            else f"the other server at {cfg.peer_endpoint}"
         if cfg.party == 0:
+            what = f"the other server on {cfg.listen_peer}"
             channel = ZmqChannel.bind(ctx, cfg.listen_peer, public_key=public,
                                       secret_key=secret, default_timeout=timeout)
         else:
+            what = f"the other server at {cfg.peer_endpoint}"
             channel = ZmqChannel.connect(ctx, cfg.peer_endpoint, public_key=public,
                                          secret_key=secret, server_key=peer_key,
                                          default_timeout=timeout)

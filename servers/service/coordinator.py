@@ -188,10 +188,9 @@ class Coordinator:
         # servers prefetched for (P0 then runs exactly that many)
         self.plans: dict[tuple[str, int], list] = {}
         self._prefetched_batch = 0
-        # the session whose gallery was opened at its start (at most once per session),
-        # whether P0 still has to start that, and versions whose opening failed
+        # the session whose gallery opening at its start was considered (at most once per
+        # session), and the versions whose opening failed
         self._warmed = ""
-        self._warm_pending = False
         self._warm_failed: set[int] = set()
         self.last_progress = time.monotonic()
 
@@ -289,7 +288,6 @@ class Coordinator:
                 return False
             if not again:
                 self.peer_ok = True
-                self._warm_pending = True
                 self._link_gen = self._link_generation()
                 log.info("P%d: new MPC session %s at key epoch %d", self.id, self.session[:8],
                          self.party.epoch if self.party else 0)
@@ -474,7 +472,7 @@ class Coordinator:
             self._gallery = None
             t0 = time.perf_counter()
             self._gallery = (self.session, version, build())
-            release_free_memory()  # the build's temporaries (limb splits) are garbage now
+            release_free_memory()  # the build's temporaries (loaded templates, masks) are gone
             log.info("P%d: opened the gallery of model version %d (%d identities) in %.1f s",
                      self.id, version, self._gallery[2].size, time.perf_counter() - t0)
         return self._gallery[2]
@@ -515,9 +513,7 @@ class Coordinator:
                 if not self.peer_ok:
                     self._refuse_queue(*self._link_down())
                     return
-            if self._warm_pending:
-                self._warm_pending = False
-                self._lead_warm()
+            self._lead_warm()
             if self._queue and self.peer_ok:
                 self._lead(self._queue.popleft())
         else:
@@ -653,9 +649,13 @@ class Coordinator:
     def _lead_warm(self) -> None:
         """P0, once a session is up: both servers open the current model's gallery now,
         so the first identification after a restart or a resync does not wait for it
-        (6-10 s at N = 100,000). Without a usable model nothing is opened."""
+        (6-10 s at N = 100,000). Without a usable model nothing is opened. Considered once
+        per session: a model trained later opens its gallery in its training."""
+        if self._warmed == self.session:
+            return
+        self._warmed = self.session
         version = self.handlers.warmable()
-        if not version or version in self._warm_failed or self._warmed == self.session:
+        if not version or version in self._warm_failed:
             return
         try:
             self.channel.send(Message("warm", {"sid": self.session, "version": version}))
@@ -691,13 +691,7 @@ class Coordinator:
             self.handlers.warm(version)
         except Exception as exc:  # the session's first request then opens it, as before
             self._warm_failed.add(version)
-            if self.party is not None and self.party.mac_failed:
-                self.retire_key(self.party.epoch, str(exc))
-            elif not isinstance(exc, (ProtocolError, TransportError, WireError, StoreError,
-                                      DealerUnavailable, DealerRefused)):
-                log.exception("P%d: internal error opening the gallery", self.id)
-            log.warning("P%d: opening the gallery of model version %d failed: %s", self.id,
-                        version, exc)
+            self._failed(exc, f"opening the gallery of model version {version}")
             self._abort_and_resync(str(exc))
 
     def _take_batch(self, first: Inbound) -> list[Inbound]:
@@ -950,33 +944,8 @@ class Coordinator:
                 self.audit.refusal(t.inbound.name or t.inbound.key[:8], t.offer.op, t.req,
                                    exc.code, exc.reason)
             self._abort_and_resync(str(exc), quiet=True)
-        except (ProtocolError, TransportError, WireError, StoreError) as exc:
-            failed = isinstance(exc, MacCheckError) or (self.party is not None
-                                                         and self.party.mac_failed)
-            if failed and self.party is not None:
-                failure = (api.ABORTED, "integrity check failed; aborted")
-                self.retire_key(self.party.epoch, str(exc))
-            elif isinstance(exc, (DealerUnavailable, DealerRefused)):
-                log.warning("P%d: request %s: the dealer failed: %s", self.id, txns[0].req,
-                            exc)
-                if isinstance(exc, DealerUnavailable):  # the resync below probes it briefly
-                    self._dealer_down = str(exc)[:200]
-                failure = (api.DEALER_UNAVAILABLE,
-                           f"the dealer failed during the request ({exc}); retry")
-            elif isinstance(exc, TransportError):
-                log.warning("P%d: request %s: the peer link failed: %s", self.id,
-                            txns[0].req, exc)
-                failure = (api.PEER_UNAVAILABLE,
-                           f"the peer link to P{1 - self.id} failed ({exc}); retry")
-            else:
-                log.warning("P%d: request %s aborted: %s", self.id, txns[0].req, exc)
-                failure = (api.ABORTED, f"aborted: {exc}")
-            self._abort_and_resync(str(exc))
         except Exception as exc:  # a bug must cost one run, never the daemon
-            log.exception("P%d: internal error on request %s", self.id, txns[0].req)
-            if self.party is not None and self.party.mac_failed:
-                self.retire_key(self.party.epoch, str(exc))
-            failure = (api.ABORTED, f"internal error ({type(exc).__name__}); aborted")
+            failure = self._failed(exc, f"request {txns[0].req}")
             self._abort_and_resync(str(exc))
         finally:
             self._current = set()
@@ -995,6 +964,31 @@ class Coordinator:
             release_free_memory()
         if txns[0].offer.op in PREFETCHED_OPS and failure is None:
             self._prefetch_next(txns[0].offer.op, len(txns))
+
+    def _failed(self, exc: Exception, what: str) -> tuple[str, str]:
+        """What a run (a request, or the session-start opening) that raised ``exc`` tells
+        its terminals, as (code, reason); a failed MAC check retires the key epoch, and a
+        dealer that did not answer is probed briefly by the resync that follows."""
+        if not isinstance(exc, (ProtocolError, TransportError, WireError, StoreError)):
+            log.exception("P%d: internal error on %s", self.id, what)
+            if self.party is not None and self.party.mac_failed:
+                self.retire_key(self.party.epoch, str(exc))
+            return api.ABORTED, f"internal error ({type(exc).__name__}); aborted"
+        failed = isinstance(exc, MacCheckError) or (self.party is not None
+                                                     and self.party.mac_failed)
+        if failed and self.party is not None:
+            self.retire_key(self.party.epoch, str(exc))
+            return api.ABORTED, "integrity check failed; aborted"
+        if isinstance(exc, (DealerUnavailable, DealerRefused)):
+            log.warning("P%d: %s: the dealer failed: %s", self.id, what, exc)
+            if isinstance(exc, DealerUnavailable):  # the resync that follows probes it briefly
+                self._dealer_down = str(exc)[:200]
+            return api.DEALER_UNAVAILABLE, f"the dealer failed during the request ({exc}); retry"
+        if isinstance(exc, TransportError):
+            log.warning("P%d: %s: the peer link failed: %s", self.id, what, exc)
+            return api.PEER_UNAVAILABLE, f"the peer link to P{1 - self.id} failed ({exc}); retry"
+        log.warning("P%d: %s aborted: %s", self.id, what, exc)
+        return api.ABORTED, f"aborted: {exc}"
 
     def _prefetch_next(self, op: str, ran: int) -> None:
         """After an identification or enrolment run, have the dealer prepare the next one's
