@@ -32,6 +32,19 @@ _SEED = 16
 
 
 _CHECK_BLOCK = 1 << 20  # elements per step of the MAC check's linear combination
+ABORT_REASON_CHARS = 200  # of the other server's abort reason, passed on to a terminal
+
+
+def peer_abort_reason(meta: dict) -> str:
+    """The other server's stated reason for an abort, as harmless text: it is chosen by a
+    server that may be malicious and ends up on a terminal's screen, so anything but
+    printable characters is escaped and the length is bounded."""
+    reason = meta.get("reason")
+    if not isinstance(reason, str):
+        return "no reason given"
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in reason[:ABORT_REASON_CHARS])
+    return text[:ABORT_REASON_CHARS] or "no reason given"
 
 
 def _commit(tag: bytes, *parts: bytes) -> bytes:
@@ -87,10 +100,14 @@ class Party:
         out["sid"], out["ctr"] = self.session, self._ctr
         try:
             self.channel.send(Message(kind, out, arrays))
-            msg = self.channel.recv(kind)
+            msg = self.channel.recv((kind, "abort"))
         except WireError as exc:
             self.abort(f"malformed message from peer: {exc}")
             raise ProtocolError(f"malformed message from peer: {exc}") from exc
+        if msg.kind == "abort":  # the other server gave up this run: say why, compute no more
+            why = f"the other server aborted: {peer_abort_reason(msg.meta)}"
+            self.abort(why)
+            raise ProtocolError(why)
         if msg.meta.get("sid") != self.session or msg.meta.get("ctr") != self._ctr:
             self.abort("stale or out-of-order message from peer")
             raise ProtocolError(f"peer message {kind!r} belongs to another session or step")
