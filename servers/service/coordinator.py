@@ -694,17 +694,19 @@ class Coordinator:
             self._failed(exc, f"opening the gallery of model version {version}")
             self._abort_and_resync(str(exc))
 
-    def _take_batch(self, first: Inbound) -> list[Inbound]:
+    def _take_batch(self, first: Inbound) -> tuple[list[Inbound], int]:
         """``first`` and, for an identification, other waiting identifications (up to
         ``batch_max``): they share one MPC run's rounds (docs/PROTOCOL.md, "Batches").
-        After a prefetch for a batch of k, exactly k are taken, waiting up to GATHER_S for
-        the terminals just answered to send their next requests."""
+        After a prefetch for a batch of k, up to k are taken, waiting up to GATHER_S for
+        the terminals just answered to send their next requests; returns them and the
+        run's rows: k where fewer came, so that the run pads to the prefetched material
+        (a smaller batch would wait for all of it to be generated and discarded first)."""
         want, self._prefetched_batch = self._prefetched_batch, 0
         cap = self._batch_cap()
         limit = min(want or cap, cap)
         batch = [first]
         if first.offer.op != "identify" or limit <= 1:
-            return batch
+            return batch, 1
         seen = {(first.key, first.offer.request_id)}
         deadline = time.monotonic() + GATHER_S
         while True:
@@ -717,7 +719,7 @@ class Coordinator:
                     batch.append(ib)
                     seen.add(item)
             if len(batch) >= want or time.monotonic() >= deadline:
-                return batch
+                return batch, max(len(batch), min(want, cap))
             self._pump(2)
 
     def _batch_cap(self) -> int:
@@ -737,7 +739,8 @@ class Coordinator:
         return False
 
     def _lead(self, first: Inbound) -> None:
-        txns = [Txn(ib, ib.offer) for ib in self._take_batch(first) if self._admitted(ib)]
+        batch, rows = self._take_batch(first)
+        txns = [Txn(ib, ib.offer) for ib in batch if self._admitted(ib)]
         if not txns:
             return
         head = txns[0]
@@ -746,7 +749,7 @@ class Coordinator:
                 "req": head.req, "key": head.inbound.key, "sid": self.session,
                 "offer": _offer_digest(head.inbound),
                 "more": [[t.req, t.inbound.key, _offer_digest(t.inbound)] for t in txns[1:]],
-                **self._view(head)}))
+                "rows": rows, **self._view(head)}))
             # P1 answers within its wait for the offers' twins (OFFER_TWIN_S)
             ack = self.channel.recv(("begin_ack", "abort"),
                                     timeout=min(self.opts.peer_timeout_s, OFFER_TWIN_S + 2.0))
@@ -774,7 +777,7 @@ class Coordinator:
             return
         for t in txns:
             t.peer = ack.meta
-        self._run(txns)
+        self._run(txns, rows)
 
     def _drop_declined(self, txns: list[Txn], declined: Any) -> list[Txn]:
         """The batch items P1 declined (its own limits, an offer it never got) are answered
@@ -827,7 +830,8 @@ class Coordinator:
                     break
             return
         items = _begin_items(msg.meta, self._batch_cap())
-        if items is None:
+        rows = _begin_rows(msg.meta, items, self._batch_cap())
+        if items is None or rows is None:
             self.channel.send(Message("begin_ack", {"ok": False, "code": api.BAD_REQUEST,
                                                     "reason": "malformed or oversized batch"}))
             return
@@ -862,7 +866,7 @@ class Coordinator:
         self.channel.send(Message("begin_ack", {"ok": True, "sid": self.session,
                                                 "declined": declined,
                                                 **self._view(txns[0])}))
-        self._run(txns)
+        self._run(txns, rows)
 
     def _peer_refused(self, meta: dict) -> None:
         """P0 refused a request: answer the terminal here too, now or when it arrives."""
@@ -929,15 +933,16 @@ class Coordinator:
         return subs
 
     # ------------------------------------------------------------ transactions
-    def _run(self, txns: list[Txn]) -> None:
-        """Run one request, or a batch of identifications, and answer each terminal; an
-        error of the run as a whole answers every request in it."""
+    def _run(self, txns: list[Txn], rows: int = 1) -> None:
+        """Run one request, or a batch of identifications (in ``rows`` rows: the rest are
+        padding, handlers.identify), and answer each terminal; an error of the run as a
+        whole answers every request in it."""
         t0 = time.perf_counter()
         self._current = {(t.inbound.key, t.req) for t in txns}
         failure: tuple[str, str] | None = None
         replies: list[Message] = []
         try:
-            replies = self.handlers.dispatch(txns)
+            replies = self.handlers.dispatch(txns, rows)
         except ApiError as exc:
             failure = (exc.code, exc.reason)
             for t in txns:
@@ -956,8 +961,9 @@ class Coordinator:
         ms = 1e3 * (time.perf_counter() - t0)
         for t, reply in zip(txns, replies, strict=True):
             self.served[t.offer.op] += 1
-            log.info("P%d: %s %s -> %s in %.0f ms%s", self.id, t.offer.op, t.req, reply.kind,
-                     ms, f" (batch of {len(txns)})" if len(txns) > 1 else "")
+            log.info("P%d: %s %s -> %s in %.0f ms%s%s", self.id, t.offer.op, t.req,
+                     reply.kind, ms, f" (batch of {len(txns)})" if len(txns) > 1 else "",
+                     f" (+{rows - len(txns)} padding rows)" if rows > len(txns) else "")
             if t.awaiting_reply:  # never answer twice: the terminal would read it as the
                 self.gateway.reply(t.inbound.ident, reply)  # reply to its next request
         if txns[0].offer.op in HEAVY_OPS:  # hundreds of MB of buffers just became garbage
@@ -1056,6 +1062,18 @@ def _begin_items(meta: dict[str, Any], batch_max: int) -> list[tuple[str, str, b
     if len({(req, key) for req, key, _ in out}) != len(out):
         return None
     return out
+
+
+def _begin_rows(meta: dict[str, Any], items: list | None, cap: int) -> int | None:
+    """P1: the rows a ``begin``'s run computes (its items, then padding rows up to the
+    batch P0 prefetched for), or None where that is malformed or over this server's own
+    limit: a malicious P0 must not make P1 hold more tournament keys than a full batch."""
+    if items is None:
+        return None
+    rows = meta.get("rows", len(items))
+    if type(rows) is not int or not len(items) <= rows <= max(1, cap):
+        return None
+    return rows
 
 
 def terminal_names(keys_by_name: dict[str, bytes]) -> dict[str, str]:

@@ -31,7 +31,12 @@ from splitface.servers.cards.registry import BindingStatus, CardRegistryError
 from splitface.servers.mpc import client_io
 from splitface.servers.mpc.errors import ProtocolError
 from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
-from splitface.servers.mpc.probe_check import ProbeCheck, ProbeChecks, accept_checked_probe
+from splitface.servers.mpc.probe_check import (
+    CheckedProbe,
+    ProbeCheck,
+    ProbeChecks,
+    accept_checked_probe,
+)
 from splitface.servers.mpc.rounds import drain, run_round
 from splitface.servers.mpc.share import AuthShare, concat, stack
 from splitface.servers.recognition import training
@@ -87,6 +92,16 @@ class Inputs:
 
 
 @dataclass
+class Padding:
+    """A padding row of a batch (handlers.identify): its range check, its result and its
+    output masks, which belong to no terminal."""
+
+    check: ProbeCheck
+    result: AuthShare
+    masks: AuthShare
+
+
+@dataclass
 class Txn:
     """The request both servers are working on."""
 
@@ -138,18 +153,19 @@ class Handlers:
             self._names = (meta, frozenset(meta.get("identities", ())))
         return sorted(r for r in revoked if r in self._names[1])
 
-    def dispatch(self, txns: list[Txn]) -> list[Message]:
-        """One reply per request: identifications may come as a batch, the rest alone."""
+    def dispatch(self, txns: list[Txn], rows: int = 1) -> list[Message]:
+        """One reply per request: identifications may come as a batch (in ``rows`` rows,
+        padded), the rest alone."""
         op = txns[0].offer.op
         if op == "identify":
-            return self.identify(txns)
+            return self.identify(txns, max(rows, len(txns)))
         handler = {"enroll": self.enroll, "verify": self.verify,
                    "train": self.train, "revoke": self.revoke, "restore": self.restore,
                    "reconcile": self.reconcile,
                    "rotate_key": self.rotate_key}.get(op)
         if handler is None:
             raise ApiError(api.BAD_REQUEST, f"unknown operation {op!r}")
-        if len(txns) != 1:
+        if len(txns) != 1 or rows > 1:
             raise ApiError(api.BAD_REQUEST, "only identifications run in batches")
         return [handler(txns[0])]
 
@@ -243,14 +259,22 @@ class Handlers:
         return opened
 
     def _release_many(self, txns: list[Txn], inputs: list[Inputs],
-                      results: list[AuthShare | None]) -> list[np.ndarray | ApiError]:
+                      results: list[AuthShare | None], padding: list[Padding] | None = None
+                      ) -> list[np.ndarray | ApiError]:
         """:meth:`_release` for a batch: the verdicts in one round, one MAC check, the
         results of the probes in range in one round, one MAC check; an out-of-range probe
-        gets its own refusal (and its terminal a strike)."""
+        gets its own refusal (and its terminal a strike).
+
+        Padding rows open beside the rest, so that the run asks the dealer for what was
+        prefetched: their verdicts are ignored, and their results open under output masks
+        no one knows (no terminal got their shares), so they are uniform to each server."""
         node = self.node
+        pads = padding or []
         with node.party.op("client_output"):
-            (oks,) = run_round(node.party, [client_io.bits_opening(
-                node.party, concat([i.check.ok.reshape(1) for i in inputs]))])
+            (oks,) = run_round(node.party, [client_io.bits_opening(node.party, concat(
+                [c.ok.reshape(1) for c in [i.check for i in inputs] + [p.check for p in pads]]
+            ))])
+        oks = oks[:len(inputs)]
         for txn, ok in zip(txns, oks, strict=True):
             if ok != 1:  # counted before the check: a server aborting it must not make it free
                 node.rate.strike(txn.inbound.name or txn.inbound.key, "out-of-range probe")
@@ -262,15 +286,16 @@ class Handlers:
         live = [j for j, ok in enumerate(oks) if ok == 1 and results[j] is not None]
         if not live:
             return out
-        ys = [results[j].reshape(-1) for j in live]
-        if any(y.size != inputs[j].masks.size for y, j in zip(ys, live, strict=True)):
+        ys = [results[j].reshape(-1) for j in live] + [p.result.reshape(-1) for p in pads]
+        masks = [inputs[j].masks for j in live] + [p.masks for p in pads]
+        if any(y.size != m.size for y, m in zip(ys, masks, strict=True)):
             raise ProtocolError("a result and its terminal's output masks differ in size")
         with node.party.op("client_output"):  # one opening (one dealer request) for all
             (opened,) = run_round(node.party, [client_io.output_opening(
-                node.party, concat(ys), concat([inputs[j].masks for j in live]))])
+                node.party, concat(ys), concat(masks))])
         node.party.check()
-        ends = np.cumsum([y.size for y in ys])
-        for j, end, y in zip(live, ends, ys, strict=True):
+        ends = np.cumsum([y.size for y in ys[:len(live)]])
+        for j, end, y in zip(live, ends, ys[:len(live)], strict=True):
             out[j] = np.ascontiguousarray(opened[..., end - y.size:end])
         return out
 
@@ -445,10 +470,16 @@ class Handlers:
     def _share(self, s: StoredShare) -> AuthShare:
         return AuthShare(self.node.party, s.val, s.mac, s.frac)
 
-    def identify(self, txns: list[Txn]) -> list[Message]:
+    def identify(self, txns: list[Txn], rows: int | None = None) -> list[Message]:
         """One identification, or a batch of them in one MPC run (coordinator._take_batch):
         the probes go through one product and one tournament, and each terminal gets only
-        its own answer, or its own error."""
+        its own answer, or its own error.
+
+        ``rows`` above the requests' number pads the run with rows that belong to no
+        terminal, so that it asks the dealer for exactly the batch both servers
+        prefetched for (docs/PROTOCOL.md, "Padding rows"): a padding row's input is the
+        dealer's input mask itself, and nothing of it is ever opened but its masked
+        values and its range verdict, both independent of every terminal's input."""
         node = self.node
         version, meta = self._model_meta(txns[0])
         gallery = self._open_gallery(
@@ -467,6 +498,7 @@ class Handlers:
         if prefetching:
             prep.record()
         got = self._offer_inputs_many([txns[i] for i in todo])
+        pads = self._padding_inputs(max(0, (rows or 0) - len(todo)), gallery.dim)
         if len(txns) == 1 and isinstance(got[0], ApiError):
             raise got[0]  # alone: as any request's error (the servers resynchronise)
         for i, g in zip(todo, got, strict=True):
@@ -475,11 +507,13 @@ class Handlers:
         live = [(i, g) for i, g in zip(todo, got, strict=True) if isinstance(g, Inputs)]
         if live:
             inputs = [g for _, g in live]
-            out = identify(gallery, stack([g.probe for g in inputs]), node.opts.threshold,
-                           table, [ProbeChecks([g.check for g in inputs])],
-                           hashlib.sha256(b"".join(g.digest for g in inputs)).digest())
-            opened = self._release_many([txns[i] for i, _ in live], inputs,
-                                        [out[j] for j in range(len(inputs))])
+            every = inputs + pads
+            out = identify(gallery, stack([g.probe for g in every]), node.opts.threshold,
+                           table, [ProbeChecks([g.check for g in every])],
+                           hashlib.sha256(b"".join(g.digest for g in every)).digest())
+            opened = self._release_many(
+                [txns[i] for i, _ in live], inputs, [out[j] for j in range(len(inputs))],
+                [Padding(p.check, out[len(inputs) + j], p.masks) for j, p in enumerate(pads)])
             if len(txns) == 1 and isinstance(opened[0], ApiError):
                 raise opened[0]  # alone: as before; in a batch each item keeps its own
             for (i, _), o in zip(live, opened, strict=True):
@@ -488,9 +522,22 @@ class Handlers:
                     Message("result", {"req": txns[i].req, "model_version": version}, [o])
         if prefetching:  # what a batch of this size asks the dealer for, in order
             plan = prep.stop_recording()
-            if all(r is not None and r.kind == "result" for r in replies):
+            if not pads and all(r is not None and r.kind == "result" for r in replies):
                 node.plans["identify", len(txns)] = plan
         return replies
+
+    def _padding_inputs(self, count: int, dim: int) -> list[CheckedProbe]:
+        """``count`` padding rows, with the dealer material a terminal's identification
+        takes (the same requests, in the same order, as the offers just made): the masked
+        vector is all zeros, so a row's input is the dealer's mask [a], which no one knows
+        (no terminal received its shares)."""
+        n = api.Offer(request_id="", op="identify", dim=dim).inputs()
+        zeros = np.zeros((2, n), dtype=np.uint64)
+        out = []
+        for _ in range(count):
+            chk, _ = client_io.offer_checked_input(self.node.party, n, dim)
+            out.append(accept_checked_probe(self.node.party, chk, zeros, dim))
+        return out
 
     def _open_gallery(self, version: int, templates: Callable[[], AuthShare]) -> Gallery:
         """The session's opened gallery of a model version, built on first use (W - B, one

@@ -55,7 +55,13 @@ def make_node(tmp_path, party_id: int, options: NodeOptions | None = None):
                        CardRegistry(tmp_path / f"cards{party_id}.db"), NonceStore(),
                        options or NodeOptions(peer_timeout_s=1.0))
     ran: list = []
-    node._run = lambda txn: ran.append(txn)  # record instead of running the MPC
+    node.rows_ran = []  # the rows of each run (its requests and padding rows)
+
+    def record(txns, rows=1):  # instead of running the MPC
+        ran.append(txns)
+        node.rows_ran.append(rows)
+
+    node._run = record
     node.party = SimpleNamespace(id=party_id)  # "in a session"
     node.session = "s" * 24
     return node, gw, peer, ran

@@ -257,3 +257,62 @@ def test_a_hostile_terminal_in_a_batch_loses_only_its_own_request(dep):
     assert int(re.search(r"batch of (\d+)", line).group(1)) >= 4  # they ran together
     with client_for(dep, "edge-2") as c:  # and the pair serves on, in the same session
         assert c.identify(_near(FACES["cy"])).identity == "cy"
+
+
+# ---------------------------------------------------------------- padding rows
+@pytest.mark.parametrize("rows", ["3", True, 1.5, -1, 0, 1, 4, None])
+def test_p1_refuses_padding_rows_it_cannot_hold(tmp_path, rows):
+    """P0 names the rows of a padded run (its requests, then padding up to the batch it
+    prefetched for). Rows that are no integer, fewer than the requests, or more than P1's
+    own batch size are refused: a malicious P0 must not make P1 hold a bigger batch's
+    keys than its own limit allows, or run a terminal's request as padding."""
+    p1, gw, peer, ran = make_node(tmp_path, 1, NodeOptions(peer_timeout_s=1.0, batch_max=3))
+    ibs = [offer(KEY3, "edge-3", req="a" * 16), offer(KEY2, "edge-2", req="b" * 16)]
+    begin = _batch_begin(p1, ibs)
+    begin.meta["rows"] = rows
+    ack = _step_with(p1, gw, peer, ibs, begin)
+    assert ack.meta["ok"] is False and ack.meta["code"] == api.BAD_REQUEST
+    assert not ran
+
+
+def test_p1_runs_the_padding_rows_p0_names(tmp_path):
+    p1, gw, peer, ran = make_node(tmp_path, 1, NodeOptions(peer_timeout_s=1.0, batch_max=3))
+    ibs = [offer(KEY3, "edge-3", req="a" * 16), offer(KEY2, "edge-2", req="b" * 16)]
+    begin = _batch_begin(p1, ibs)
+    begin.meta["rows"] = 3
+    ack = _step_with(p1, gw, peer, ibs, begin)
+    assert ack.meta["ok"] is True
+    assert [[t.req for t in txns] for txns in ran] == [["a" * 16, "b" * 16]]
+    assert p1.rows_ran == [3]
+
+
+def test_p0_pads_a_short_batch_to_the_one_it_prefetched_for(tmp_path):
+    """After a prefetch for 3, two requests arrive: P0 waits GATHER_S for the third, then
+    runs the two in three rows (without padding, the run's first dealer request differs
+    from the queued plan, and both servers wait for all of it before fetching anew)."""
+    p0, gw, peer, ran = make_node(tmp_path, 0)
+    p0.peer_ok = True
+    p0._prefetched_batch = 3
+    for k in range(2):
+        gw.inbox.append(offer(KEY3, "edge-3", req=f"{k:016d}"))
+    step = threading.Thread(target=p0._step, args=(0,))
+    step.start()
+    begin = peer.recv("begin", timeout=3)
+    assert len(begin.meta["more"]) == 1 and begin.meta["rows"] == 3
+    peer.send(Message("begin_ack", {"ok": True, "sid": p0.session, "declined": []}))
+    step.join(5)
+    assert [len(txns) for txns in ran] == [2] and p0.rows_ran == [3]
+
+
+def test_p0_does_not_pad_without_a_prefetch(tmp_path):
+    p0, gw, peer, ran = make_node(tmp_path, 0)
+    p0.peer_ok = True
+    for k in range(2):
+        gw.inbox.append(offer(KEY3, "edge-3", req=f"{k:016d}"))
+    step = threading.Thread(target=p0._step, args=(0,))
+    step.start()
+    begin = peer.recv("begin", timeout=3)
+    assert begin.meta["rows"] == 2
+    peer.send(Message("begin_ack", {"ok": True, "sid": p0.session, "declined": []}))
+    step.join(5)
+    assert p0.rows_ran == [2]

@@ -4,6 +4,8 @@ discarded material: every request still succeeds."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from tests.services.conftest import client_for, running, unit
@@ -36,3 +38,43 @@ def test_enrolments_and_identifications_take_prefetched_material(tmp_path):
         end = _prefetch(admin)
         assert end[0]["hits"] - before[0]["hits"] >= 3 * 10  # identifications 2..4
         assert end[0] == end[1]
+
+
+def test_a_short_batch_runs_padded_on_the_material_prefetched_for_a_full_one(tmp_path):
+    """Two identifications queued behind a training run as a batch of two, and the
+    servers prefetch for another two. One terminal alone then comes back: its run is
+    padded to two rows and takes the prefetched material (no request misses it: the
+    padding row's result opens beside the real one), and its answer is right. Without padding the
+    run's requests differ from the queue's, which is drained and fetched anew."""
+    import threading
+
+    with running(tmp_path / "dep", train={"epochs": 1, "batch_size": 8}) as dep, \
+            client_for(dep) as admin:
+        for i, face in enumerate(FACES):
+            assert admin.enroll(f"p{i}", face).status == "enrolled"
+        assert admin.admin("train").status == "trained"
+        got: dict[int, str | None] = {}
+
+        def identify(i: int, edge: str) -> None:
+            with client_for(dep, edge, timeout=30.0) as c:
+                got[i] = c.identify(FACES[i]).identity
+
+        threads = [threading.Thread(target=identify, args=(i, f"edge-{i + 1}"))
+                   for i in range(2)]
+        trainer = threading.Thread(target=lambda: admin.admin("train"))
+        trainer.start()
+        time.sleep(0.2)  # the pair is training: both identifications queue behind it
+        for t in threads:
+            t.start()
+        for t in threads + [trainer]:
+            t.join(60)
+        assert got == {0: "p0", 1: "p1"}
+        assert "(batch of 2)" in dep.logs["p0"].read_text()
+        before = _prefetch(admin)
+        with client_for(dep, "edge-2") as lone:
+            assert lone.identify(FACES[2]).identity == "p2"
+        after = _prefetch(admin)
+        assert "(+1 padding rows)" in dep.logs["p0"].read_text()
+        for p in (0, 1):
+            assert after[p]["misses"] - before[p]["misses"] == 0, (before, after)
+            assert after[p]["hits"] - before[p]["hits"] >= 10
