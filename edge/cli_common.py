@@ -42,8 +42,11 @@ def emit(args: argparse.Namespace, rec: dict[str, Any], human: str | None) -> No
 
 
 def fail(code: ExitCode, message: str) -> ExitCode:
-    """One line on stderr, then the code: how every command reports a failure."""
-    print(f"splitface-edge: {message}", file=sys.stderr, flush=True)
+    """One line on stderr, then the code: how every command reports a failure. The message
+    may carry a server's reason, so a control character in it is printed escaped."""
+    from splitface.edge.cli_table import shown
+
+    print(f"splitface-edge: {shown(message)}", file=sys.stderr, flush=True)
     return code
 
 

@@ -195,6 +195,18 @@ def unpack_listing(arrays: list[np.ndarray]) -> dict[str, list[str]]:
     return lists
 
 
+def printable(value: Any, limit: int) -> str:
+    """Text another party chose (the other server's reason for a refusal or an abort), as
+    bounded, printable text: it ends up on a terminal's screen, where a control character
+    could hide or forge lines (SGR 8) or write the clipboard (OSC 52). Anything not
+    printable is escaped; a value that is not a string is shown as "no reason given"."""
+    if not isinstance(value, str):
+        return "no reason given"
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in value[:limit])
+    return text[:limit] or "no reason given"
+
+
 def _printable_name(n: Any) -> bool:
     return (isinstance(n, str) and len(n.encode()) <= IDENTITY_BYTES
             and not any(unicodedata.category(ch)[0] == "C" for ch in n))

@@ -23,7 +23,7 @@ import numpy as np
 
 from splitface.servers.mpc.errors import MacCheckError, ProtocolError
 from splitface.servers.mpc.prep.base import AuthPair, Preprocessing
-from splitface.shared import ring
+from splitface.shared import api, ring
 from splitface.shared.prg import Prg
 from splitface.shared.transport.base import Channel
 from splitface.shared.wire import Message, WireError
@@ -36,15 +36,9 @@ ABORT_REASON_CHARS = 200  # of the other server's abort reason, passed on to a t
 
 
 def peer_abort_reason(meta: dict) -> str:
-    """The other server's stated reason for an abort, as harmless text: it is chosen by a
-    server that may be malicious and ends up on a terminal's screen, so anything but
-    printable characters is escaped and the length is bounded."""
-    reason = meta.get("reason")
-    if not isinstance(reason, str):
-        return "no reason given"
-    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in reason[:ABORT_REASON_CHARS])
-    return text[:ABORT_REASON_CHARS] or "no reason given"
+    """The other server's stated reason for an abort: chosen by a server that may be
+    malicious, and passed on to a terminal's screen, so escaped and bounded."""
+    return api.printable(meta.get("reason"), ABORT_REASON_CHARS)
 
 
 def _commit(tag: bytes, *parts: bytes) -> bytes:

@@ -691,8 +691,8 @@ class Coordinator:
             self.handlers.warm(version)
         except Exception as exc:  # the session's first request then opens it, as before
             self._warm_failed.add(version)
-            self._failed(exc, f"opening the gallery of model version {version}")
-            self._abort_and_resync(str(exc))
+            _, reason = self._failed(exc, f"opening the gallery of model version {version}")
+            self._abort_and_resync(reason)
 
     def _take_batch(self, first: Inbound) -> tuple[list[Inbound], int]:
         """``first`` and, for an identification, other waiting identifications (up to
@@ -756,8 +756,9 @@ class Coordinator:
             if ack.meta.get("resync"):
                 self.peer_ok = False  # the next step starts a new session
             if ack.kind == "abort" or not ack.meta.get("ok"):
-                raise ApiError(str(ack.meta.get("code", api.PEER_UNAVAILABLE)),
-                               f"the other server declined: {ack.meta.get('reason', 'abort')}")
+                raise ApiError(_peer_code(ack.meta.get("code", api.PEER_UNAVAILABLE)),
+                               "the other server declined: "
+                               f"{api.printable(ack.meta.get('reason', 'abort'), 300)}")
             if ack.meta.get("sid") != self.session:
                 self.peer_ok = False
                 raise ApiError(api.PEER_UNAVAILABLE, "the other server is in another session")
@@ -788,7 +789,7 @@ class Coordinator:
                 isinstance(d, list) and len(d) == 3 and isinstance(d[0], int)
                 and 0 <= d[0] < len(txns) for d in declined):
             raise ApiError(api.PEER_UNAVAILABLE, "the other server sent a malformed answer")
-        out = {i: (str(code)[:40], str(reason)[:300]) for i, code, reason in declined}
+        out = {i: (_peer_code(code), api.printable(reason, 300)) for i, code, reason in declined}
         for i, (code, reason) in out.items():
             self.gateway.reply(txns[i].inbound.ident, api.error(
                 txns[i].req, code, f"the other server declined: {reason}"))
@@ -844,7 +845,7 @@ class Coordinator:
                 if inbound is None:
                     raise ApiError(api.TIMEOUT, "request not received by P1")
                 txn = Txn(inbound, inbound.offer, dict(msg.meta))
-                if len(items) > 1 and txn.offer.op != "identify":
+                if rows > 1 and txn.offer.op != "identify":  # padding rows too
                     raise ApiError(api.BAD_REQUEST, "only identifications run in batches")
                 check_authorized(self.opts, txn)
                 # P1's own limits: a malicious P0 must not lift them by starting anything
@@ -871,7 +872,8 @@ class Coordinator:
     def _peer_refused(self, meta: dict) -> None:
         """P0 refused a request: answer the terminal here too, now or when it arrives."""
         req, key = meta.get("req"), meta.get("key")
-        code, reason = str(meta.get("code", api.ABORTED))[:40], str(meta.get("reason", ""))[:300]
+        code = _peer_code(meta.get("code", api.ABORTED))
+        reason = api.printable(meta.get("reason"), 300)
         for i, ib in enumerate(self._queue):
             if ib.offer.request_id == req and ib.key == key:
                 del self._queue[i]
@@ -951,7 +953,8 @@ class Coordinator:
             self._abort_and_resync(str(exc), quiet=True)
         except Exception as exc:  # a bug must cost one run, never the daemon
             failure = self._failed(exc, f"request {txns[0].req}")
-            self._abort_and_resync(str(exc))
+            # the peer passes this on to its terminals: what ours are told, no more
+            self._abort_and_resync(failure[1])
         finally:
             self._current = set()
             for t in txns:
@@ -1062,6 +1065,11 @@ def _begin_items(meta: dict[str, Any], batch_max: int) -> list[tuple[str, str, b
     if len({(req, key) for req, key, _ in out}) != len(out):
         return None
     return out
+
+
+def _peer_code(code: Any) -> str:
+    """The other server's error code for a terminal's reply: printable and short."""
+    return api.printable(str(code), 40)
 
 
 def _begin_rows(meta: dict[str, Any], items: list | None, cap: int) -> int | None:

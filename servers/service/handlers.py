@@ -179,8 +179,8 @@ class Handlers:
             raise got
         return got
 
-    def _offer_inputs_many(self, txns: list[Txn], extra: dict[str, Any] | None = None
-                           ) -> list[Inputs | ApiError]:
+    def _offer_inputs_many(self, txns: list[Txn], extra: dict[str, Any] | None = None,
+                           agree: bool | None = None) -> list[Inputs | ApiError]:
         """:meth:`_offer_inputs` for a batch: every offer goes out before any submit is
         awaited, and a request whose terminal sent no submit, a malformed one, or different
         vectors to the two servers gets its own error while the others go on. For a batch
@@ -209,7 +209,9 @@ class Handlers:
                 continue
             got = accept_checked_probe(node.party, chk, masked, txn.offer.dim)
             out.append(Inputs(got.probe, got.masks, sub, got.check, got.digest))
-        if len(txns) > 1:
+        if agree is None:
+            agree = len(txns) > 1
+        if agree:
             out = self._agree_inputs(out)
         return out
 
@@ -497,7 +499,9 @@ class Handlers:
         prefetching = isinstance(prep, PrefetchingPreprocessing)
         if prefetching:
             prep.record()
-        got = self._offer_inputs_many([txns[i] for i in todo])
+        # a batch agrees on its inputs even where one item is left to offer: only a lone
+        # request's error is the run's (below), so the servers must not part ways here
+        got = self._offer_inputs_many([txns[i] for i in todo], agree=len(txns) > 1)
         pads = self._padding_inputs(max(0, (rows or 0) - len(todo)), gallery.dim)
         if len(txns) == 1 and isinstance(got[0], ApiError):
             raise got[0]  # alone: as any request's error (the servers resynchronise)
