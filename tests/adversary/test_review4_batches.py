@@ -94,17 +94,24 @@ def test_a_terminal_gets_its_own_error_not_its_batch_neighbours(tmp_path):
     error to every terminal of the batch, A included. Likewise ``raise opened[0]`` sends a
     lone live item's bad_probe to every other item of its batch: a terminal that spoils
     its own item (split submit, costs no strike) learns whether its neighbour's probe was
-    in range."""
+    in range. Both servers run it: a batch agrees on its inputs even with one item left to
+    offer (attacker review 10)."""
     core = DealerCore()
-    p0, _ = make_parties(core)
-    node = _node(tmp_path, p0, core)
+    nodes = [_node(tmp_path, p, core) for p in make_parties(core)]
     a = offer(KEY_A, "edge-a", req="a" * 16, dim=64)
     b = offer(KEY_B, "edge-b", req="b" * 16)
-    node._run([Txn(a, a.offer, {"model_version": 1}), Txn(b, b.offer, {"model_version": 1})])
-    (reply,) = node.gateway.to(a.ident)
-    assert reply.kind == "error"
-    assert reply.meta.get("code") == api.WRONG_DIMENSION, \
-        f"A got {reply.meta.get('code')!r}: {reply.meta.get('reason')!r} (B's error)"
+    runs = [threading.Thread(target=n._run, args=([Txn(a, a.offer, {"model_version": 1}),
+                                                   Txn(b, b.offer, {"model_version": 1})],))
+            for n in nodes]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join(30)
+    for node in nodes:
+        (reply,) = node.gateway.to(a.ident)
+        assert reply.kind == "error"
+        assert reply.meta.get("code") == api.WRONG_DIMENSION, \
+            f"A got {reply.meta.get('code')!r}: {reply.meta.get('reason')!r} (B's error)"
 
 
 def test_one_odd_sized_aes_call_does_not_poison_the_thread(tmp_path):
