@@ -214,8 +214,12 @@ def _encode_public_matrix(c: Any) -> tuple[np.ndarray, int]:
     return fixedpoint.encode(arr, F), F
 
 
-def share_matmul_public(x: AuthShare, c: Any) -> AuthShare:
-    """[x] @ C for a public matrix or vector C (local)."""
+def share_matmul_public(x: AuthShare, c: Any, *, kernel: bool = False) -> AuthShare:
+    """[x] @ C for a public matrix or vector C (local). ``kernel=True`` multiplies by the
+    compiled kernel (ring_kernels.matmul), for few rows against a long inner dimension:
+    an identification's one-hot rows times the name table are 9x (N = 10,000) to 13x
+    (N = 100,000) faster there than the limb GEMMs, which stay the default for training's
+    many-row products (benchmarks/HISTORY.md, session 9)."""
     cr, cf = _encode_public_matrix(c)
     x2, left_vec = _as_matrix(x)
     right_vec = cr.ndim == 2
@@ -223,7 +227,8 @@ def share_matmul_public(x: AuthShare, c: Any) -> AuthShare:
     if c2.ndim != 3 or x2.shape[1] != c2.shape[1]:
         raise ShapeError(f"matmul shape mismatch: {x.shape} @ {np.shape(c)}")
     m, p = x2.shape[0], c2.shape[2]
-    both = ring.matmul(ring.concat([x2.val, x2.mac], axis=0), c2)
+    product = ring_kernels.matmul if kernel else ring.matmul
+    both = product(ring.concat([x2.val, x2.mac], axis=0), c2)
     z = AuthShare(x.party, both[:, :m], both[:, m:], x.frac + cf)
     return rescale(z.reshape(_squeeze_shape(m, p, left_vec, right_vec)))
 

@@ -130,7 +130,8 @@ def identify(gallery: Gallery, probes: AuthShare, threshold: float, names: NameT
             values = concat([best, values[:, n - 1:n]], axis=1) if n % 2 else best
         (onehots,) = round_([compare.one_hot_opening(values[:, 0], m)])
         finish()
-    words = share_matmul_public(onehots.reshape(k, 1 << m), names.table)  # (K, NAME_WORDS)
+    words = share_matmul_public(onehots.reshape(k, 1 << m), names.table,  # (K, NAME_WORDS)
+                                kernel=True)
     return words.reshape(NAME_WORDS) if single else words
 
 

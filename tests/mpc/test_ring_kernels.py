@@ -50,3 +50,26 @@ def test_all_ones_wraps_mod_2_128():
 def test_shapes_must_match():
     with pytest.raises(ValueError):
         ring_kernels.matmul(np.zeros((2, 2, 3), np.uint64), np.zeros((2, 4, 5), np.uint64))
+
+
+def test_a_share_times_a_public_table_is_the_same_by_either_product():
+    """The name lookup (one-hot shares times the public name table) runs on the kernel;
+    its value and MAC shares equal the limb GEMMs' for a long inner dimension, a
+    vector and a batch, and a table with negative entries."""
+    from types import SimpleNamespace
+
+    from splitface.servers.mpc.beaver import share_matmul_public
+    from splitface.servers.mpc.share import AuthShare
+
+    rng = np.random.default_rng(11)  # test data only
+    party = SimpleNamespace(id=0)
+    table = rng.integers(-2**62, 2**62, size=(1 << 12, 16), dtype=np.int64)
+    for rows in (1, 3):
+        x = AuthShare(party, _ring(rng, (rows, 1 << 12), True),
+                      _ring(rng, (rows, 1 << 12), False))
+        if rows == 1:
+            x = x.reshape(1 << 12)
+        slow = share_matmul_public(x, table)
+        fast = share_matmul_public(x, table, kernel=True)
+        assert fast.shape == slow.shape
+        assert np.array_equal(fast.val, slow.val) and np.array_equal(fast.mac, slow.mac)
