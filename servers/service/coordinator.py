@@ -1014,11 +1014,14 @@ class Coordinator:
         if not isinstance(prep, PrefetchingPreprocessing):
             return
         try:
-            if self.id == 0:  # those waiting, or those just answered (they come back)
+            if self.id == 0:  # those waiting and those just answered (they come back)
                 k = 1
                 if op == "identify":
+                    # not the larger of the two: with 8 terminals, a batch of 7 and one
+                    # left waiting named 7 again, and one request waited a whole batch
+                    # every time (a guess too large costs only padding rows)
                     waiting = sum(ib.offer.op == "identify" for ib in self._queue)
-                    k = max(1, min(self._batch_cap(), max(waiting, ran)))
+                    k = max(1, min(self._batch_cap(), waiting + ran))
                 self.channel.send(Message("prefetch", {"op": op, "k": k}))
             else:
                 msg = self.channel.recv(("prefetch", "abort"),
