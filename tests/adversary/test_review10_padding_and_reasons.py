@@ -67,7 +67,7 @@ def _pair(tmp_path):
         n = Coordinator(p.id, _Gateway(), p.channel, lambda s, e: None,
                         FakeDealerClient(core, p.id), ShareStore(tmp_path / f"s{p.id}.db"),
                         CardRegistry(tmp_path / f"c{p.id}.db"), NonceStore(),
-                        NodeOptions(peer_timeout_s=3.0, submit_timeout_s=0.5))
+                        NodeOptions(peer_timeout_s=10.0, submit_timeout_s=2.0))
         n.party, n.session = p, "s" * 24
         n.handlers._model_meta = lambda txn: (1, {"identities": NAMES})
         n.handlers._models = _models_of(shares[p.id])
