@@ -11,17 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from splitface.shared.text import escaped
+
 GAP = "  "
 
 
 def shown(text: object) -> str:
     """``text`` on one line: a newline or other control character in a file or folder name
     is printed escaped (``\\n``), never raw, so one row stays one line."""
-    s = str(text)
-    if s.isprintable():
-        return s
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in s)
+    return escaped(str(text))
 
 
 @dataclass(frozen=True)

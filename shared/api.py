@@ -27,6 +27,7 @@ import numpy as np
 
 from splitface.shared.card_binding import payload_digest
 from splitface.shared.names import NAME_BYTES, NAME_WORDS
+from splitface.shared.text import escaped
 from splitface.shared.wire import Message
 
 OPS = ("enroll", "identify", "verify", "status", "train", "revoke", "restore", "reconcile",
@@ -202,9 +203,7 @@ def printable(value: Any, limit: int) -> str:
     printable is escaped; a value that is not a string is shown as "no reason given"."""
     if not isinstance(value, str):
         return "no reason given"
-    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in value[:limit])
-    return text[:limit] or "no reason given"
+    return escaped(value[:limit])[:limit] or "no reason given"
 
 
 def _printable_name(n: Any) -> bool:

@@ -32,13 +32,9 @@ _SEED = 16
 
 
 _CHECK_BLOCK = 1 << 20  # elements per step of the MAC check's linear combination
-ABORT_REASON_CHARS = 200  # of the other server's abort reason, passed on to a terminal
-
-
-def peer_abort_reason(meta: dict) -> str:
-    """The other server's stated reason for an abort: chosen by a server that may be
-    malicious, and passed on to a terminal's screen, so escaped and bounded."""
-    return api.printable(meta.get("reason"), ABORT_REASON_CHARS)
+# the other server's abort reason is chosen by a server that may be malicious and passed
+# on to a terminal's screen: escaped, and at most this long
+ABORT_REASON_CHARS = 200
 
 
 def _commit(tag: bytes, *parts: bytes) -> bytes:
@@ -99,7 +95,8 @@ class Party:
             self.abort(f"malformed message from peer: {exc}")
             raise ProtocolError(f"malformed message from peer: {exc}") from exc
         if msg.kind == "abort":  # the other server gave up this run: say why, compute no more
-            why = f"the other server aborted: {peer_abort_reason(msg.meta)}"
+            why = "the other server aborted: " \
+                  f"{api.printable(msg.meta.get('reason'), ABORT_REASON_CHARS)}"
             self.abort(why)
             raise ProtocolError(why)
         if msg.meta.get("sid") != self.session or msg.meta.get("ctr") != self._ctr:

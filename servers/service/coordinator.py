@@ -830,8 +830,9 @@ class Coordinator:
                         "the servers are starting a new session; retry"))
                     break
             return
-        items = _begin_items(msg.meta, self._batch_cap())
-        rows = _begin_rows(msg.meta, items, self._batch_cap())
+        cap = self._batch_cap()
+        items = _begin_items(msg.meta, cap)
+        rows = _begin_rows(msg.meta, items, cap)
         if items is None or rows is None:
             self.channel.send(Message("begin_ack", {"ok": False, "code": api.BAD_REQUEST,
                                                     "reason": "malformed or oversized batch"}))

@@ -174,13 +174,13 @@ class Handlers:
         """Offer input triples (with the probe-check material for the embedding), take the
         terminal's masked vector; the servers confirm they got the same one in their first
         round together (``Inputs.digest``)."""
-        (got,) = self._offer_inputs_many([txn], extra)
+        (got,) = self._offer_inputs_many([txn], agree=False, extra=extra)
         if isinstance(got, ApiError):
             raise got
         return got
 
-    def _offer_inputs_many(self, txns: list[Txn], extra: dict[str, Any] | None = None,
-                           agree: bool | None = None) -> list[Inputs | ApiError]:
+    def _offer_inputs_many(self, txns: list[Txn], *, agree: bool,
+                           extra: dict[str, Any] | None = None) -> list[Inputs | ApiError]:
         """:meth:`_offer_inputs` for a batch: every offer goes out before any submit is
         awaited, and a request whose terminal sent no submit, a malformed one, or different
         vectors to the two servers gets its own error while the others go on. For a batch
@@ -209,8 +209,6 @@ class Handlers:
                 continue
             got = accept_checked_probe(node.party, chk, masked, txn.offer.dim)
             out.append(Inputs(got.probe, got.masks, sub, got.check, got.digest))
-        if agree is None:
-            agree = len(txns) > 1
         if agree:
             out = self._agree_inputs(out)
         return out
@@ -288,16 +286,17 @@ class Handlers:
         live = [j for j, ok in enumerate(oks) if ok == 1 and results[j] is not None]
         if not live:
             return out
-        ys = [results[j].reshape(-1) for j in live] + [p.result.reshape(-1) for p in pads]
+        ys = [results[j].reshape(-1) for j in live]
         masks = [inputs[j].masks for j in live] + [p.masks for p in pads]
-        if any(y.size != m.size for y, m in zip(ys, masks, strict=True)):
+        every = ys + [p.result.reshape(-1) for p in pads]
+        if any(y.size != m.size for y, m in zip(every, masks, strict=True)):
             raise ProtocolError("a result and its terminal's output masks differ in size")
         with node.party.op("client_output"):  # one opening (one dealer request) for all
             (opened,) = run_round(node.party, [client_io.output_opening(
-                node.party, concat(ys), concat(masks))])
+                node.party, concat(every), concat(masks))])
         node.party.check()
-        ends = np.cumsum([y.size for y in ys[:len(live)]])
-        for j, end, y in zip(live, ends, ys[:len(live)], strict=True):
+        ends = np.cumsum([y.size for y in ys])
+        for j, end, y in zip(live, ends, ys, strict=True):
             out[j] = np.ascontiguousarray(opened[..., end - y.size:end])
         return out
 
@@ -472,7 +471,7 @@ class Handlers:
     def _share(self, s: StoredShare) -> AuthShare:
         return AuthShare(self.node.party, s.val, s.mac, s.frac)
 
-    def identify(self, txns: list[Txn], rows: int | None = None) -> list[Message]:
+    def identify(self, txns: list[Txn], rows: int = 1) -> list[Message]:
         """One identification, or a batch of them in one MPC run (coordinator._take_batch):
         the probes go through one product and one tournament, and each terminal gets only
         its own answer, or its own error.
@@ -502,7 +501,7 @@ class Handlers:
         # a batch agrees on its inputs even where one item is left to offer: only a lone
         # request's error is the run's (below), so the servers must not part ways here
         got = self._offer_inputs_many([txns[i] for i in todo], agree=len(txns) > 1)
-        pads = self._padding_inputs(max(0, (rows or 0) - len(todo)), gallery.dim)
+        pads = self._padding_inputs(max(0, rows - len(todo)), gallery.dim)
         if len(txns) == 1 and isinstance(got[0], ApiError):
             raise got[0]  # alone: as any request's error (the servers resynchronise)
         for i, g in zip(todo, got, strict=True):

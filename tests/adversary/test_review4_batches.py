@@ -54,6 +54,19 @@ def _node(tmp_path, party, core) -> Coordinator:
     return node
 
 
+def _run_batch_on_both(tmp_path, inbounds) -> list[Coordinator]:
+    """Both servers run the batch of ``inbounds`` (no terminal ever submits); returns them."""
+    core = DealerCore()
+    nodes = [_node(tmp_path, p, core) for p in make_parties(core)]
+    runs = [threading.Thread(target=n._run, args=(
+        [Txn(ib, ib.offer, {"model_version": 1}) for ib in inbounds],)) for n in nodes]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join(30)
+    return nodes
+
+
 def test_a_request_whose_submit_never_comes_is_answered_once(tmp_path):
     """The offer answered the terminal's request; the timeout must not be sent on that
     connection as a second reply ("never answer twice": at f6d1721 wait_submit raised
@@ -70,17 +83,8 @@ def test_a_request_whose_submit_never_comes_is_answered_once(tmp_path):
 
 def test_batch_items_without_submit_are_answered_once(tmp_path):
     """Same in a batch of two (both servers run it; _agree_inputs exchanges digests)."""
-    core = DealerCore()
-    p0, p1 = make_parties(core)
-    nodes = [_node(tmp_path, p, core) for p in (p0, p1)]
     a, b = offer(KEY_A, "edge-a", req="a" * 16), offer(KEY_B, "edge-b", req="b" * 16)
-    runs = [threading.Thread(target=n._run, args=([Txn(a, a.offer, {"model_version": 1}),
-                                                   Txn(b, b.offer, {"model_version": 1})],))
-            for n in nodes]
-    for t in runs:
-        t.start()
-    for t in runs:
-        t.join(30)
+    nodes = _run_batch_on_both(tmp_path, [a, b])
     for n in nodes:
         for ib in (a, b):
             kinds = [m.kind for m in n.gateway.to(ib.ident)]
@@ -96,18 +100,9 @@ def test_a_terminal_gets_its_own_error_not_its_batch_neighbours(tmp_path):
     its own item (split submit, costs no strike) learns whether its neighbour's probe was
     in range. Both servers run it: a batch agrees on its inputs even with one item left to
     offer (attacker review 10)."""
-    core = DealerCore()
-    nodes = [_node(tmp_path, p, core) for p in make_parties(core)]
     a = offer(KEY_A, "edge-a", req="a" * 16, dim=64)
     b = offer(KEY_B, "edge-b", req="b" * 16)
-    runs = [threading.Thread(target=n._run, args=([Txn(a, a.offer, {"model_version": 1}),
-                                                   Txn(b, b.offer, {"model_version": 1})],))
-            for n in nodes]
-    for t in runs:
-        t.start()
-    for t in runs:
-        t.join(30)
-    for node in nodes:
+    for node in _run_batch_on_both(tmp_path, [a, b]):
         (reply,) = node.gateway.to(a.ident)
         assert reply.kind == "error"
         assert reply.meta.get("code") == api.WRONG_DIMENSION, \
