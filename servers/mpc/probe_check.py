@@ -33,6 +33,7 @@ from splitface.shared.fixedpoint import F
 COORD_LIMIT = 1 << (F + 1)  # |x_k| < 2.0 in ring units
 NORM2_MIN, NORM2_MAX = 0.98, 1.02  # ||x|| within 1 % of 1 (the edge sends unit vectors)
 BAD_BITS = 16  # the count of failed tests is below 2^16 (dim <= 1024)
+NORM_BITS = 64  # the norm test's domain: all of Z_2^64
 
 
 class ProbeCheck:
@@ -82,7 +83,7 @@ class ProbeChecks:
             lo = round(NORM2_MIN * (1 << 2 * F))
             size = round(NORM2_MAX * (1 << 2 * F)) - lo + 1
             norms = concat([c.norm2.reshape(1) for c in self.checks])
-            op = compare.interval_opening(norms, lo, size, 64)
+            op = compare.interval_opening(norms, lo, size, NORM_BITS)
             return [Opening(op.pairs, lambda o: setattr(self, "_in_norm", op.finish(o)))]
         if self._stage == 1:
             self._stage = 2

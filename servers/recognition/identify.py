@@ -51,7 +51,7 @@ class NameTable:
 
     def __init__(self, names: list[str]) -> None:
         self.size = len(names)
-        self.bits = max(1, self.size.bit_length())
+        self.bits = self.index_bits(self.size)
         table = np.zeros((1 << self.bits, NAME_WORDS), dtype=np.int64)
         for j, name in enumerate(names):
             try:
@@ -59,6 +59,11 @@ class NameTable:
             except ValueError as exc:
                 raise ShapeError(f"identity {j}: {exc}") from None
         self.table = table
+
+    @staticmethod
+    def index_bits(identities: int) -> int:
+        """The bits of a row index: rows 0 (the sentinel) to N."""
+        return max(1, identities.bit_length())
 
 
 class Gallery:
@@ -168,7 +173,7 @@ def tournament_window(m: int) -> tuple[int, int]:
 def tournament_key_bytes(identities: int) -> int:
     """One probe's tournament DCF keys on one server (P1's part: root seeds and
     corrections), as the dealer lays them out."""
-    skip, bits = tournament_window(max(1, identities.bit_length()))
+    skip, bits = tournament_window(NameTable.index_bits(identities))
     n, total = identities + 1, 0
     while n > 1:
         spec = layout(Request("ltz", ((1, n // 2), bits, skip, True))).fss[0]

@@ -37,6 +37,7 @@ from splitface.servers.cards.registry import CardRegistry
 from splitface.servers.mpc.errors import MacCheckError, ProtocolError
 from splitface.servers.mpc.party import Party
 from splitface.servers.mpc.prep.base import NONCE_BYTES, Preprocessing, session_id
+from splitface.servers.mpc.prep.material import Request
 from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
 from splitface.servers.mpc.prep.remote import DealerClient, DealerRefused, DealerUnavailable
 from splitface.servers.recognition.identify import Gallery, NameTable, batch_limit
@@ -44,6 +45,7 @@ from splitface.servers.service.admission import AuditLog, RateLimiter
 from splitface.servers.service.gateway import EdgeGateway, Inbound
 from splitface.servers.service.handlers import Handlers, NodeOptions, Txn, check_authorized
 from splitface.servers.service.memory import release_free_memory
+from splitface.servers.service.plans import identify_plan
 from splitface.servers.service.rekey import rekey_store
 from splitface.servers.store import ModelState, ShareStore, StoreError, plan_models
 from splitface.shared import api
@@ -59,7 +61,9 @@ MAX_QUEUED = 4  # requests one terminal may have waiting: one terminal cannot fi
 OFFER_TWIN_S = 2.0  # P1 waits this long for the twin of an offer P0 started
 MAX_REKEY_FAILURES = 2  # failed re-keying checks per old epoch before an operator must act
 HEAVY_OPS = ("train", "reconcile")  # requests after which freed memory goes back to the OS
-PREFETCHED_OPS = ("identify", "enroll")  # runs after which the next one's material is fetched
+# the run whose material is fetched after a run of each kind (terminals identify again, an
+# admin enrols a list, a new model is identified with)
+PREFETCH_AFTER = {"identify": "identify", "enroll": "enroll", "train": "identify"}
 DEALER_PROBE_S = 1.5  # how long a dealer known to be down is waited for at each retry
 GATHER_S = 0.03  # how long P0 waits to fill a batch the dealer prepared material for
 
@@ -183,10 +187,10 @@ class Coordinator:
         self._dealer_down = ""  # why the dealer did not answer the last resync, if it did not
         self._link_gen = -1  # the peer link's generation when the session started
         self._current: set[tuple[str, str]] = set()  # requests whose submits are awaited
-        # dealer requests of an (op, batch size) run, recorded per session (identification
-        # batches of each size, enrolments), and the identification batch size both
-        # servers prefetched for (P0 then runs exactly that many)
-        self.plans: dict[tuple[str, int], list] = {}
+        # the dealer requests of this session's last enrolment (the next one asks for the
+        # same; an identification's are computed: plans.py), and the identification batch
+        # size both servers prefetched for (P0 then runs exactly that many)
+        self.enrol_plan: list[Request] = []
         self._prefetched_batch = 0
         # the session whose gallery opening at its start was considered (at most once per
         # session), and the versions whose opening failed
@@ -214,7 +218,7 @@ class Coordinator:
                 prep.close()
             raise
         self.party, self.session = party, session
-        self.plans, self._prefetched_batch = {}, 0
+        self.enrol_plan, self._prefetched_batch = [], 0
         return party
 
     def _check_mac_key(self, epoch: int, party: Party) -> None:
@@ -684,7 +688,8 @@ class Coordinator:
             self._warm(version)
 
     def _warm(self, version: int) -> None:
-        """Both servers, in step: open and MAC-check the gallery; a failure costs the
+        """Both servers, in step: open and MAC-check the gallery, then prefetch the first
+        identification's material (most sessions start with one); a failure costs the
         session (as a failed request would) and this version is not opened early again."""
         self._warmed = self.session
         try:
@@ -693,6 +698,8 @@ class Coordinator:
             self._warm_failed.add(version)
             _, reason = self._failed(exc, f"opening the gallery of model version {version}")
             self._abort_and_resync(reason)
+            return
+        self._prefetch_next("identify", 0)
 
     def _take_batch(self, first: Inbound) -> tuple[list[Inbound], int]:
         """``first`` and, for an identification, other waiting identifications (up to
@@ -972,8 +979,9 @@ class Coordinator:
                 self.gateway.reply(t.inbound.ident, reply)  # reply to its next request
         if txns[0].offer.op in HEAVY_OPS:  # hundreds of MB of buffers just became garbage
             release_free_memory()
-        if txns[0].offer.op in PREFETCHED_OPS and failure is None:
-            self._prefetch_next(txns[0].offer.op, len(txns))
+        after = PREFETCH_AFTER.get(txns[0].offer.op)
+        if after is not None and failure is None:
+            self._prefetch_next(after, len(txns) if after == txns[0].offer.op else 0)
 
     def _failed(self, exc: Exception, what: str) -> tuple[str, str]:
         """What a run (a request, or the session-start opening) that raised ``exc`` tells
@@ -1007,9 +1015,8 @@ class Coordinator:
 
         Both servers must ask the dealer for the same things in the same order, so P0
         names the next run (its op, and for identifications the batch size: those waiting
-        now, which it will then run together) and P1 follows it; a run neither has recorded
-        in this session prefetches nothing. A wrong guess costs only the discarded material
-        (prefetch.py).
+        now, which it will then run together) and P1 follows it (:meth:`_plan`). A wrong
+        guess costs only the discarded material (prefetch.py).
         """
         prep = self.party.prep if self.party is not None else None
         if not isinstance(prep, PrefetchingPreprocessing):
@@ -1018,6 +1025,7 @@ class Coordinator:
             if self.id == 0:  # those waiting and those just answered (they come back)
                 k = 1
                 if op == "identify":
+                    self._pump(0)  # requests that came in during the run count as waiting
                     # not the larger of the two: with 8 terminals, a batch of 7 and one
                     # left waiting named 7 again, and one request waited a whole batch
                     # every time (a guess too large costs only padding rows)
@@ -1031,7 +1039,7 @@ class Coordinator:
                     else ("", 0)
         except (TransportError, WireError):
             return
-        plan = self.plans.get((op, k)) if isinstance(op, str) and isinstance(k, int) else None
+        plan = self._plan(op, k)
         # one plan queued at most: a run that fetched nothing (a wrong-dimension request, a
         # duplicate enrolment) leaves the last one queued, and queueing another after each
         # such run grew the queue without bound (262 MB a plan at N = 100,000; review 7)
@@ -1039,6 +1047,20 @@ class Coordinator:
             prep.expect(plan)
             if op == "identify":
                 self._prefetched_batch = k
+
+    def _plan(self, op: Any, k: Any) -> list[Request]:
+        """The dealer requests of the run P0 named: an identification's computed from public
+        sizes (plans.py), for 1 to this server's batch limit of rows only (a malicious P0
+        must not make it queue the material of a huge batch), on this session's opened
+        gallery of the current model; an enrolment's as this session's last one asked."""
+        if op == "enroll" and k == 1:
+            return self.enrol_plan
+        if op != "identify" or type(k) is not int or not 1 <= k <= self._batch_cap():
+            return []
+        version, _ = self.store.model_meta()
+        if self._gallery is None or self._gallery[:2] != (self.session, version):
+            return []
+        return identify_plan(k, self._gallery[2])
 
     def _abort_and_resync(self, reason: str, quiet: bool = False) -> None:
         with contextlib.suppress(TransportError):

@@ -377,7 +377,7 @@ class Handlers:
             reply = self._enroll(txn, mine)
         finally:
             plan = prep.stop_recording()
-        node.plans["enroll", 1] = plan  # what the next enrolment asks for, likely
+        node.enrol_plan = plan  # what the next enrolment asks for, likely
         return reply
 
     def _enroll(self, txn: Txn, mine: bool) -> Message:
@@ -494,10 +494,6 @@ class Handlers:
         if not todo:
             return replies
         table = node.name_table(version, meta["identities"])
-        prep = node.party.prep
-        prefetching = isinstance(prep, PrefetchingPreprocessing)
-        if prefetching:
-            prep.record()
         # a batch agrees on its inputs even where one item is left to offer: only a lone
         # request's error is the run's (below), so the servers must not part ways here
         got = self._offer_inputs_many([txns[i] for i in todo], agree=len(txns) > 1)
@@ -523,10 +519,6 @@ class Handlers:
                 replies[i] = api.error(txns[i].req, o.code, o.reason) \
                     if isinstance(o, ApiError) else \
                     Message("result", {"req": txns[i].req, "model_version": version}, [o])
-        if prefetching:  # what a batch of this size asks the dealer for, in order
-            plan = prep.stop_recording()
-            if not pads and all(r is not None and r.kind == "result" for r in replies):
-                node.plans["identify", len(txns)] = plan
         return replies
 
     def _padding_inputs(self, count: int, dim: int) -> list[CheckedProbe]:

@@ -340,3 +340,31 @@ def test_p0_prefetches_for_those_waiting_and_those_just_answered(tmp_path):
         assert peer.recv("prefetch", timeout=3).meta["k"] == NodeOptions().batch_max
     finally:
         prep.close()
+
+
+@pytest.mark.parametrize("k", [10**6, 4, 0, -1, True, "2", 2.0, None])
+def test_p1_queues_no_plan_for_a_batch_p0_may_not_run(tmp_path, k):
+    """P1 computes an identification's plan for the batch size P0's ``prefetch`` names
+    (servers/service/plans.py), so a malicious P0 could make it queue the dealer
+    material of any batch: 13 MB a row at N = 10,000, a million rows. P1 queues only 1
+    to its own batch limit (here 3) of integer rows; a plan it may run is queued whole."""
+    from splitface.servers.mpc.prep.dealer import DealerCore
+    from splitface.servers.mpc.prep.local import LocalPreprocessing
+    from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
+    from splitface.servers.service.plans import identify_plan
+
+    p1, gw, peer, _ = make_node(tmp_path, 1, NodeOptions(peer_timeout_s=1.0, batch_max=3))
+    _large_gallery(p1, identities=5)
+    gallery = SimpleNamespace(dim=128, size=5, operand=SimpleNamespace(key="gallery-v1:0"))
+    p1._gallery = (p1.session, 1, gallery)
+    prep = PrefetchingPreprocessing(LocalPreprocessing(DealerCore(), 1, "s" * 24, 0))
+    try:
+        p1.party = SimpleNamespace(id=1, prep=prep)
+        peer.send(Message("prefetch", {"op": "identify", "k": k}))
+        p1._prefetch_next("", 0)
+        assert prep.queued() == 0
+        peer.send(Message("prefetch", {"op": "identify", "k": 2}))
+        p1._prefetch_next("", 0)
+        assert prep.queued() == len(identify_plan(2, gallery)) == 14
+    finally:
+        prep.close()

@@ -78,3 +78,54 @@ def test_a_short_batch_runs_padded_on_the_material_prefetched_for_a_full_one(tmp
         for p in (0, 1):
             assert after[p]["misses"] - before[p]["misses"] == 0, (before, after)
             assert after[p]["hits"] - before[p]["hits"] >= 10
+
+
+def test_first_runs_of_each_size_take_prefetched_material(tmp_path):
+    """Identification plans are computed from public sizes (servers/service/plans.py), so
+    even the first identification after a training, the first batch of a size and the
+    first identification after a restart take their dealer material from the prefetch:
+    each takes its whole plan (13 requests for one row, 14 for two). When plans were
+    recorded from each size's first run, each of these fetched everything on demand."""
+    import threading
+
+    with running(tmp_path / "dep", train={"epochs": 1, "batch_size": 8}) as dep:
+        with client_for(dep) as admin:
+            for i, face in enumerate(FACES):
+                assert admin.enroll(f"p{i}", face).status == "enrolled"
+            assert admin.admin("train").status == "trained"
+            before = _prefetch(admin)
+            assert admin.identify(FACES[3]).identity == "p3"  # the first after a training
+            after = _prefetch(admin)
+            for p in (0, 1):
+                assert after[p]["misses"] == before[p]["misses"], (before, after)
+            got: dict[int, str | None] = {}
+
+            def identify(i: int, edge: str) -> None:
+                with client_for(dep, edge, timeout=30.0) as c:
+                    got[i] = c.identify(FACES[i]).identity
+
+            # two identifications queue behind a training: its prefetch names a batch of 2
+            threads = [threading.Thread(target=identify, args=(i, f"edge-{i + 1}"))
+                       for i in range(2)]
+            trainer = threading.Thread(target=lambda: admin.admin("train"))
+            before = _prefetch(admin)
+            trainer.start()
+            time.sleep(0.2)
+            for t in threads:
+                t.start()
+            for t in threads + [trainer]:
+                t.join(60)
+            assert got == {0: "p0", 1: "p1"}
+            assert "(batch of 2)" in dep.logs["p0"].read_text()
+            after = _prefetch(admin)
+            for p in (0, 1):  # the training's own requests miss; the batch's 14 all hit
+                assert after[p]["hits"] - before[p]["hits"] >= 14, (before, after)
+        dep.stop()
+        dep.start()
+        with client_for(dep) as again:
+            dep.wait_ready(again)
+            before = _prefetch(again)
+            assert again.identify(FACES[2]).identity == "p2"  # the session's first
+            after = _prefetch(again)
+            for p in (0, 1):  # the gallery's opening may still be running at the first look
+                assert after[p]["hits"] - before[p]["hits"] >= 13, (before, after)

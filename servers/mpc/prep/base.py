@@ -119,6 +119,32 @@ def join_keys(keys: list[FssKey]) -> FssKey:
     return FssKey(spec, root, cws)
 
 
+def elementwise_requests(shape: Sequence[int], levels_per_element: int,
+                         request: Callable[[tuple[int, ...]], Request]) -> list[Request]:
+    """The requests of one elementwise FSS item: one, or pieces of at most FSS_CHUNK_LEVELS
+    key levels (joined back into one item): the dealer caps a request at MAX_FSS_LEVELS,
+    which a training batch's logits exceeded at 1,000 classes and batch 256. Both parties
+    split alike (the split depends on public sizes only), and so does a prefetch plan."""
+    shape = tuple(int(d) for d in shape)
+    n = math.prod(shape)
+    per = max(1, FSS_CHUNK_LEVELS // max(1, levels_per_element))
+    if n <= per:
+        return [request(shape)]
+    return [request((min(per, n - i),)) for i in range(0, n, per)]
+
+
+def ltz_requests(shape: Sequence[int], bits: int, skip: int = 0, relu: bool = False
+                 ) -> list[Request]:
+    """What :meth:`Preprocessing.ltz_masks` asks the dealer for."""
+    return elementwise_requests(shape, (bits - 1) * (4 if relu else 2),
+                                lambda s: Request("ltz", (s, bits, skip, relu)))
+
+
+def interval_requests(shape: Sequence[int], n: int) -> list[Request]:
+    """What :meth:`Preprocessing.interval_masks` asks the dealer for."""
+    return elementwise_requests(shape, n * 2, lambda s: Request("interval", (s, n)))
+
+
 class Preprocessing(ABC):
     """Source of one party's authenticated correlated randomness within one dealer session.
 
@@ -165,36 +191,27 @@ class Preprocessing(ABC):
     def trunc_pairs(self, shape: Sequence[int], shift: int) -> TruncPair:
         return TruncPair(*self._values(Request("trunc", (tuple(shape), shift))))
 
-    def _fetch_elementwise(self, shape: Sequence[int], levels_per_element: int,
-                           request: Callable[[tuple[int, ...]], Request]) -> Item:
-        """One elementwise FSS request, or several of at most FSS_CHUNK_LEVELS key levels
-        joined back into one item: the dealer caps a request at MAX_FSS_LEVELS, which a
-        training batch's logits exceeded at 1,000 classes and batch 256. Both parties
-        split alike (the split depends on public sizes only)."""
-        shape = tuple(int(d) for d in shape)
-        n = math.prod(shape)
-        per = max(1, FSS_CHUNK_LEVELS // max(1, levels_per_element))
-        if n <= per:
-            return self.fetch(request(shape))
-        parts = [self.fetch(request((min(per, n - i),))) for i in range(0, n, per)]
-        return join_items(parts, shape)
+    def _fetch_elementwise(self, shape: Sequence[int], requests: list[Request]) -> Item:
+        """One elementwise FSS item from its requests (:func:`elementwise_requests`)."""
+        if len(requests) == 1:
+            return self.fetch(requests[0])
+        return join_items([self.fetch(r) for r in requests], tuple(int(d) for d in shape))
 
     def ltz_masks(self, shape: Sequence[int], bits: int, skip: int = 0, relu: bool = False
                   ) -> LtzMask:
-        item = self._fetch_elementwise(shape, (bits - 1) * (4 if relu else 2),
-                                       lambda s: Request("ltz", (s, bits, skip, relu)))
+        item = self._fetch_elementwise(shape, ltz_requests(shape, bits, skip, relu))
         r, sign, *rest = item.values
         return LtzMask(r, sign, rest[0] if relu else None, item.keys[0])
 
     def trunc_ltz_masks(self, shape: Sequence[int], shift: int, skip: int, bits: int
                         ) -> TruncLtzMask:
-        item = self._fetch_elementwise(shape, (bits - 1) * 2, lambda s: Request(
-            "trunc_ltz", (s, shift, skip, bits)))
+        item = self._fetch_elementwise(shape, elementwise_requests(
+            shape, (bits - 1) * 2, lambda s: Request("trunc_ltz", (s, shift, skip, bits))))
         r, r_sh, r_msb, sign = item.values
         return TruncLtzMask(TruncPair(r, r_sh, r_msb), sign, item.keys[0])
 
     def interval_masks(self, shape: Sequence[int], n: int) -> IntervalMask:
-        item = self._fetch_elementwise(shape, n * 2, lambda s: Request("interval", (s, n)))
+        item = self._fetch_elementwise(shape, interval_requests(shape, n))
         return IntervalMask(item.values[0], item.keys[0])
 
     def lookup_mask(self, bits: int, count: int = 1) -> IntervalMask:
