@@ -1053,7 +1053,7 @@ class Coordinator:
         sizes (plans.py), for 1 to this server's batch limit of rows only (a malicious P0
         must not make it queue the material of a huge batch), on this session's opened
         gallery of the current model; an enrolment's as this session's last one asked."""
-        if op == "enroll" and k == 1:
+        if op == "enroll" and type(k) is int and k == 1:
             return self.enrol_plan
         if op != "identify" or type(k) is not int or not 1 <= k <= self._batch_cap():
             return []

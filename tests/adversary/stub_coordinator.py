@@ -62,7 +62,7 @@ def make_node(tmp_path, party_id: int, options: NodeOptions | None = None):
         node.rows_ran.append(rows)
 
     node._run = record
-    node.party = SimpleNamespace(id=party_id)  # "in a session"
+    node.party = SimpleNamespace(id=party_id, prep=None)  # "in a session", no dealer
     node.session = "s" * 24
     return node, gw, peer, ran
 
