@@ -821,6 +821,9 @@ class Coordinator:
         if msg.kind == "warm":
             self._follow_warm(msg.meta)
             return
+        if msg.kind == "prefetch":
+            self._follow_prefetch(msg.meta)
+            return
         if msg.kind != "begin":
             return  # stale abort or message from an aborted exchange
         if self.party is None or msg.meta.get("sid") != self.session:
@@ -1015,30 +1018,39 @@ class Coordinator:
 
         Both servers must ask the dealer for the same things in the same order, so P0
         names the next run (its op, and for identifications the batch size: those waiting
-        now, which it will then run together) and P1 follows it (:meth:`_plan`). A wrong
-        guess costs only the discarded material (prefetch.py).
+        now, which it will then run together) and P1 follows it when the message comes
+        (:meth:`_follow_prefetch`). A wrong guess costs only the discarded material
+        (prefetch.py).
         """
         prep = self.party.prep if self.party is not None else None
-        if not isinstance(prep, PrefetchingPreprocessing):
+        if self.id != 0 or not isinstance(prep, PrefetchingPreprocessing):
             return
+        k = 1  # for an identification: those waiting and those just answered (they come back)
+        if op == "identify":
+            self._pump(0)  # requests that came in during the run count as waiting
+            # not the larger of the two: with 8 terminals, a batch of 7 and one left
+            # waiting named 7 again, and one request waited a whole batch every time (a
+            # guess too large costs only padding rows)
+            waiting = sum(ib.offer.op == "identify" for ib in self._queue)
+            k = max(1, min(self._batch_cap(), waiting + ran))
         try:
-            if self.id == 0:  # those waiting and those just answered (they come back)
-                k = 1
-                if op == "identify":
-                    self._pump(0)  # requests that came in during the run count as waiting
-                    # not the larger of the two: with 8 terminals, a batch of 7 and one
-                    # left waiting named 7 again, and one request waited a whole batch
-                    # every time (a guess too large costs only padding rows)
-                    waiting = sum(ib.offer.op == "identify" for ib in self._queue)
-                    k = max(1, min(self._batch_cap(), waiting + ran))
-                self.channel.send(Message("prefetch", {"op": op, "k": k}))
-            else:
-                msg = self.channel.recv(("prefetch", "abort"),
-                                        timeout=min(self.opts.peer_timeout_s, OFFER_TWIN_S))
-                op, k = (msg.meta.get("op"), msg.meta.get("k")) if msg.kind == "prefetch" \
-                    else ("", 0)
-        except (TransportError, WireError):
+            self.channel.send(Message("prefetch", {"op": op, "k": k, "sid": self.session}))
+        except TransportError:
             return
+        self._queue_plan(prep, op, k)
+
+    def _follow_prefetch(self, meta: dict) -> None:
+        """P1: queue the plan of the run P0 named, for this session only. Handled in the
+        event loop whenever it comes: the link is ordered, so it always precedes P0's next
+        ``begin``. (P1 used to wait 2 s for it after each run; when P0 was slower, P1
+        queued nothing while P0 did, and at the next wrong guess P0 alone discarded
+        material, the two servers' dealer requests fell out of step and the dealer closed
+        the session, failing a request: review 12.)"""
+        prep = self.party.prep if self.party is not None else None
+        if isinstance(prep, PrefetchingPreprocessing) and meta.get("sid") == self.session:
+            self._queue_plan(prep, meta.get("op"), meta.get("k"))
+
+    def _queue_plan(self, prep: PrefetchingPreprocessing, op: Any, k: Any) -> None:
         plan = self._plan(op, k)
         # one plan queued at most: a run that fetched nothing (a wrong-dimension request, a
         # duplicate enrolment) leaves the last one queued, and queueing another after each

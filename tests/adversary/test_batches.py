@@ -334,7 +334,8 @@ def test_p0_prefetches_for_those_waiting_and_those_just_answered(tmp_path):
         p0.party = SimpleNamespace(id=0, prep=prep)
         p0._queue.append(offer(KEY3, "edge-3", req="w" * 16))
         p0._prefetch_next("identify", 7)
-        assert peer.recv("prefetch", timeout=3).meta == {"op": "identify", "k": 8}
+        assert peer.recv("prefetch", timeout=3).meta == {"op": "identify", "k": 8,
+                                                         "sid": p0.session}
         p0._queue.clear()
         p0._prefetch_next("identify", 16)  # never above the batch limit
         assert peer.recv("prefetch", timeout=3).meta["k"] == NodeOptions().batch_max
@@ -348,23 +349,57 @@ def test_p1_queues_no_plan_for_a_batch_p0_may_not_run(tmp_path, k):
     (servers/service/plans.py), so a malicious P0 could make it queue the dealer
     material of any batch: 13 MB a row at N = 10,000, a million rows. P1 queues only 1
     to its own batch limit (here 3) of integer rows; a plan it may run is queued whole."""
+    from splitface.servers.service.plans import identify_plan
+
+    p1, prep, gallery = _p1_with_gallery(tmp_path)
+    peer = p1.channel_peer
+    try:
+        peer.send(Message("prefetch", {"op": "identify", "k": k, "sid": p1.session}))
+        p1._follow_if_asked()
+        assert prep.queued() == 0
+        peer.send(Message("prefetch", {"op": "identify", "k": 2, "sid": p1.session}))
+        p1._follow_if_asked()
+        assert prep.queued() == len(identify_plan(2, gallery)) == 14
+    finally:
+        prep.close()
+
+
+def _p1_with_gallery(tmp_path):
+    """P1 (batch limit 3) in a session with an opened gallery of 5 and a prefetching
+    dealer source; ``channel_peer`` is P0's end of the link."""
     from splitface.servers.mpc.prep.dealer import DealerCore
     from splitface.servers.mpc.prep.local import LocalPreprocessing
     from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
-    from splitface.servers.service.plans import identify_plan
 
     p1, gw, peer, _ = make_node(tmp_path, 1, NodeOptions(peer_timeout_s=1.0, batch_max=3))
     _large_gallery(p1, identities=5)
     gallery = SimpleNamespace(dim=128, size=5, operand=SimpleNamespace(key="gallery-v1:0"))
     p1._gallery = (p1.session, 1, gallery)
     prep = PrefetchingPreprocessing(LocalPreprocessing(DealerCore(), 1, "s" * 24, 0))
+    p1.party = SimpleNamespace(id=1, prep=prep)
+    p1.channel_peer = peer
+    return p1, prep, gallery
+
+
+def test_p1_queues_the_plan_p0_names_however_late_it_comes(tmp_path):
+    """P0 names the next run's plan after its run; P1 must queue it whenever it comes,
+    since P0 queues it too. P1 used to wait 2 s for it after its own run and then go on
+    without: P0 alone held a queued plan, and at its next wrong guess it alone discarded
+    material, so the servers' dealer requests fell out of step and the dealer closed the
+    session, failing the request (review 12). A ``prefetch`` of another session (sent
+    before a resync) is not followed."""
+    from splitface.servers.service.plans import identify_plan
+
+    p1, prep, gallery = _p1_with_gallery(tmp_path)
+    peer = p1.channel_peer
     try:
-        p1.party = SimpleNamespace(id=1, prep=prep)
-        peer.send(Message("prefetch", {"op": "identify", "k": k}))
-        p1._prefetch_next("", 0)
-        assert prep.queued() == 0
-        peer.send(Message("prefetch", {"op": "identify", "k": 2}))
-        p1._prefetch_next("", 0)
-        assert prep.queued() == len(identify_plan(2, gallery)) == 14
+        p1._prefetch_next("identify", 1)  # P1's run ended; P0 is still busy
+        time.sleep(0.2)
+        peer.send(Message("prefetch", {"op": "identify", "k": 1, "sid": "another" * 3}))
+        peer.send(Message("prefetch", {"op": "identify", "k": 1, "sid": p1.session}))
+        p1._follow_if_asked()
+        assert prep.queued() == 0  # not this session's
+        p1._follow_if_asked()
+        assert prep.queued() == len(identify_plan(1, gallery)) == 13
     finally:
         prep.close()

@@ -15,8 +15,15 @@ FACES = unit(RNG.normal(size=(4, 128)))
 
 
 def _prefetch(client) -> tuple[dict, dict]:
-    s0, s1 = client.status()
-    return s0["prefetch"], s1["prefetch"]
+    """Both servers' prefetch counters, once P1 has followed P0's last ``prefetch``: P1
+    queues the plan when that message comes, which may be after the terminal's reply."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        s0, s1 = client.status()
+        p0, p1 = s0["prefetch"], s1["prefetch"]
+        if p0["queued"] == p1["queued"] or time.monotonic() > deadline:
+            return p0, p1
+        time.sleep(0.05)
 
 
 def test_enrolments_and_identifications_take_prefetched_material(tmp_path):
