@@ -18,6 +18,7 @@ from splitface.servers.cli.common import (
 from splitface.servers.dealer.service import DealerService, load_keyring
 from splitface.servers.mpc.prep.dealer import DealerCore
 from splitface.servers.mpc.threads import limit_blas_threads
+from splitface.servers.mpc.warmup import load_compiled_kernels
 from splitface.shared import keys, sdnotify
 from splitface.shared.config import load_dealer_config
 from splitface.shared.config_schema import ConfigError
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         return config_error_exit(exc)
     setup_logging(cfg.log_level)
     limit_blas_threads(1)
+    log.info("dealer: compiled kernels loaded in %.1f s", load_compiled_kernels(evaluate=False))
     stop = stop_event()
     ctx = zmq.Context()
     auth = start_authenticator(ctx, list(party_keys.values()))

@@ -18,6 +18,7 @@ from splitface.servers.cli.common import (
 from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
 from splitface.servers.mpc.prep.remote import DealerClient, RemotePreprocessing
 from splitface.servers.mpc.threads import limit_blas_threads
+from splitface.servers.mpc.warmup import load_compiled_kernels
 from splitface.servers.service.admission import RateOptions
 from splitface.servers.service.coordinator import Coordinator, terminal_names
 from splitface.servers.service.gateway import EdgeGateway
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         return config_error_exit(exc)
     setup_logging(cfg.log_level)
     limit_blas_threads(1)
+    log.info("P%d: compiled kernels loaded in %.1f s", cfg.party, load_compiled_kernels())
     stop = stop_event()
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
     ctx = zmq.Context()

@@ -1,0 +1,47 @@
+"""Daemons load the compiled kernels at start (servers/mpc/warmup.py), so the first request
+after a restart does not pay numba's load (0.6-1 s, ~60 MB). That only holds if the
+warm-up calls each kernel with the argument types real requests use: another dtype or
+layout is another specialization, loaded again by the first request."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from splitface.servers.mpc.fss import kernels
+
+SCRIPT = """
+import json
+import numpy as np
+from splitface.servers.mpc import ring_kernels
+from splitface.servers.mpc.fss import kernels
+from splitface.servers.mpc.prep.dealer import DealerCore
+from splitface.servers.mpc.warmup import load_compiled_kernels
+from tests.mpc.test_identify import _run, unit
+
+FNS = {"tweak_blocks": kernels.tweak_blocks, "gen_level": kernels.gen_level,
+       "eval_inputs": kernels.eval_inputs, "eval_level": kernels.eval_level,
+       "matmul": ring_kernels._matmul}
+
+def signatures():
+    return {name: [str(s) for s in fn.signatures] for name, fn in FNS.items()}
+
+load_compiled_kernels()
+warm = signatures()
+rng = np.random.default_rng(5)  # test data only
+templates = unit(rng.normal(size=(3, 16)))
+_run(DealerCore(), templates, templates[1], 0.5, ["a", "b", "c"])
+print(json.dumps({"warm": warm, "after": signatures()}))
+"""
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
+def test_the_warm_up_loads_the_specializations_an_identification_uses():
+    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
+                         timeout=300, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["after"] == got["warm"]
+    assert all(len(sigs) == 1 for sigs in got["warm"].values()), got["warm"]
