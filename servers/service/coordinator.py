@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -699,7 +699,7 @@ class Coordinator:
             _, reason = self._failed(exc, f"opening the gallery of model version {version}")
             self._abort_and_resync(reason)
             return
-        self._prefetch_next("identify", 0)
+        self._prefetch_next("identify", ())
 
     def _take_batch(self, first: Inbound) -> tuple[list[Inbound], int]:
         """``first`` and, for an identification, other waiting identifications (up to
@@ -984,7 +984,8 @@ class Coordinator:
             release_free_memory()
         after = PREFETCH_AFTER.get(txns[0].offer.op)
         if after is not None and failure is None:
-            self._prefetch_next(after, len(txns) if after == txns[0].offer.op else 0)
+            self._prefetch_next(after, [t.inbound.key for t in txns]
+                                if after == txns[0].offer.op else ())
 
     def _failed(self, exc: Exception, what: str) -> tuple[str, str]:
         """What a run (a request, or the session-start opening) that raised ``exc`` tells
@@ -1011,7 +1012,7 @@ class Coordinator:
         log.warning("P%d: %s aborted: %s", self.id, what, exc)
         return api.ABORTED, f"aborted: {exc}"
 
-    def _prefetch_next(self, op: str, ran: int) -> None:
+    def _prefetch_next(self, op: str, answered: Collection[str]) -> None:
         """After an identification or enrolment run, have the dealer prepare the next one's
         material while the terminals send their next requests (both come in runs: terminals
         identify again, an admin enrols a list).
@@ -1020,19 +1021,15 @@ class Coordinator:
         names the next run (its op, and for identifications the batch size: those waiting
         now, which it will then run together) and P1 follows it when the message comes
         (:meth:`_follow_prefetch`). A wrong guess costs only the discarded material
-        (prefetch.py).
+        (prefetch.py). ``answered``: the keys of the terminals the run just answered.
         """
         prep = self.party.prep if self.party is not None else None
         if self.id != 0 or not isinstance(prep, PrefetchingPreprocessing):
             return
-        k = 1  # for an identification: those waiting and those just answered (they come back)
+        k = 1
         if op == "identify":
             self._pump(0)  # requests that came in during the run count as waiting
-            # not the larger of the two: with 8 terminals, a batch of 7 and one left
-            # waiting named 7 again, and one request waited a whole batch every time (a
-            # guess too large costs only padding rows)
-            waiting = sum(ib.offer.op == "identify" for ib in self._queue)
-            k = max(1, min(self._batch_cap(), waiting + ran))
+            k = max(1, min(self._batch_cap(), _next_batch(self._queue, answered)))
         try:
             self.channel.send(Message("prefetch", {"op": op, "k": k, "sid": self.session}))
         except TransportError:
@@ -1084,6 +1081,17 @@ class Coordinator:
 
     def close(self) -> None:
         self._close_party()
+
+
+def _next_batch(queue: Iterable[Inbound], answered: Collection[str]) -> int:
+    """The next batch's expected size: the identifications waiting, and each terminal just
+    answered that has not sent its next one yet (it comes back). Not the larger of the two:
+    with 8 terminals, a batch of 7 and one left waiting named 7 again, and one request
+    waited a whole batch every time. Not their sum: a terminal answered first had often
+    sent its next request before the count, so it counted twice, and batches of 8 ran
+    padded to 9-12 rows at N = 10,000 (a guess too large costs whole padding rows)."""
+    waiting = [ib.key for ib in queue if ib.offer.op == "identify"]
+    return len(waiting) + len(set(answered) - set(waiting))
 
 
 def _begin_items(meta: dict[str, Any], batch_max: int) -> list[tuple[str, str, bytes]] | None:
