@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 
 from splitface.edge.client import ServerRefused
-from tests.services.conftest import client_for, running, unit
+from tests.services.conftest import client_for, prefetch_counters, running, unit
 
 RNG = np.random.default_rng(83)  # test data only
 
 
 def _queued(client) -> tuple[int, int]:
-    s0, s1 = client.status()
-    return s0["prefetch"]["queued"], s1["prefetch"]["queued"]
+    p0, p1 = prefetch_counters(client)
+    return p0["queued"], p1["queued"]
 
 
 def test_requests_that_fetch_nothing_do_not_grow_the_prefetch_queue(tmp_path):

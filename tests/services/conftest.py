@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,19 @@ def deployment(tmp_path_factory):
 def client(deployment):
     with client_for(deployment) as c:
         yield c
+
+
+def prefetch_counters(client: SplitfaceClient) -> tuple[dict, dict]:
+    """Both servers' prefetch counters (``status``), once P1 has followed P0's last
+    ``prefetch``: P1 queues that plan when the message reaches it, which may be after the
+    terminal's reply (coordinator._follow_prefetch)."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        s0, s1 = client.status()
+        p0, p1 = s0["prefetch"], s1["prefetch"]
+        if p0["queued"] == p1["queued"] or time.monotonic() > deadline:
+            return p0, p1
+        time.sleep(0.05)
 
 
 def unit(v: np.ndarray) -> np.ndarray:

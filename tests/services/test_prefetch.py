@@ -8,41 +8,29 @@ import time
 
 import numpy as np
 
-from tests.services.conftest import client_for, running, unit
+from tests.services.conftest import client_for, prefetch_counters, running, unit
 
 RNG = np.random.default_rng(71)  # test data only
 FACES = unit(RNG.normal(size=(4, 128)))
 
 
-def _prefetch(client) -> tuple[dict, dict]:
-    """Both servers' prefetch counters, once P1 has followed P0's last ``prefetch``: P1
-    queues the plan when that message comes, which may be after the terminal's reply."""
-    deadline = time.monotonic() + 5.0
-    while True:
-        s0, s1 = client.status()
-        p0, p1 = s0["prefetch"], s1["prefetch"]
-        if p0["queued"] == p1["queued"] or time.monotonic() > deadline:
-            return p0, p1
-        time.sleep(0.05)
-
-
 def test_enrolments_and_identifications_take_prefetched_material(tmp_path):
     with running(tmp_path / "dep", train={"epochs": 1, "batch_size": 8}) as dep, \
             client_for(dep) as admin:
-        start = _prefetch(admin)
+        start = prefetch_counters(admin)
         for i, face in enumerate(FACES):
             assert admin.enroll(f"p{i}", face).status == "enrolled"
-        after_enrol = _prefetch(admin)
+        after_enrol = prefetch_counters(admin)
         for p in (0, 1):  # the first enrolment is fetched on demand, the next three not
             assert after_enrol[p]["hits"] - start[p]["hits"] >= 3 * 5
             assert after_enrol[p] == after_enrol[0]  # both servers alike
         assert admin.admin("train").status == "trained"
-        before = _prefetch(admin)
+        before = prefetch_counters(admin)
         for i, face in enumerate(FACES):
             assert admin.identify(unit(face + RNG.normal(size=128) * 0.03)).identity == f"p{i}"
         assert admin.enroll("p0", FACES[0]).status == "enrolled"  # after identifications
         assert admin.identify(FACES[1]).identity == "p1"  # after an enrolment
-        end = _prefetch(admin)
+        end = prefetch_counters(admin)
         assert end[0]["hits"] - before[0]["hits"] >= 3 * 10  # identifications 2..4
         assert end[0] == end[1]
 
@@ -77,10 +65,10 @@ def test_a_short_batch_runs_padded_on_the_material_prefetched_for_a_full_one(tmp
             t.join(60)
         assert got == {0: "p0", 1: "p1"}
         assert "(batch of 2)" in dep.logs["p0"].read_text()
-        before = _prefetch(admin)
+        before = prefetch_counters(admin)
         with client_for(dep, "edge-2") as lone:
             assert lone.identify(FACES[2]).identity == "p2"
-        after = _prefetch(admin)
+        after = prefetch_counters(admin)
         assert "(+1 padding rows)" in dep.logs["p0"].read_text()
         for p in (0, 1):
             assert after[p]["misses"] - before[p]["misses"] == 0, (before, after)
@@ -100,9 +88,9 @@ def test_first_runs_of_each_size_take_prefetched_material(tmp_path):
             for i, face in enumerate(FACES):
                 assert admin.enroll(f"p{i}", face).status == "enrolled"
             assert admin.admin("train").status == "trained"
-            before = _prefetch(admin)
+            before = prefetch_counters(admin)
             assert admin.identify(FACES[3]).identity == "p3"  # the first after a training
-            after = _prefetch(admin)
+            after = prefetch_counters(admin)
             for p in (0, 1):
                 assert after[p]["misses"] == before[p]["misses"], (before, after)
             got: dict[int, str | None] = {}
@@ -115,7 +103,7 @@ def test_first_runs_of_each_size_take_prefetched_material(tmp_path):
             threads = [threading.Thread(target=identify, args=(i, f"edge-{i + 1}"))
                        for i in range(2)]
             trainer = threading.Thread(target=lambda: admin.admin("train"))
-            before = _prefetch(admin)
+            before = prefetch_counters(admin)
             trainer.start()
             time.sleep(0.2)
             for t in threads:
@@ -124,15 +112,15 @@ def test_first_runs_of_each_size_take_prefetched_material(tmp_path):
                 t.join(60)
             assert got == {0: "p0", 1: "p1"}
             assert "(batch of 2)" in dep.logs["p0"].read_text()
-            after = _prefetch(admin)
+            after = prefetch_counters(admin)
             for p in (0, 1):  # the training's own requests miss; the batch's 14 all hit
                 assert after[p]["hits"] - before[p]["hits"] >= 14, (before, after)
         dep.stop()
         dep.start()
         with client_for(dep) as again:
             dep.wait_ready(again)
-            before = _prefetch(again)
+            before = prefetch_counters(again)
             assert again.identify(FACES[2]).identity == "p2"  # the session's first
-            after = _prefetch(again)
+            after = prefetch_counters(again)
             for p in (0, 1):  # the gallery's opening may still be running at the first look
                 assert after[p]["hits"] - before[p]["hits"] >= 13, (before, after)
