@@ -23,12 +23,18 @@ def client_for(dep: LocalDeployment, name: str = "edge-1", timeout: float = 20.0
 
 @contextlib.contextmanager
 def running(root: Path, **create: Any) -> Iterator[LocalDeployment]:
-    """A deployment with two terminals, started and ready; every daemon must exit 0."""
+    """A deployment with two terminals, started and ready; every daemon must exit 0. A test
+    that fails still stops its daemons (left running, they held ports and CPU for the rest
+    of the suite)."""
     dep = LocalDeployment.create(root, edges=2, base_port=free_base_port(), **create)
     dep.start()
-    with client_for(dep) as c:
-        dep.wait_ready(c)
-    yield dep
+    try:
+        with client_for(dep) as c:
+            dep.wait_ready(c)
+        yield dep
+    except BaseException:
+        dep.stop()
+        raise
     codes = dep.stop()
     assert codes == {"dealer": 0, "p0": 0, "p1": 0}, codes
 
