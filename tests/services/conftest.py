@@ -53,15 +53,19 @@ def client(deployment):
 
 
 def prefetch_counters(client: SplitfaceClient) -> tuple[dict, dict]:
-    """Both servers' prefetch counters (``status``), once P1 has followed P0's last
-    ``prefetch``: P1 queues that plan when the message reaches it, which may be after the
-    terminal's reply (coordinator._follow_prefetch)."""
+    """Both servers' prefetch counters (``status``) once they have settled after a reply:
+    P0 may answer a ``status`` while it counts the waiting requests, before it queues the
+    next plan, and P1 queues it when P0's message reaches it (coordinator._prefetch_next,
+    _follow_prefetch). So two readings 50 ms apart must agree, and the servers with them."""
     deadline = time.monotonic() + 5.0
+    last = None
     while True:
         s0, s1 = client.status()
-        p0, p1 = s0["prefetch"], s1["prefetch"]
-        if p0["queued"] == p1["queued"] or time.monotonic() > deadline:
-            return p0, p1
+        now = (s0["prefetch"], s1["prefetch"])
+        if (now == last and now[0]["queued"] == now[1]["queued"]) \
+                or time.monotonic() > deadline:
+            return now
+        last = now
         time.sleep(0.05)
 
 
