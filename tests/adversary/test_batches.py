@@ -358,8 +358,7 @@ def test_p1_queues_no_plan_for_a_batch_p0_may_not_run(tmp_path, k):
     to its own batch limit (here 3) of integer rows; a plan it may run is queued whole."""
     from splitface.servers.service.plans import identify_plan
 
-    p1, prep, gallery = _p1_with_gallery(tmp_path)
-    peer = p1.channel_peer
+    p1, peer, prep, gallery = _p1_with_gallery(tmp_path)
     try:
         peer.send(Message("prefetch", {"op": "identify", "k": k, "sid": p1.session}))
         p1._follow_if_asked()
@@ -373,7 +372,7 @@ def test_p1_queues_no_plan_for_a_batch_p0_may_not_run(tmp_path, k):
 
 def _p1_with_gallery(tmp_path):
     """P1 (batch limit 3) in a session with an opened gallery of 5 and a prefetching
-    dealer source; ``channel_peer`` is P0's end of the link."""
+    dealer source, with P0's end of the link."""
     from splitface.servers.mpc.prep.dealer import DealerCore
     from splitface.servers.mpc.prep.local import LocalPreprocessing
     from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
@@ -384,8 +383,7 @@ def _p1_with_gallery(tmp_path):
     p1._gallery = (p1.session, 1, gallery)
     prep = PrefetchingPreprocessing(LocalPreprocessing(DealerCore(), 1, "s" * 24, 0))
     p1.party = SimpleNamespace(id=1, prep=prep)
-    p1.channel_peer = peer
-    return p1, prep, gallery
+    return p1, peer, prep, gallery
 
 
 def test_p1_queues_the_plan_p0_names_however_late_it_comes(tmp_path):
@@ -397,11 +395,9 @@ def test_p1_queues_the_plan_p0_names_however_late_it_comes(tmp_path):
     before a resync) is not followed."""
     from splitface.servers.service.plans import identify_plan
 
-    p1, prep, gallery = _p1_with_gallery(tmp_path)
-    peer = p1.channel_peer
+    p1, peer, prep, gallery = _p1_with_gallery(tmp_path)
     try:
-        p1._prefetch_next("identify", 1)  # P1's run ended; P0 is still busy
-        time.sleep(0.2)
+        p1._prefetch_next("identify", [KEY3])  # P1's run ended; P0 is still busy
         peer.send(Message("prefetch", {"op": "identify", "k": 1, "sid": "another" * 3}))
         peer.send(Message("prefetch", {"op": "identify", "k": 1, "sid": p1.session}))
         p1._follow_if_asked()
