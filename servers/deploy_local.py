@@ -7,6 +7,7 @@ made by ``splitface-keys init --layout local``; stops them with SIGTERM and wait
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -21,14 +22,26 @@ from splitface.shared import keys
 
 
 def free_base_port(span: int = 12) -> int:
-    """A base port with ``span`` free ports above it (loopback), for a deployment."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + span < 65000 and all(_free(base + i) for i in range(span)):
+    """A base port with ``span`` free ports above it (loopback), for a deployment.
+
+    Drawn below the kernel's ephemeral range: a port from that range, free when drawn,
+    could be handed to one of the deployment's own outgoing connections (a server's to
+    the dealer) before the daemon that should listen on it binds it."""
+    low = _ephemeral_low()
+    if low < 10000 + 100 * span:  # (almost) all ports are ephemeral: nothing to avoid
+        low = 65000
+    for _ in range(200):
+        base = 10000 + secrets.randbelow(low - 10000 - span)
+        if all(_free(base + i) for i in range(span)):
             return base
     raise RuntimeError("no free port range")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):  # not Linux: IANA's dynamic range
+        return 49152
 
 
 def _free(port: int) -> bool:
