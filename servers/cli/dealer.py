@@ -19,6 +19,7 @@ from splitface.servers.dealer.service import DealerService, load_keyring
 from splitface.servers.mpc.prep.dealer import DealerCore
 from splitface.servers.mpc.threads import limit_blas_threads
 from splitface.servers.mpc.warmup import load_compiled_kernels
+from splitface.servers.service.memory import limit_malloc_arenas
 from splitface.shared import keys, sdnotify
 from splitface.shared.config import load_dealer_config
 from splitface.shared.config_schema import ConfigError
@@ -28,6 +29,7 @@ log = logging.getLogger("splitface.dealer")
 
 
 def main(argv: list[str] | None = None) -> int:
+    limit_malloc_arenas()  # before any thread starts: trimmed memory goes back
     ap = argparse.ArgumentParser(prog="splitface-dealer", description=__doc__)
     ap.add_argument("--config", required=True, help="the dealer's config.toml")
     args = ap.parse_args(argv)

@@ -23,6 +23,7 @@ from splitface.servers.service.admission import RateOptions
 from splitface.servers.service.coordinator import Coordinator, terminal_names
 from splitface.servers.service.gateway import EdgeGateway
 from splitface.servers.service.handlers import NodeOptions
+from splitface.servers.service.memory import limit_malloc_arenas
 from splitface.servers.store import ShareStore
 from splitface.shared import keys, sdnotify
 from splitface.shared.config import load_server_config
@@ -34,6 +35,7 @@ log = logging.getLogger("splitface.server")
 
 
 def main(argv: list[str] | None = None) -> int:
+    limit_malloc_arenas()  # before any thread starts: trimmed memory goes back
     ap = argparse.ArgumentParser(prog="splitface-server", description=__doc__)
     ap.add_argument("--party", type=int, choices=(0, 1), required=True)
     ap.add_argument("--config", required=True, help="this server's config.toml")
