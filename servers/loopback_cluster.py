@@ -17,6 +17,7 @@ from splitface.servers.dealer.service import DealerService
 from splitface.servers.mpc.prep.dealer import DealerCore
 from splitface.servers.mpc.threads import limit_blas_threads
 from splitface.servers.mpc.worker import worker_main
+from splitface.servers.service.memory import limit_malloc_arenas
 from splitface.shared.client_protocol import ClientRequest
 from splitface.shared.closing import Closing
 from splitface.shared.transport.zap import start_authenticator
@@ -30,6 +31,7 @@ class JobError(RuntimeError):
 
 def dealer_main(conn: Connection, cfg: dict[str, Any]) -> None:
     """Dealer process: serve until the controller closes the pipe or sends anything."""
+    limit_malloc_arenas()
     limit_blas_threads(1)
     ctx = zmq.Context()
     auth = start_authenticator(ctx, [cfg["p0"], cfg["p1"]])

@@ -21,6 +21,7 @@ import zmq
 
 from splitface.servers.mpc.netparty import connect_party
 from splitface.servers.mpc.threads import limit_blas_threads
+from splitface.servers.service.memory import limit_malloc_arenas
 from splitface.shared.transport.zap import start_authenticator
 
 
@@ -33,6 +34,7 @@ def _resolve(path: str) -> Any:
 
 def worker_main(party: int, conn: Connection, cfg: dict[str, Any]) -> None:
     """Process entry point: connect, then serve jobs until ("stop", {}) or EOF."""
+    limit_malloc_arenas()  # as the daemons do: what the benchmarks measure is what they hold
     limit_blas_threads(cfg.get("blas_threads", 1))
     ctx = zmq.Context()
     auth = start_authenticator(ctx, [cfg["peer_public"], cfg["dealer_public"]]) if party == 0 \
