@@ -15,9 +15,8 @@ import zmq
 
 from splitface.servers.dealer.service import DealerService
 from splitface.servers.mpc.prep.dealer import DealerCore
-from splitface.servers.mpc.threads import limit_blas_threads
+from splitface.servers.mpc.threads import limit_blas_threads, limit_malloc_arenas
 from splitface.servers.mpc.worker import worker_main
-from splitface.servers.service.memory import limit_malloc_arenas
 from splitface.shared.client_protocol import ClientRequest
 from splitface.shared.closing import Closing
 from splitface.shared.transport.zap import start_authenticator

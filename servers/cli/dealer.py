@@ -17,9 +17,8 @@ from splitface.servers.cli.common import (
 )
 from splitface.servers.dealer.service import DealerService, load_keyring
 from splitface.servers.mpc.prep.dealer import DealerCore
-from splitface.servers.mpc.threads import limit_blas_threads
+from splitface.servers.mpc.threads import limit_blas_threads, limit_malloc_arenas
 from splitface.servers.mpc.warmup import load_compiled_kernels
-from splitface.servers.service.memory import limit_malloc_arenas
 from splitface.shared import keys, sdnotify
 from splitface.shared.config import load_dealer_config
 from splitface.shared.config_schema import ConfigError

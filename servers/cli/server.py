@@ -17,13 +17,12 @@ from splitface.servers.cli.common import (
 )
 from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
 from splitface.servers.mpc.prep.remote import DealerClient, RemotePreprocessing
-from splitface.servers.mpc.threads import limit_blas_threads
+from splitface.servers.mpc.threads import limit_blas_threads, limit_malloc_arenas
 from splitface.servers.mpc.warmup import load_compiled_kernels
 from splitface.servers.service.admission import RateOptions
 from splitface.servers.service.coordinator import Coordinator, terminal_names
 from splitface.servers.service.gateway import EdgeGateway
 from splitface.servers.service.handlers import NodeOptions
-from splitface.servers.service.memory import limit_malloc_arenas
 from splitface.servers.store import ShareStore
 from splitface.shared import keys, sdnotify
 from splitface.shared.config import load_server_config

@@ -20,8 +20,7 @@ import psutil
 import zmq
 
 from splitface.servers.mpc.netparty import connect_party
-from splitface.servers.mpc.threads import limit_blas_threads
-from splitface.servers.service.memory import limit_malloc_arenas
+from splitface.servers.mpc.threads import limit_blas_threads, limit_malloc_arenas
 from splitface.shared.transport.zap import start_authenticator
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -35,7 +37,7 @@ def test_freed_heap_returns_to_the_os():
 _ARENAS = r"""
 import ctypes, re, sys, tempfile, threading
 import numpy as np
-from splitface.servers.service.memory import limit_malloc_arenas
+from splitface.servers.mpc.threads import limit_malloc_arenas
 if sys.argv[1] == "one":
     assert limit_malloc_arenas()
 start = threading.Barrier(4)
@@ -61,9 +63,6 @@ def test_one_malloc_arena_for_all_threads():
     # malloc_trim returns a thread arena's free chunks but never its free top: after each
     # training on 1,000 identities, 30-60 MB stayed resident in the arena of P0's dealer
     # prefetch thread, so the daemons keep every thread on one arena
-    import subprocess
-    import sys
-
     def arenas(mode: str) -> int:
         out = subprocess.run([sys.executable, "-c", _ARENAS, mode], check=True,
                              capture_output=True, text=True, timeout=60)
