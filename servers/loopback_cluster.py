@@ -16,6 +16,7 @@ import zmq
 from splitface.servers.dealer.service import DealerService
 from splitface.servers.mpc.prep.dealer import DealerCore
 from splitface.servers.mpc.threads import limit_blas_threads, limit_malloc_arenas
+from splitface.servers.mpc.warmup import load_compiled_kernels
 from splitface.servers.mpc.worker import worker_main
 from splitface.shared.client_protocol import ClientRequest
 from splitface.shared.closing import Closing
@@ -32,6 +33,7 @@ def dealer_main(conn: Connection, cfg: dict[str, Any]) -> None:
     """Dealer process: serve until the controller closes the pipe or sends anything."""
     limit_malloc_arenas()
     limit_blas_threads(1)
+    load_compiled_kernels(evaluate=False)  # as the dealer daemon does, before it serves
     ctx = zmq.Context()
     auth = start_authenticator(ctx, [cfg["p0"], cfg["p1"]])
     stop = threading.Event()

@@ -21,6 +21,7 @@ import zmq
 
 from splitface.servers.mpc.netparty import connect_party
 from splitface.servers.mpc.threads import limit_blas_threads, limit_malloc_arenas
+from splitface.servers.mpc.warmup import load_compiled_kernels
 from splitface.shared.transport.zap import start_authenticator
 
 
@@ -35,6 +36,7 @@ def worker_main(party: int, conn: Connection, cfg: dict[str, Any]) -> None:
     """Process entry point: connect, then serve jobs until ("stop", {}) or EOF."""
     limit_malloc_arenas()  # as the daemons do: what the benchmarks measure is what they hold
     limit_blas_threads(cfg.get("blas_threads", 1))
+    load_compiled_kernels()  # as the daemons do: no job pays numba's cache load and LLVM start
     ctx = zmq.Context()
     auth = start_authenticator(ctx, [cfg["peer_public"], cfg["dealer_public"]]) if party == 0 \
         else None

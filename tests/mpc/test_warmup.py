@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from splitface.servers.loopback_cluster import LoopbackCluster
+from splitface.servers.mpc import ring_kernels
 from splitface.servers.mpc.fss import kernels
 
 SCRIPT = """
@@ -45,3 +47,20 @@ def test_the_warm_up_loads_the_specializations_an_identification_uses():
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["after"] == got["warm"]
     assert all(len(sigs) == 1 for sigs in got["warm"].values()), got["warm"]
+
+
+def loaded_kernels(party, state) -> dict[str, int]:
+    """Worker job: how many specializations of each kernel this process holds."""
+    fns = {"tweak_blocks": kernels.tweak_blocks, "gen_level": kernels.gen_level,
+           "eval_inputs": kernels.eval_inputs, "eval_level": kernels.eval_level,
+           "matmul": ring_kernels._matmul}
+    return {name: len(fn.signatures) for name, fn in fns.items()}
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")
+def test_engine_workers_load_the_kernels_before_their_first_job():
+    """The engine benchmark's workers hold what the daemons hold: before this, the first
+    timed job (a whole training in bench_train.py) paid the load, 0.5 s of 1.5 s."""
+    with LoopbackCluster() as cluster:
+        for loaded in cluster.run("tests.mpc.test_warmup:loaded_kernels"):
+            assert all(n >= 1 for n in loaded.values()), loaded
