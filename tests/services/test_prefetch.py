@@ -12,6 +12,20 @@ from tests.services.conftest import client_for, prefetch_counters, running, unit
 
 RNG = np.random.default_rng(71)  # test data only
 FACES = unit(RNG.normal(size=(4, 128)))
+# Trainings that identifications must queue behind: 30 one-batch epochs (about 0.6 s more
+# than one epoch). With one epoch a training took 170 ms on a quiet host, so the
+# identifications started 0.2 s later found the pair idle and never formed a batch.
+SLOW_TRAINING = {"epochs": 30, "batch_size": 8}
+
+
+def wait_until_training(dep, timeout: float = 30.0) -> None:
+    """Return once P0 has finished its first epoch of a 30-epoch training (the rest runs on)."""
+    log = dep.logs["p0"]
+    done = log.read_text().count("epoch 1/30:")
+    deadline = time.monotonic() + timeout
+    while log.read_text().count("epoch 1/30:") == done:
+        assert time.monotonic() < deadline, "the training did not start"
+        time.sleep(0.01)
 
 
 def test_enrolments_and_identifications_take_prefetched_material(tmp_path):
@@ -43,7 +57,7 @@ def test_a_short_batch_runs_padded_on_the_material_prefetched_for_a_full_one(tmp
     run's requests differ from the queue's, which is drained and fetched anew."""
     import threading
 
-    with running(tmp_path / "dep", train={"epochs": 1, "batch_size": 8}) as dep, \
+    with running(tmp_path / "dep", train=SLOW_TRAINING) as dep, \
             client_for(dep) as admin:
         for i, face in enumerate(FACES):
             assert admin.enroll(f"p{i}", face).status == "enrolled"
@@ -58,7 +72,7 @@ def test_a_short_batch_runs_padded_on_the_material_prefetched_for_a_full_one(tmp
                    for i in range(2)]
         trainer = threading.Thread(target=lambda: admin.admin("train"))
         trainer.start()
-        time.sleep(0.2)  # the pair is training: both identifications queue behind it
+        wait_until_training(dep)  # both identifications queue behind it
         for t in threads:
             t.start()
         for t in threads + [trainer]:
@@ -83,7 +97,7 @@ def test_first_runs_of_each_size_take_prefetched_material(tmp_path):
     recorded from each size's first run, each of these fetched everything on demand."""
     import threading
 
-    with running(tmp_path / "dep", train={"epochs": 1, "batch_size": 8}) as dep:
+    with running(tmp_path / "dep", train=SLOW_TRAINING) as dep:
         with client_for(dep) as admin:
             for i, face in enumerate(FACES):
                 assert admin.enroll(f"p{i}", face).status == "enrolled"
@@ -105,7 +119,7 @@ def test_first_runs_of_each_size_take_prefetched_material(tmp_path):
             trainer = threading.Thread(target=lambda: admin.admin("train"))
             before = prefetch_counters(admin)
             trainer.start()
-            time.sleep(0.2)
+            wait_until_training(dep)
             for t in threads:
                 t.start()
             for t in threads + [trainer]:
