@@ -1,10 +1,15 @@
 """Wire format: a msgpack header frame followed by raw, zero-copy numpy frames.
 
 Every message is ``[header, array_0, array_1, ...]``. The header is a msgpack map with
-``v`` (format version), ``kind`` (message type), ``arrays`` (dtype and shape of each array
-frame) and free-form metadata under ``meta``. Everything is validated on receipt: unknown
-versions, kinds, dtypes, shapes that do not match the frame length and oversized messages
-are rejected with :class:`WireError` before any array is built.
+``v`` (format version), ``kind`` (message type), ``arrays`` (dtype and shape of each array)
+and free-form metadata under ``meta``. An array of more than CHUNK_BYTES travels as
+consecutive frames of exactly CHUNK_BYTES and a last one with the rest: CurveZMQ encrypts
+each frame through two freshly allocated buffers of its size, and at 13 MB (one probe's
+tournament keys at N = 10,000) those were page-faulted and zeroed anew for every message;
+chunks reuse cache-sized heap blocks (send and receive 25-31 -> 18-19 ms CPU for 13 MB,
+benchmarks/HISTORY.md). Everything is validated on receipt: unknown versions, kinds,
+dtypes, frames that do not split the arrays exactly so, and oversized messages are
+rejected with :class:`WireError` before any array is built.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ VERSION = 1
 DEFAULT_MAX_BYTES = 64 << 20
 MAX_HEADER_BYTES = 64 << 10
 MAX_ARRAYS = 64
+CHUNK_BYTES = 256 << 10  # frame size of large arrays: fits L2, reused by the allocator
 _DTYPES = {"u8": np.uint8, "u64": np.uint64, "i64": np.int64, "f32": np.float32,
            "f64": np.float64}
 _NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}
@@ -50,7 +56,8 @@ def encode(msg: Message) -> list[bytes | memoryview]:
         if name is None:
             raise WireError(f"dtype {a.dtype} cannot be sent")
         specs.append([name, list(a.shape)])
-        frames.append(memoryview(a).cast("B"))
+        raw = memoryview(a.reshape(-1)).cast("B")  # (0, n) arrays too
+        frames.extend(raw[i:i + CHUNK_BYTES] for i in range(0, max(1, len(raw)), CHUNK_BYTES))
     header = msgpack.packb({"v": VERSION, "kind": msg.kind, "meta": msg.meta, "arrays": specs},
                            use_bin_type=True)
     return [header, *frames]
@@ -84,10 +91,10 @@ def decode(frames: Sequence[bytes | memoryview], *, expect: str | Sequence[str] 
     meta, specs = header["meta"], header["arrays"]
     if not isinstance(meta, dict) or not isinstance(specs, list):
         raise WireError("meta must be a map and arrays a list")
-    if len(specs) != len(frames) - 1:
-        raise WireError(f"header lists {len(specs)} arrays but {len(frames) - 1} frames arrived")
-    arrays = []
-    for i, (spec, frame) in enumerate(zip(specs, frames[1:], strict=True)):
+    if len(specs) > MAX_ARRAYS:
+        raise WireError(f"too many arrays ({len(specs)} > {MAX_ARRAYS})")
+    layout, at = [], 1  # (dtype, shape, first frame, frame count) per array
+    for i, spec in enumerate(specs):
         if (not isinstance(spec, list) or len(spec) != 2 or not isinstance(spec[0], str)
                 or spec[0] not in _DTYPES or not isinstance(spec[1], list) or len(spec[1]) > 8
                 or not all(type(d) is int and 0 <= d < 1 << 31 for d in spec[1])):
@@ -95,10 +102,35 @@ def decode(frames: Sequence[bytes | memoryview], *, expect: str | Sequence[str] 
         dtype = np.dtype(_DTYPES[spec[0]])
         shape = tuple(spec[1])
         expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow to 0
-        if expected != len(frame):
-            raise WireError(f"array {i}: shape {shape} needs {expected} bytes, got {len(frame)}")
+        count = max(1, -(-expected // CHUNK_BYTES))
+        if at + count > len(frames):
+            raise WireError(f"header lists {len(specs)} arrays but {len(frames) - 1} frames "
+                            "arrived")
+        got = [len(f) for f in frames[at:at + count]]
+        if sum(got) != expected or any(n != CHUNK_BYTES for n in got[:-1]):
+            raise WireError(f"array {i}: shape {shape} needs {expected} bytes in frames of "
+                            f"{CHUNK_BYTES}, got {got[:4]}{'...' if len(got) > 4 else ''}")
+        layout.append((dtype, shape, at, count))
+        at += count
+    if at != len(frames):
+        raise WireError(f"header lists {len(specs)} arrays but {len(frames) - 1} frames arrived")
+    arrays = []
+    for i, (dtype, shape, first, count) in enumerate(layout):
         try:
-            arrays.append(np.frombuffer(frame, dtype=dtype).reshape(shape))
+            arrays.append(_array(frames[first:first + count], dtype).reshape(shape))
         except (ValueError, TypeError) as exc:  # belt and braces: never an uncaught error
             raise WireError(f"array {i}: {exc}") from None
     return Message(kind, meta, arrays)
+
+
+def _array(parts: Sequence[bytes | memoryview], dtype: np.dtype) -> np.ndarray:
+    """One array from its frames: the frame itself when it is one (zero-copy), else the
+    frames copied into one new buffer (sizes were validated against the header)."""
+    if len(parts) == 1:
+        return np.frombuffer(parts[0], dtype=dtype)
+    out = np.empty(sum(len(p) for p in parts), dtype=np.uint8)
+    at = 0
+    for p in parts:
+        out[at:at + len(p)] = np.frombuffer(p, dtype=np.uint8)
+        at += len(p)
+    return out.view(dtype)

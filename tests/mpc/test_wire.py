@@ -48,3 +48,34 @@ def test_unexpected_kind_and_size_limit():
 def test_unsendable_dtype():
     with pytest.raises(WireError, match="cannot be sent"):
         wire.encode(Message("x", {}, [np.zeros(2, dtype=np.complex128)]))
+
+
+def test_large_arrays_travel_in_chunk_frames_and_come_back_whole():
+    """Arrays over CHUNK_BYTES go as consecutive frames of exactly CHUNK_BYTES plus the
+    rest (cache-sized CurveZMQ buffers); the receiver gets the same arrays back."""
+    big = np.arange(3 * wire.CHUNK_BYTES // 8 + 5, dtype=np.uint64)  # 3 chunks and 40 bytes
+    exact = np.arange(wire.CHUNK_BYTES // 8, dtype=np.uint64)  # one full chunk
+    small, empty = np.arange(6, dtype=np.int64).reshape(2, 3), np.zeros((0, 4), np.uint64)
+    f = frames(Message("part", {"seq": 1}, [small, big, empty, exact]))
+    assert [len(x) for x in f[1:]] == [48, *[wire.CHUNK_BYTES] * 3, 40, 0, wire.CHUNK_BYTES]
+    m = wire.decode(f, expect="part")
+    for got, want in zip(m.arrays, [small, big, empty, exact], strict=True):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("resplit", [
+    lambda f: [f[0], f[1] + f[2], *f[3:]],  # two chunks merged into one frame
+    lambda f: [f[0], f[1][:100], f[1][100:], *f[2:]],  # a chunk split in two
+    lambda f: [f[0], *f[1:], b""],  # one frame too many
+    lambda f: [f[0], *f[1:-1]],  # the last frame missing
+    lambda f: [f[0], f[1], f[2][:-8], f[3] + f[2][-8:]],  # bytes moved between frames
+])
+def test_frames_that_do_not_split_the_arrays_exactly_are_refused(resplit):
+    """Only the one canonical split is read: a peer cannot make the receiver assemble an
+    array from frames of its choosing, nor flood it with tiny frames."""
+    big = np.arange(2 * wire.CHUNK_BYTES // 8 + 3, dtype=np.uint64)
+    good = frames(Message("part", {}, [big]))
+    assert len(good) == 4
+    with pytest.raises(WireError, match="frames"):
+        wire.decode(resplit(good), expect="part")
