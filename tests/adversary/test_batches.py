@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -25,7 +24,13 @@ from splitface.servers.service.handlers import NodeOptions
 from splitface.shared import api
 from splitface.shared.wire import Message
 from tests.adversary.stub_coordinator import begin_for, make_node, offer
-from tests.services.conftest import client_for, free_base_port, unit
+from tests.services.conftest import (
+    SLOW_TRAINING,
+    client_for,
+    free_base_port,
+    unit,
+    wait_until_training,
+)
 
 KEY2, KEY3 = "2" * 40, "3" * 40  # two terminals' Z85 keys
 
@@ -164,7 +169,7 @@ def _near(v: np.ndarray) -> np.ndarray:
 def dep(tmp_path_factory):
     root = tmp_path_factory.mktemp("batches") / "dep"
     d = LocalDeployment.create(root, edges=6, base_port=free_base_port(),
-                               train={"epochs": 2, "batch_size": 16},
+                               train=SLOW_TRAINING,
                                limits={"per_second": 1000.0, "burst": 1000.0})
     d.start()
     with client_for(d) as admin:
@@ -213,7 +218,7 @@ def test_a_hostile_terminal_in_a_batch_loses_only_its_own_request(dep):
     def run(name: str, fn) -> None:
         if name != "train":
             start.wait()
-            time.sleep(0.1)  # the pair is training now: these queue up behind it
+            wait_until_training(dep)  # the pair is training now: these queue up behind it
         try:
             results[name] = fn()
         except ServerRefused as exc:
@@ -236,7 +241,7 @@ def test_a_hostile_terminal_in_a_batch_loses_only_its_own_request(dep):
 
     def train():
         with client_for(dep, "edge-1", timeout=60.0) as admin:
-            start.set()
+            start.set()  # the others wait for its first epoch in P0's log
             return admin.admin("train").status
 
     jobs = {"train": train, "ada": lambda: honest("edge-2", "ada"),

@@ -78,3 +78,18 @@ def gallery_openings(d: LocalDeployment) -> list[int]:
     pattern = re.compile(r"P[01]: opened the gallery of model version (\d+)")
     return [int(v) for p in ("p0", "p1")
             for v in pattern.findall(d.logs[p].read_text().split("signal 15")[-1])]
+
+
+# Trainings that identifications must queue behind: 30 one-batch epochs (about 0.6 s more
+# than one epoch). With one epoch a training took 150-170 ms on a quiet host, so terminals
+# started a fixed 0.1-0.2 s later could find the pair idle and never form a batch.
+SLOW_TRAINING = {"epochs": 30, "batch_size": 16}
+
+
+def wait_until_training(d: LocalDeployment, timeout: float = 30.0) -> None:
+    """Return once P0 logs the first epoch of a new SLOW_TRAINING run (29 more follow)."""
+    seen = d.logs["p0"].read_text().count("epoch 1/30:")
+    deadline = time.monotonic() + timeout
+    while d.logs["p0"].read_text().count("epoch 1/30:") == seen:
+        assert time.monotonic() < deadline, "the training did not start"
+        time.sleep(0.01)

@@ -4,28 +4,19 @@ discarded material: every request still succeeds."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from tests.services.conftest import client_for, prefetch_counters, running, unit
+from tests.services.conftest import (
+    SLOW_TRAINING,
+    client_for,
+    prefetch_counters,
+    running,
+    unit,
+    wait_until_training,
+)
 
 RNG = np.random.default_rng(71)  # test data only
 FACES = unit(RNG.normal(size=(4, 128)))
-# Trainings that identifications must queue behind: 30 one-batch epochs (about 0.6 s more
-# than one epoch). With one epoch a training took 170 ms on a quiet host, so the
-# identifications started 0.2 s later found the pair idle and never formed a batch.
-SLOW_TRAINING = {"epochs": 30, "batch_size": 8}
-
-
-def wait_until_training(dep, timeout: float = 30.0) -> None:
-    """Return once P0 has finished its first epoch of a 30-epoch training (the rest runs on)."""
-    log = dep.logs["p0"]
-    done = log.read_text().count("epoch 1/30:")
-    deadline = time.monotonic() + timeout
-    while log.read_text().count("epoch 1/30:") == done:
-        assert time.monotonic() < deadline, "the training did not start"
-        time.sleep(0.01)
 
 
 def test_enrolments_and_identifications_take_prefetched_material(tmp_path):
