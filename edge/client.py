@@ -110,7 +110,7 @@ class SplitfaceClient(Closing):
             s.curve_publickey, s.curve_secretkey = self.opts.public_key, self.opts.secret_key
             s.curve_serverkey = srv.public_key
             s.setsockopt(zmq.LINGER, 0)
-            s.setsockopt(zmq.MAXMSGSIZE, self.opts.max_message_bytes)
+            s.setsockopt(zmq.MAXMSGSIZE, wire.frame_limit(self.opts.max_message_bytes))
             # a REQ socket with no connection blocks on send (a refused CURVE handshake
             # leaves none): give up at the request timeout, as for a missing reply
             s.setsockopt(zmq.SNDTIMEO, max(1, int(self.opts.timeout_s * 1000)))

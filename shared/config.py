@@ -163,7 +163,9 @@ class ServerConfig:
         "Folder for this server's SQLite database (its shares); must be writable and "
         "private to the service user.")
     max_message_bytes: int = setting(
-        "Largest accepted ZeroMQ message (ZMQ_MAXMSGSIZE); bigger ones drop the connection.",
+        "Largest accepted message from a terminal: a bigger one gets an error. A single "
+        "frame over 260 KiB (this release never sends one) drops the connection "
+        "(ZMQ_MAXMSGSIZE).",
         4 * MiB, check=_MESSAGE_LIMITS)
     request_timeout_s: float = setting(
         "Seconds to wait for the peer or dealer before a request fails with a timeout error.",
@@ -223,7 +225,8 @@ class DealerConfig:
     state_dir: Path = setting("Folder for the dealer's state: its MAC key ring (keyring.json, "
                               "mode 0600); back it up, stored shares depend on it.")
     max_message_bytes: int = setting(
-        "Largest accepted ZeroMQ message; preprocessing batches are large.", 64 * MiB,
+        "Largest accepted request message; a bigger one gets an error (frames over 260 KiB "
+        "drop the connection).", 64 * MiB,
         check=_MESSAGE_LIMITS)
     request_timeout_s: float = setting("Seconds before an unanswered request fails.", 60.0,
                                        check=_TIMEOUT)
@@ -260,7 +263,8 @@ class ServersOptions:
         check=_TIMEOUT)
     retries: int = setting("Extra attempts (same request id) after a timeout.", 2,
                            check=in_range(0, 100))
-    max_message_bytes: int = setting("Largest accepted reply message.", 1 * MiB,
+    max_message_bytes: int = setting("Largest accepted reply message (status --names "
+                                     "listings grow with the gallery).", 1 * MiB,
                                      check=_MESSAGE_LIMITS)
     p0: ServerLink = setting("Server P0 (receives share 0 of every query).")
     p1: ServerLink = setting("Server P1 (receives share 1 of every query).")

@@ -27,6 +27,17 @@ DEFAULT_MAX_BYTES = 64 << 20
 MAX_HEADER_BYTES = 64 << 10
 MAX_ARRAYS = 64
 CHUNK_BYTES = 256 << 10  # frame size of large arrays: fits L2, reused by the allocator
+# No frame this format sends is larger (headers <= MAX_HEADER_BYTES, arrays in CHUNK_BYTES
+# frames, plus CurveZMQ's ~33 bytes a frame). libzmq applies ZMQ_MAXMSGSIZE to each frame,
+# not to a whole message, and holds all of a message's frames before the receiver sees it:
+# with the message limit as frame limit a peer could push one 1 GiB frame on the peer link.
+FRAME_LIMIT = CHUNK_BYTES + 4096
+
+
+def frame_limit(max_bytes: int) -> int:
+    """ZMQ_MAXMSGSIZE for a socket whose messages may total ``max_bytes``: a peer that sends
+    a bigger frame than any honest encoder makes is disconnected by libzmq."""
+    return min(max_bytes, FRAME_LIMIT)
 _DTYPES = {"u8": np.uint8, "u64": np.uint64, "i64": np.int64, "f32": np.float32,
            "f64": np.float64}
 _NAMES = {np.dtype(v): k for k, v in _DTYPES.items()}

@@ -49,7 +49,7 @@ class DealerService:
         self._sock.curve_server = True
         self._sock.curve_publickey, self._sock.curve_secretkey = public_key, secret_key
         self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.MAXMSGSIZE, max_bytes)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, wire.frame_limit(max_bytes))
         self._sock.bind(endpoint)
         self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.served = 0

@@ -45,7 +45,7 @@ class EdgeGateway:
         self.sock.curve_server = True
         self.sock.curve_publickey, self.sock.curve_secretkey = public_key, secret_key
         self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.MAXMSGSIZE, max_bytes)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, wire.frame_limit(max_bytes))
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.sock.bind(endpoint)
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)

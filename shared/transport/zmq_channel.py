@@ -70,7 +70,8 @@ class ZmqChannel(Closing):
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to an absent peer fails at once
         sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted peer takes its id over
-        sock.setsockopt(zmq.MAXMSGSIZE, kw.get("max_bytes", wire.DEFAULT_MAX_BYTES << 4))
+        sock.setsockopt(zmq.MAXMSGSIZE,
+                        wire.frame_limit(kw.get("max_bytes", wire.DEFAULT_MAX_BYTES << 4)))
         sock.setsockopt(zmq.SNDTIMEO, 2_000)
         _heartbeats(sock)
         sock.bind(endpoint)
@@ -87,7 +88,8 @@ class ZmqChannel(Closing):
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue for a connection that is not up
         sock.setsockopt(zmq.SNDTIMEO, 2_000)
-        sock.setsockopt(zmq.MAXMSGSIZE, kw.get("max_bytes", wire.DEFAULT_MAX_BYTES << 4))
+        sock.setsockopt(zmq.MAXMSGSIZE,
+                        wire.frame_limit(kw.get("max_bytes", wire.DEFAULT_MAX_BYTES << 4)))
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
         _heartbeats(sock)

@@ -116,6 +116,12 @@ def test_malformed_and_oversized_messages(deployment, trained):
                                               "dim": 10**6})))
         assert wire.decode(r).meta["code"] == "bad_request"
         assert raw([b"x" * (5 << 20)], timeout=1500) is None  # over max_message_bytes: dropped
+        # one frame under max_message_bytes (4 MiB) but over any frame this release sends:
+        # dropped by libzmq before it is buffered whole
+        assert raw([b"x" * (wire.FRAME_LIMIT + 1)], timeout=1500) is None
+        # the same bytes in honest 256 KiB frames arrive, and get a per-request error
+        r = raw([b"x"] * 1 + [b"y" * wire.CHUNK_BYTES] * 4)
+        assert wire.decode(r).kind == "error"
     finally:
         ctx.destroy(linger=0)
     with client_for(deployment) as c:

@@ -53,7 +53,7 @@ class DealerClient:
         sock = self._ctx.socket(zmq.REQ)
         sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = self._keys
         sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, self._max)
+        sock.setsockopt(zmq.MAXMSGSIZE, wire.frame_limit(self._max))
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
         # a dealer that restarts drops the connection: the request in flight is lost, so
