@@ -136,7 +136,9 @@ def decode(frames: Sequence[bytes | memoryview], *, expect: str | Sequence[str] 
 
 def _array(parts: Sequence[bytes | memoryview], dtype: np.dtype) -> np.ndarray:
     """One array from its frames: the frame itself when it is one (zero-copy), else the
-    frames copied into one new buffer (sizes were validated against the header)."""
+    frames copied into one new buffer (sizes were validated against the header), read-only
+    like a frame from the in-process channel, so that no receiver comes to rely on writing
+    into what it received."""
     if len(parts) == 1:
         return np.frombuffer(parts[0], dtype=dtype)
     out = np.empty(sum(len(p) for p in parts), dtype=np.uint8)
@@ -144,4 +146,5 @@ def _array(parts: Sequence[bytes | memoryview], dtype: np.dtype) -> np.ndarray:
     for p in parts:
         out[at:at + len(p)] = np.frombuffer(p, dtype=np.uint8)
         at += len(p)
+    out.setflags(write=False)
     return out.view(dtype)

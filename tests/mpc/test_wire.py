@@ -62,6 +62,7 @@ def test_large_arrays_travel_in_chunk_frames_and_come_back_whole():
     for got, want in zip(m.arrays, [small, big, empty, exact], strict=True):
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
+        assert not got.flags.writeable  # reassembled or not: nobody writes into a message
 
 
 @pytest.mark.parametrize("resplit", [
