@@ -157,9 +157,10 @@ class ZmqChannel(Closing):
                 raise TransportError("a message from an unknown routing id on the peer link")
             frames = frames[1:]
         buffers = [f.buffer for f in frames]
+        del frames  # decode frees each chunk of a large array as it copies it
         self.stats.bytes_received += sum(len(b) for b in buffers)
         self.stats.record_round()
-        return wire.decode(buffers, expect=expect, max_bytes=self._max)
+        return wire.decode(buffers, expect=expect, max_bytes=self._max, consume=True)
 
     def close(self) -> None:
         with contextlib.suppress(zmq.ZMQError):

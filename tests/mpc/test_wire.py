@@ -80,3 +80,17 @@ def test_frames_that_do_not_split_the_arrays_exactly_are_refused(resplit):
     assert len(good) == 4
     with pytest.raises(WireError, match="frames"):
         wire.decode(resplit(good), expect="part")
+
+
+def test_a_consumed_message_lets_go_of_each_chunk_once_copied():
+    """Receivers of large messages (the peer link, the dealer client) pass consume=True:
+    the chunk frames leave the list as they are copied, so their ZeroMQ buffers are freed
+    during reassembly instead of after it; one-frame arrays stay views of their frame."""
+    big = np.arange(2 * wire.CHUNK_BYTES // 8 + 1, dtype=np.uint64)
+    small = np.arange(4, dtype=np.uint64)
+    f = frames(Message("part", {}, [small, big]))
+    m = wire.decode(f, expect="part", consume=True)
+    np.testing.assert_array_equal(m.arrays[1], big)
+    np.testing.assert_array_equal(m.arrays[0], small)
+    assert f[0] is not None and f[1] is not None  # the header, the one-frame array
+    assert f[2:] == [None, None, None]

@@ -120,10 +120,10 @@ class DealerClient:
             if self._closing.is_set():
                 raise DealerUnavailable("preprocessing is shutting down")
             raise DealerUnavailable(f"the dealer did not answer within {timeout:.0f} s")
-        frames = self._sock.recv_multipart(copy=False)
-        try:
-            reply = wire.decode([f.buffer for f in frames], expect=(expect, "error"),
-                                max_bytes=self._max)
+        buffers = [f.buffer for f in self._sock.recv_multipart(copy=False)]
+        try:  # decode frees each chunk of a large part as it copies it
+            reply = wire.decode(buffers, expect=(expect, "error"), max_bytes=self._max,
+                                consume=True)
         except WireError as exc:
             raise ProtocolError(f"malformed reply from the dealer: {exc}") from None
         if reply.meta.get("nonce") != self._nonce:
