@@ -108,7 +108,7 @@ def decode(frames: Sequence[bytes | memoryview], *, expect: str | Sequence[str] 
         raise WireError("meta must be a map and arrays a list")
     if len(specs) > MAX_ARRAYS:
         raise WireError(f"too many arrays ({len(specs)} > {MAX_ARRAYS})")
-    layout, at = [], 1  # (dtype, shape, first frame, frame count) per array
+    layout, at = [], 1  # (dtype, shape, first frame, frame count, bytes) per array
     for i, spec in enumerate(specs):
         if (not isinstance(spec, list) or len(spec) != 2 or not isinstance(spec[0], str)
                 or spec[0] not in _DTYPES or not isinstance(spec[1], list) or len(spec[1]) > 8
@@ -125,28 +125,28 @@ def decode(frames: Sequence[bytes | memoryview], *, expect: str | Sequence[str] 
         if sum(got) != expected or any(n != CHUNK_BYTES for n in got[:-1]):
             raise WireError(f"array {i}: shape {shape} needs {expected} bytes in frames of "
                             f"{CHUNK_BYTES}, got {got[:4]}{'...' if len(got) > 4 else ''}")
-        layout.append((dtype, shape, at, count))
+        layout.append((dtype, shape, at, count, expected))
         at += count
     if at != len(frames):
         raise WireError(f"header lists {len(specs)} arrays but {len(frames) - 1} frames arrived")
     arrays = []
-    for i, (dtype, shape, first, count) in enumerate(layout):
+    for i, (dtype, shape, first, count, nbytes) in enumerate(layout):
         try:
-            arrays.append(_array(frames, first, count, dtype, consume).reshape(shape))
+            arrays.append(_array(frames, first, count, nbytes, dtype, consume).reshape(shape))
         except (ValueError, TypeError) as exc:  # belt and braces: never an uncaught error
             raise WireError(f"array {i}: {exc}") from None
     return Message(kind, meta, arrays)
 
 
-def _array(frames: Sequence[bytes | memoryview], first: int, count: int, dtype: np.dtype,
-           consume: bool) -> np.ndarray:
+def _array(frames: Sequence[bytes | memoryview], first: int, count: int, nbytes: int,
+           dtype: np.dtype, consume: bool) -> np.ndarray:
     """One array from its frames: the frame itself when it is one (zero-copy), else the
     frames copied into one new buffer (sizes were validated against the header), read-only
     like a frame from the in-process channel, so that no receiver comes to rely on writing
     into what it received. ``consume``: each copied frame leaves ``frames`` at once."""
     if count == 1:
         return np.frombuffer(frames[first], dtype=dtype)
-    out = np.empty(sum(len(frames[i]) for i in range(first, first + count)), dtype=np.uint8)
+    out = np.empty(nbytes, dtype=np.uint8)
     at = 0
     for i in range(first, first + count):
         n = len(frames[i])

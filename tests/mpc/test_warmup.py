@@ -15,21 +15,21 @@ from splitface.servers.loopback_cluster import LoopbackCluster
 from splitface.servers.mpc import ring_kernels
 from splitface.servers.mpc.fss import kernels
 
+# every compiled kernel a daemon calls (the warm-up must load each of them)
+KERNELS = {"tweak_blocks": kernels.tweak_blocks, "gen_level": kernels.gen_level,
+           "eval_inputs": kernels.eval_inputs, "eval_level": kernels.eval_level,
+           "matmul": ring_kernels._matmul}
+
 SCRIPT = """
 import json
 import numpy as np
-from splitface.servers.mpc import ring_kernels
-from splitface.servers.mpc.fss import kernels
 from splitface.servers.mpc.prep.dealer import DealerCore
 from splitface.servers.mpc.warmup import load_compiled_kernels
 from tests.mpc.test_identify import _run, unit
-
-FNS = {"tweak_blocks": kernels.tweak_blocks, "gen_level": kernels.gen_level,
-       "eval_inputs": kernels.eval_inputs, "eval_level": kernels.eval_level,
-       "matmul": ring_kernels._matmul}
+from tests.mpc.test_warmup import KERNELS
 
 def signatures():
-    return {name: [str(s) for s in fn.signatures] for name, fn in FNS.items()}
+    return {name: [str(s) for s in fn.signatures] for name, fn in KERNELS.items()}
 
 load_compiled_kernels()
 warm = signatures()
@@ -51,10 +51,7 @@ def test_the_warm_up_loads_the_specializations_an_identification_uses():
 
 def loaded_kernels(party, state) -> dict[str, int]:
     """Worker job: how many specializations of each kernel this process holds."""
-    fns = {"tweak_blocks": kernels.tweak_blocks, "gen_level": kernels.gen_level,
-           "eval_inputs": kernels.eval_inputs, "eval_level": kernels.eval_level,
-           "matmul": ring_kernels._matmul}
-    return {name: len(fn.signatures) for name, fn in fns.items()}
+    return {name: len(fn.signatures) for name, fn in KERNELS.items()}
 
 
 @pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed")

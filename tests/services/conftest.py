@@ -87,9 +87,10 @@ SLOW_TRAINING = {"epochs": 30, "batch_size": 16}
 
 
 def wait_until_training(d: LocalDeployment, timeout: float = 30.0) -> None:
-    """Return once P0 logs the first epoch of a new SLOW_TRAINING run (29 more follow)."""
-    seen = d.logs["p0"].read_text().count("epoch 1/30:")
+    """Return once P0 logs the first epoch of a new SLOW_TRAINING run (the rest follow)."""
+    first = f"epoch 1/{SLOW_TRAINING['epochs']}:"  # progress.py's line after the first epoch
+    seen = d.logs["p0"].read_text().count(first)
     deadline = time.monotonic() + timeout
-    while d.logs["p0"].read_text().count("epoch 1/30:") == seen:
+    while d.logs["p0"].read_text().count(first) == seen:
         assert time.monotonic() < deadline, "the training did not start"
         time.sleep(0.01)
