@@ -32,8 +32,9 @@ def _rand(shape: tuple[int, ...]) -> np.ndarray:
 
 
 def run(keys: int, bits: int, width: int, repeat: int) -> dict:
-    if not kernels.AVAILABLE:
-        raise SystemExit("numba is not installed: nothing to compare")
+    if not kernels.DCF:
+        raise SystemExit("numba is not installed or this processor lacks AES-NI: nothing "
+                         "to compare")
     alpha = _rand((keys,)) >> np.uint64(64 - bits)
     beta, roots = _rand((2, keys, width)), _rand((2, keys, 2))
     x = _rand((keys, 1)) >> np.uint64(64 - bits)

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from splitface.servers.mpc.fss import dcf, dpf, kernels
+from splitface.servers.mpc.fss import aesni, dcf, dpf, kernels, prg
 from splitface.shared import ring
 
 SEED = np.random.default_rng(5)  # test data only: keys' roots come from the dealer's CSPRNG
@@ -59,7 +59,7 @@ def test_dcf_is_beta_where_x_below_alpha(n, p):
             assert list(got[j, e]) == list(want), (n, p, j, e)
 
 
-@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed: numpy only")
+@pytest.mark.skipif(not kernels.DCF, reason="no numba or no AES-NI: numpy only")
 @pytest.mark.parametrize("n", [1, 5, 28, 64])
 @pytest.mark.parametrize("p", [1, 4])
 def test_dcf_kernels_equal_the_numpy_reference_bit_for_bit(n, p):
@@ -98,7 +98,7 @@ def test_one_partys_dcf_key_looks_alike_for_any_alpha():
     assert not np.array_equal(keys.cw_s[:, 0], keys.cw_s[:, 1])
 
 
-@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed: numpy only")
+@pytest.mark.skipif(not kernels.DCF, reason="no numba or no AES-NI: numpy only")
 def test_the_fss_benchmark_runs(capsys):
     from benchmarks import bench_fss
 
@@ -106,7 +106,7 @@ def test_the_fss_benchmark_runs(capsys):
     assert '"speedup_gen"' in capsys.readouterr().out
 
 
-@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed: numpy only")
+@pytest.mark.skipif(not kernels.DCF, reason="no numba or no AES-NI: numpy only")
 def test_chunked_key_generation_equals_the_reference(monkeypatch):
     """Large requests are generated chunk by chunk (dcf.CHUNK_KEYS); a chunk boundary must
     not change a single key."""
@@ -117,3 +117,47 @@ def test_chunked_key_generation_equals_the_reference(monkeypatch):
     slow = dcf.gen(alpha, beta, n, roots, compiled=False)
     for a, b in zip(fast.corrections(), slow.corrections(), strict=True):
         assert np.array_equal(a, b)
+
+
+def test_the_aes_key_schedule_is_fips_197():
+    """FIPS-197 appendix A.1: the last round key of 2b7e1516 28aed2a6 abf71588 09cf4f3c."""
+    rk = aesni.round_keys(bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c"))
+    assert rk[0].tobytes().hex() == "2b7e151628aed2a6abf7158809cf4f3c"
+    assert rk[10].tobytes().hex() == "d014f9a8c9ee2589e13f0cc8b6630ca6"
+
+
+@pytest.mark.skipif(not kernels.DCF, reason="no numba or no AES-NI: numpy only")
+def test_the_aesni_rounds_are_the_aes_of_cryptography():
+    """FIPS-197 appendix C.1, then random blocks under the FSS key against prg.encrypt."""
+    key = bytes(range(16))
+    block = np.frombuffer(bytes.fromhex("00112233445566778899aabbccddeeff"),
+                          dtype=np.uint64).reshape(1, 2).copy()
+    out = np.empty_like(block)
+    aesni.encrypt_blocks(block, aesni.round_keys(key), out)
+    assert out.tobytes().hex() == "69c4e0d86a7b0430d8cdb78070b4c55a"
+    blocks = np.frombuffer(os.urandom(16 * 1000), dtype=np.uint64).reshape(1000, 2).copy()
+    out = np.empty_like(blocks)
+    aesni.encrypt_blocks(blocks, aesni.round_keys(prg.FIXED_KEY), out)
+    assert np.array_equal(out, prg.encrypt(blocks))
+
+
+def test_without_numba_the_dcf_runs_the_numpy_reference():
+    """``SPLITFACE_NO_NUMBA=1`` (or a processor without AES-NI) selects the reference;
+    its keys still evaluate to beta * [x < alpha]."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np, os\n"
+        "from splitface.servers.mpc.fss import aesni, dcf, kernels\n"
+        "from splitface.shared import ring\n"
+        "assert not aesni.SUPPORTED and not kernels.DCF and not kernels.AVAILABLE\n"
+        "roots = np.frombuffer(os.urandom(64), dtype=np.uint64).reshape(2, 2, 2).copy()\n"
+        "beta = ring.from_uint64(np.ones((2, 1), dtype=np.uint64))\n"
+        "keys = dcf.gen(np.array([5, 9], dtype=np.uint64), beta, 4, roots)\n"
+        "x = np.array([[4, 5], [9, 8]], dtype=np.uint64)\n"
+        "v = ring.add(dcf.evaluate(0, keys, x), dcf.evaluate(1, keys, x))\n"
+        "print(v[0].ravel().tolist(), v[1].ravel().tolist())\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, check=True, env={**os.environ, "SPLITFACE_NO_NUMBA": "1"})
+    assert out.stdout.split() == ["[1,", "0,", "0,", "1]", "[0,", "0,", "0,", "0]"]

@@ -16,9 +16,9 @@ from splitface.servers.mpc import ring_kernels
 from splitface.servers.mpc.fss import kernels
 
 # every compiled kernel a daemon calls (the warm-up must load each of them)
-KERNELS = {"tweak_blocks": kernels.tweak_blocks, "gen_level": kernels.gen_level,
-           "eval_inputs": kernels.eval_inputs, "eval_level": kernels.eval_level,
-           "matmul": ring_kernels._matmul}
+KERNELS = {"matmul": ring_kernels._matmul,
+           **({"dcf_gen": kernels.dcf_gen, "dcf_eval": kernels.dcf_eval} if kernels.DCF
+              else {})}
 
 SCRIPT = """
 import json

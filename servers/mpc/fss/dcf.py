@@ -18,9 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from splitface.servers.mpc.fss import kernels
-from splitface.servers.mpc.fss.prg import encrypt, expand, mmo, split_seed, to_ring
+from splitface.servers.mpc.fss import aesni, kernels
+from splitface.servers.mpc.fss.prg import FIXED_KEY, expand, split_seed, to_ring
 from splitface.shared import ring
+
+_ROUND_KEYS = aesni.round_keys(FIXED_KEY)  # the compiled kernels' fixed AES key
 
 
 @dataclass
@@ -74,7 +76,7 @@ def gen(alpha: np.ndarray, beta: np.ndarray, n: int, roots: np.ndarray, *,
     ``compiled`` picks the numba kernels (default: when available) or numpy."""
     if not 1 <= n <= 64:
         raise ValueError("DCF domain must be 1..64 bits")
-    if not (kernels.AVAILABLE if compiled is None else compiled):
+    if not (kernels.DCF if compiled is None else compiled):
         return gen_reference(alpha, beta, n, roots)
     k, p = alpha.shape[0], beta.shape[2]
     if k <= CHUNK_KEYS:
@@ -90,37 +92,15 @@ def gen(alpha: np.ndarray, beta: np.ndarray, n: int, roots: np.ndarray, *,
     return keys
 
 
-def _expand_compiled(seeds: np.ndarray, tweaks: np.ndarray) -> np.ndarray:
-    """prg.expand with the AES inputs built by a kernel (one pass, not a strided numpy
-    broadcast: that took longer than the AES itself)."""
-    x = np.empty((seeds.shape[0], tweaks.shape[0], 2), dtype=np.uint64)
-    kernels.tweak_blocks(seeds, tweaks, x)
-    return mmo(x)
-
-
 def _gen_compiled(alpha: np.ndarray, beta: np.ndarray, n: int, roots: np.ndarray) -> DcfKeys:
     k, p = alpha.shape[0], beta.shape[2]
-    level_tw, out_tw = _tweaks(p)
-    both = np.concatenate([roots[0], roots[1]])  # both parties' seeds: one AES call a level
-    both[:, 0] &= ~np.uint64(1)
-    s0, s1 = both[:k], both[k:]  # views: gen_level updates them in place
-    t0, t1 = np.zeros(k, dtype=bool), np.ones(k, dtype=bool)
-    v_alpha = ring.zeros((k, p))
-    beta = np.ascontiguousarray(beta)
-    cw_s = np.empty((n, k, 2), dtype=np.uint64)
-    cw_t = np.empty((n, k, 2), dtype=np.uint8)
-    cw_v = np.empty((n, 2, k, p), dtype=np.uint64)
-    x = np.empty((2 * k, level_tw.size, 2), dtype=np.uint64)
-    aes = np.empty(x.size + 2, dtype=np.uint64)
-    for i in range(n):
-        abits = ((alpha >> np.uint64(n - 1 - i)) & np.uint64(1)).astype(np.int64)
-        kernels.tweak_blocks(both, level_tw, x)
-        g = encrypt(x, aes)  # raw AES; gen_level completes the MMO row by row
-        kernels.gen_level(g[:k], g[k:], abits, t0, t1, beta, v_alpha, p, cw_s[i], cw_t[i],
-                          cw_v[i], s0, s1)
-    conv0, conv1 = to_ring(_expand_compiled(s0, out_tw)), to_ring(_expand_compiled(s1, out_tw))
-    cw_out = _neg_where(t1, ring.sub(ring.sub(conv1, conv0), v_alpha))
-    return DcfKeys(n, roots, cw_s, cw_t, cw_v, cw_out)
+    keys = DcfKeys(n, roots, np.empty((n, k, 2), dtype=np.uint64),
+                   np.empty((n, k, 2), dtype=np.uint8), np.empty((n, 2, k, p), dtype=np.uint64),
+                   np.empty((2, k, p), dtype=np.uint64))
+    kernels.dcf_gen(np.ascontiguousarray(alpha, dtype=np.uint64), np.ascontiguousarray(beta),
+                    n, np.ascontiguousarray(roots), _ROUND_KEYS, keys.cw_s, keys.cw_t,
+                    keys.cw_v, keys.cw_out)
+    return keys
 
 
 def gen_reference(alpha: np.ndarray, beta: np.ndarray, n: int, roots: np.ndarray) -> DcfKeys:
@@ -179,7 +159,7 @@ def eval_dcf(party: int, n: int, root: np.ndarray, cw_s: np.ndarray, cw_t: np.nd
     """Party ``party``'s shares of beta * [x < alpha] for every key and each of its points:
     root (K, 2), corrections as in :class:`DcfKeys`, x (K, E) uint64 < 2^n; returns a ring
     array (2, K, E, P)."""
-    if kernels.AVAILABLE if compiled is None else compiled:
+    if kernels.DCF if compiled is None else compiled:
         return _eval_compiled(party, n, root, cw_s, cw_t, cw_v, cw_out, x)
     return eval_reference(party, n, root, cw_s, cw_t, cw_v, cw_out, x)
 
@@ -187,26 +167,12 @@ def eval_dcf(party: int, n: int, root: np.ndarray, cw_s: np.ndarray, cw_t: np.nd
 def _eval_compiled(party: int, n: int, root: np.ndarray, cw_s: np.ndarray, cw_t: np.ndarray,
                    cw_v: np.ndarray, cw_out: np.ndarray, x: np.ndarray) -> np.ndarray:
     k, e = x.shape
-    p = cw_out.shape[2]
-    _, out_tw = _tweaks(p)
-    key = np.repeat(np.arange(k, dtype=np.int64), e)
-    s = np.repeat(root, e, axis=0)
-    s[:, 0] &= ~np.uint64(1)
-    t = np.full(k * e, bool(party))
-    xf = x.reshape(-1)
-    acc = ring.zeros((k * e, p))
-    blocks = np.empty((k * e, 1 + p, 2), dtype=np.uint64)
-    aes = np.empty(blocks.size + 2, dtype=np.uint64)
-    cw_v = np.ascontiguousarray(cw_v)
-    for i in range(n):
-        bits = ((xf >> np.uint64(n - 1 - i)) & np.uint64(1)).astype(np.int64)
-        kernels.eval_inputs(s, bits, p, blocks)
-        kernels.eval_level(encrypt(blocks, aes), key, bits, cw_s[i], cw_t[i], cw_v[i], s, t,
-                           acc, party)  # raw AES: eval_level completes the MMO
-    last = ring.add(to_ring(_expand_compiled(s, out_tw)),
-                    np.where(t[None, :, None], cw_out[:, key], np.uint64(0)))
-    acc = ring.add(acc, ring.neg(last) if party else last)
-    return acc.reshape(2, k, e, p)
+    out = np.empty((2, k, e, cw_out.shape[2]), dtype=np.uint64)
+    kernels.dcf_eval(party, n, np.ascontiguousarray(root), np.ascontiguousarray(cw_s),
+                     np.ascontiguousarray(cw_t), np.ascontiguousarray(cw_v),
+                     np.ascontiguousarray(cw_out), np.ascontiguousarray(x, dtype=np.uint64),
+                     _ROUND_KEYS, out)
+    return out
 
 
 def eval_reference(party: int, n: int, root: np.ndarray, cw_s: np.ndarray, cw_t: np.ndarray,

@@ -1,10 +1,13 @@
-"""Compiled per-level kernels of the DCF, one pass over the keys instead of ~20 numpy ops.
+"""Compiled DCF key generation and evaluation: one call each, AES included (aesni.py).
 
-The AES expansion stays a single ``cryptography`` call per level (prg.expand); these
-kernels do the rest of a level: building the AES input blocks, the seed/bit/value
-corrections and the accumulation in Z_2^128 (two uint64 limbs, wrapping arithmetic).
-The numpy code in dcf.py is the reference; tests run both and require equal outputs.
-numba compiles on first use (cached on disk); ``SPLITFACE_NO_NUMBA=1`` forces numpy.
+Each kernel walks the tree level by level and, within a level, key by key (or evaluation
+by evaluation): consecutive keys' AES chains are independent, so the processor overlaps
+them, and nothing returns to Python between levels. Seeds, control bits, corrections and
+the accumulation in Z_2^128 (two uint64 limbs, wrapping arithmetic) are as in the numpy
+reference of dcf.py (BCG+21 Fig. 3); tests run both and require equal outputs, bit for
+bit. numba compiles on first use (cached on disk); ``SPLITFACE_NO_NUMBA=1`` forces numpy.
+``AVAILABLE``: numba is there (the ring kernels need no more); ``DCF``: these kernels run
+here too (AES-NI, aesni.SUPPORTED).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
+
+from splitface.servers.mpc.fss import aesni
 
 try:  # pragma: no cover - exercised through dcf.py
     if os.environ.get("SPLITFACE_NO_NUMBA"):
@@ -26,156 +31,153 @@ except ImportError:  # numpy reference only
             return fn
         return wrap(args[0]) if args and callable(args[0]) else wrap
 
+DCF = AVAILABLE and aesni.SUPPORTED
+
 ONE = np.uint64(1)
+ZERO = np.uint64(0)
 
+if DCF:  # pragma: no branch
+    mmo = aesni.mmo
 
-@njit(cache=True)
-def tweak_blocks(seeds, tweaks, out):  # pragma: no cover - compiled
-    """AES inputs s XOR j for every seed s (K, 2) and tweak j (B,): out (K, B, 2)."""
-    for j in range(seeds.shape[0]):
-        lo, hi = seeds[j, 0], seeds[j, 1]
-        for q in range(tweaks.shape[0]):
-            out[j, q, 0] = lo ^ tweaks[q]
-            out[j, q, 1] = hi
+    @njit(inline="always")
+    def _add(lo, hi, blo, bhi):  # pragma: no cover - compiled
+        """(lo, hi) + (blo, bhi) mod 2^128."""
+        nlo = lo + blo
+        return nlo, hi + bhi + (ONE if nlo < lo else ZERO)
 
+    @njit(inline="always")
+    def _sub(lo, hi, blo, bhi):  # pragma: no cover - compiled
+        """(lo, hi) - (blo, bhi) mod 2^128."""
+        return lo - blo, hi - bhi - (ONE if lo < blo else ZERO)
 
-@njit(cache=True)
-def eval_inputs(s, bits, p, out):  # pragma: no cover - compiled
-    """AES inputs of the child on each evaluation's path: its seed block and P value
-    blocks (tweaks bit and 2 + bit*P + j), XORed into the seed's low limb."""
-    for j in range(s.shape[0]):
-        b = bits[j]
-        out[j, 0, 0] = s[j, 0] ^ np.uint64(b)
-        out[j, 0, 1] = s[j, 1]
-        for q in range(p):
-            out[j, 1 + q, 0] = s[j, 0] ^ np.uint64(2 + b * p + q)
-            out[j, 1 + q, 1] = s[j, 1]
+    @njit(inline="always")
+    def _neg(lo, hi):  # pragma: no cover - compiled
+        """-(lo, hi) mod 2^128."""
+        return ~lo + ONE, ~hi + (ONE if lo == 0 else ZERO)
 
+    @njit(cache=True)
+    def dcf_eval(party, n, root, cw_s, cw_t, cw_v, cw_out, x, rk, out):  # pragma: no cover
+        """Party ``party``'s shares of beta * [x < alpha] at points x (K, E): root (K, 2),
+        corrections as dcf.DcfKeys, rk the fixed key's round keys; writes out (2, K, E, P).
+        Per level each evaluation expands only the child on its path: its seed block
+        (tweak = the path bit) and P value blocks (tweaks 2 + bit * P + q)."""
+        k, e = x.shape
+        p = cw_out.shape[2]
+        m = k * e
+        xf = x.reshape(-1)
+        s = np.empty((m, 2), dtype=np.uint64)
+        t = np.empty(m, dtype=np.uint8)
+        acc = np.zeros((m, 2 * p), dtype=np.uint64)  # low limbs, then high limbs
+        for j in range(m):
+            s[j, 0] = root[j // e, 0] & ~ONE
+            s[j, 1] = root[j // e, 1]
+            t[j] = party
+        for i in range(n):
+            shift = np.uint64(n - 1 - i)
+            for j in range(m):
+                kk = j // e
+                slo, shi, tj = s[j, 0], s[j, 1], t[j]
+                b = (xf[j] >> shift) & ONE
+                lo, hi = mmo(slo ^ b, shi, rk)
+                tc = lo & ONE
+                lo &= ~ONE
+                if tj:
+                    lo ^= cw_s[i, kk, 0]
+                    hi ^= cw_s[i, kk, 1]
+                    tc ^= np.uint64(cw_t[i, kk, b])
+                base = np.uint64(2) + b * np.uint64(p)
+                for q in range(p):
+                    vlo, vhi = mmo(slo ^ (base + np.uint64(q)), shi, rk)
+                    if tj:
+                        vlo, vhi = _add(vlo, vhi, cw_v[i, 0, kk, q], cw_v[i, 1, kk, q])
+                    acc[j, q], acc[j, p + q] = _add(acc[j, q], acc[j, p + q], vlo, vhi)
+                s[j, 0], s[j, 1] = lo, hi
+                t[j] = 1 if tc else 0
+        for j in range(m):  # the leaf's conversion (tweaks 2 + 2P + q), then the sign
+            kk = j // e
+            for q in range(p):
+                vlo, vhi = mmo(s[j, 0] ^ np.uint64(2 + 2 * p + q), s[j, 1], rk)
+                if t[j]:
+                    vlo, vhi = _add(vlo, vhi, cw_out[0, kk, q], cw_out[1, kk, q])
+                lo, hi = _add(acc[j, q], acc[j, p + q], vlo, vhi)
+                if party:
+                    lo, hi = _neg(lo, hi)
+                out[0, kk, j % e, q] = lo
+                out[1, kk, j % e, q] = hi
 
-@njit(cache=True)
-def eval_level(g, key, bits, cw_s, cw_t, cw_v, s, t, acc, party):  # pragma: no cover
-    """One DCF level for every evaluation: g (KE, 1+P, 2) = raw AES outputs of the inputs
-    eval_inputs built (completed to MMO here: XOR with the seed and tweak); corrections of
-    this level indexed by key; updates s, t, acc in place."""
-    p = acc.shape[2]
-    for j in range(g.shape[0]):
-        k = key[j]
-        b = np.uint64(bits[j])
-        slo = s[j, 0]
-        shi = s[j, 1]
-        lo = g[j, 0, 0] ^ slo ^ b
-        hi = g[j, 0, 1] ^ shi
-        tc = lo & ONE
-        lo = lo & ~ONE
-        tj = t[j]
-        if tj:
-            lo ^= cw_s[k, 0]
-            hi ^= cw_s[k, 1]
-            tc ^= np.uint64(cw_t[k, bits[j]])
-        for q in range(p):
-            vlo = g[j, 1 + q, 0] ^ slo ^ (np.uint64(2 + q) + b * np.uint64(p))
-            vhi = g[j, 1 + q, 1] ^ shi
-            if tj:
-                clo = cw_v[0, k, q]
-                nlo = vlo + clo
-                vhi = vhi + cw_v[1, k, q] + (ONE if nlo < vlo else np.uint64(0))
-                vlo = nlo
-            if party:
-                nlo = ~vlo + ONE
-                vhi = ~vhi + (ONE if vlo == 0 else np.uint64(0))
-                vlo = nlo
-            alo = acc[0, j, q]
-            nlo = alo + vlo
-            acc[1, j, q] = acc[1, j, q] + vhi + (ONE if nlo < alo else np.uint64(0))
-            acc[0, j, q] = nlo
-        s[j, 0] = lo
-        s[j, 1] = hi
-        t[j] = tc != 0
-
-
-@njit(cache=True)
-def gen_level(g0, g1, abits, t0, t1, beta, v_alpha, p, cw_s, cw_t, cw_v, s0, s1
-              ):  # pragma: no cover - compiled
-    """One DCF key-generation level for every key (BCG+21 Fig. 3, lines 5-14): g_b (K,
-    2+2P, 2) = both parties' raw AES outputs of tweaks 0..2+2P-1 (completed to MMO here, in
-    place); updates the seeds, bits and V_alpha in place and writes this level's
-    corrections."""
-    for k in range(g0.shape[0]):
-        for j in range(g0.shape[1]):  # MMO: AES(s ^ j) ^ s ^ j (level tweaks are 0..B-1)
-            g0[k, j, 0] ^= s0[k, 0] ^ np.uint64(j)
-            g0[k, j, 1] ^= s0[k, 1]
-            g1[k, j, 0] ^= s1[k, 0] ^ np.uint64(j)
-            g1[k, j, 1] ^= s1[k, 1]
-        a = abits[k]
-        keep = 1 if a else 0  # 0 left, 1 right
-        lose = 1 - keep
-        # children: seed blocks 0 (left) / 1 (right); value blocks 2.. / 2+P..
-        sl0 = g0[k, lose, 0] & ~ONE
-        sl1 = g1[k, lose, 0] & ~ONE
-        cw_s[k, 0] = sl0 ^ sl1
-        cw_s[k, 1] = g0[k, lose, 1] ^ g1[k, lose, 1]
-        tl = (g0[k, 0, 0] ^ g1[k, 0, 0]) & ONE
-        tr = (g0[k, 1, 0] ^ g1[k, 1, 0]) & ONE
-        tl_cw = tl ^ np.uint64(a) ^ ONE
-        tr_cw = tr ^ np.uint64(a)
-        cw_t[k, 0] = np.uint8(tl_cw)
-        cw_t[k, 1] = np.uint8(tr_cw)
-        tk_cw = tr_cw if a else tl_cw
-        neg1 = t1[k]
-        for q in range(p):
-            lb = 2 + lose * p + q
-            kb = 2 + keep * p + q
-            # v_cw = v1_lose - v0_lose - V_alpha (+ beta if lose is left), times (-1)^t1
-            lo = g1[k, lb, 0] - g0[k, lb, 0]
-            hi = g1[k, lb, 1] - g0[k, lb, 1] - (ONE if g1[k, lb, 0] < g0[k, lb, 0]
-                                                else np.uint64(0))
-            nlo = lo - v_alpha[0, k, q]
-            hi = hi - v_alpha[1, k, q] - (ONE if lo < v_alpha[0, k, q] else np.uint64(0))
-            lo = nlo
-            if lose == 0:
-                nlo = lo + beta[0, k, q]
-                hi = hi + beta[1, k, q] + (ONE if nlo < lo else np.uint64(0))
-                lo = nlo
-            if neg1:
-                nlo = ~lo + ONE
-                hi = ~hi + (ONE if lo == 0 else np.uint64(0))
-                lo = nlo
-            cw_v[0, k, q] = lo
-            cw_v[1, k, q] = hi
-            # V_alpha += v0_keep - v1_keep + (-1)^t1 * v_cw
-            if neg1:
-                clo = ~lo + ONE
-                chi = ~hi + (ONE if lo == 0 else np.uint64(0))
-            else:
-                clo = lo
-                chi = hi
-            dlo = g0[k, kb, 0] - g1[k, kb, 0]
-            dhi = g0[k, kb, 1] - g1[k, kb, 1] - (ONE if g0[k, kb, 0] < g1[k, kb, 0]
-                                                 else np.uint64(0))
-            nlo = dlo + clo
-            dhi = dhi + chi + (ONE if nlo < dlo else np.uint64(0))
-            dlo = nlo
-            alo = v_alpha[0, k, q]
-            nlo = alo + dlo
-            v_alpha[1, k, q] = v_alpha[1, k, q] + dhi + (ONE if nlo < alo else np.uint64(0))
-            v_alpha[0, k, q] = nlo
-        # next seeds and bits: keep child, corrected where t_b was set
-        for b in range(2):
-            g = g0 if b == 0 else g1
-            tb = t0[k] if b == 0 else t1[k]
-            lo = g[k, keep, 0]
-            hi = g[k, keep, 1]
-            tk = lo & ONE
-            lo = lo & ~ONE
-            if tb:
-                lo ^= cw_s[k, 0]
-                hi ^= cw_s[k, 1]
-                tk ^= tk_cw
-            if b == 0:
-                s0[k, 0] = lo
-                s0[k, 1] = hi
-                t0[k] = tk != 0
-            else:
-                s1[k, 0] = lo
-                s1[k, 1] = hi
-                t1[k] = tk != 0
+    @njit(cache=True)
+    def dcf_gen(alpha, beta, n, roots, rk, cw_s, cw_t, cw_v, cw_out):  # pragma: no cover
+        """Keys for [x < alpha] * beta (BCG+21 Fig. 3): alpha (K,), beta (2, K, P), roots
+        (2, K, 2); writes the corrections cw_s (n, K, 2), cw_t (n, K, 2), cw_v (n, 2, K, P)
+        and cw_out (2, K, P). Per level and key both parties expand both children: seed
+        blocks (tweaks 0, 1) and value blocks (2 + child * P + q)."""
+        k = alpha.shape[0]
+        p = beta.shape[2]
+        nb = 2 + 2 * p
+        s = np.empty((2, k, 2), dtype=np.uint64)
+        t = np.zeros((2, k), dtype=np.uint8)
+        va = np.zeros((k, 2 * p), dtype=np.uint64)  # V_alpha: low limbs, then high limbs
+        g = np.empty((2, nb, 2), dtype=np.uint64)
+        for kk in range(k):
+            for b in range(2):
+                s[b, kk, 0] = roots[b, kk, 0] & ~ONE
+                s[b, kk, 1] = roots[b, kk, 1]
+            t[1, kk] = 1
+        for i in range(n):
+            shift = np.uint64(n - 1 - i)
+            for kk in range(k):
+                for b in range(2):
+                    for j in range(nb):
+                        g[b, j, 0], g[b, j, 1] = mmo(s[b, kk, 0] ^ np.uint64(j), s[b, kk, 1],
+                                                     rk)
+                a = (alpha[kk] >> shift) & ONE
+                keep = 1 if a else 0  # the path to alpha goes right when its bit is 1
+                lose = 1 - keep
+                cw_s[i, kk, 0] = (g[0, lose, 0] ^ g[1, lose, 0]) & ~ONE
+                cw_s[i, kk, 1] = g[0, lose, 1] ^ g[1, lose, 1]
+                tl_cw = ((g[0, 0, 0] ^ g[1, 0, 0]) & ONE) ^ a ^ ONE
+                tr_cw = ((g[0, 1, 0] ^ g[1, 1, 0]) & ONE) ^ a
+                cw_t[i, kk, 0] = np.uint8(tl_cw)
+                cw_t[i, kk, 1] = np.uint8(tr_cw)
+                tk_cw = tr_cw if a else tl_cw
+                neg1 = t[1, kk]
+                for q in range(p):
+                    lb = 2 + lose * p + q
+                    kb = 2 + keep * p + q
+                    # v_cw = (-1)^t1 (v1_lose - v0_lose - V_alpha [+ beta if lose is left])
+                    lo, hi = _sub(g[1, lb, 0], g[1, lb, 1], g[0, lb, 0], g[0, lb, 1])
+                    lo, hi = _sub(lo, hi, va[kk, q], va[kk, p + q])
+                    if lose == 0:
+                        lo, hi = _add(lo, hi, beta[0, kk, q], beta[1, kk, q])
+                    if neg1:
+                        lo, hi = _neg(lo, hi)
+                    cw_v[i, 0, kk, q] = lo
+                    cw_v[i, 1, kk, q] = hi
+                    # V_alpha += v0_keep - v1_keep + (-1)^t1 v_cw
+                    if neg1:
+                        lo, hi = _neg(lo, hi)
+                    dlo, dhi = _sub(g[0, kb, 0], g[0, kb, 1], g[1, kb, 0], g[1, kb, 1])
+                    dlo, dhi = _add(dlo, dhi, lo, hi)
+                    va[kk, q], va[kk, p + q] = _add(va[kk, q], va[kk, p + q], dlo, dhi)
+                for b in range(2):  # next seeds and bits: the kept child, corrected
+                    lo = g[b, keep, 0]
+                    hi = g[b, keep, 1]
+                    tk = lo & ONE
+                    lo &= ~ONE
+                    if t[b, kk]:
+                        lo ^= cw_s[i, kk, 0]
+                        hi ^= cw_s[i, kk, 1]
+                        tk ^= tk_cw
+                    s[b, kk, 0] = lo
+                    s[b, kk, 1] = hi
+                    t[b, kk] = 1 if tk else 0
+        for kk in range(k):  # cw_out = (-1)^t1 (conv_1 - conv_0 - V_alpha)
+            for q in range(p):
+                c0lo, c0hi = mmo(s[0, kk, 0] ^ np.uint64(nb + q), s[0, kk, 1], rk)
+                c1lo, c1hi = mmo(s[1, kk, 0] ^ np.uint64(nb + q), s[1, kk, 1], rk)
+                lo, hi = _sub(c1lo, c1hi, c0lo, c0hi)
+                lo, hi = _sub(lo, hi, va[kk, q], va[kk, p + q])
+                if t[1, kk]:
+                    lo, hi = _neg(lo, hi)
+                cw_out[0, kk, q] = lo
+                cw_out[1, kk, q] = hi

@@ -41,16 +41,13 @@ def _encryptor():
     return enc
 
 
-def encrypt(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """AES_k(x) alone (no MMO XOR) for input blocks x (..., 2) uint64, written straight into
-    ``out`` (a flat uint64 buffer of at least x.size + 2 elements, reused across calls) or
-    a new array: the compiled DCF kernels XOR the input back themselves, row by row, which
-    saves a pass over every block."""
+def encrypt(x: np.ndarray) -> np.ndarray:
+    """AES_k(x) for input blocks x (..., 2) uint64 (the numpy reference path; the compiled
+    kernels run the same cipher on AES-NI, fss/aesni.py)."""
     x = np.ascontiguousarray(x, dtype=np.uint64)
     if x.ndim == 0 or x.shape[-1] != 2:  # a partial block would stay in the encryptor and
         raise ValueError(f"AES blocks must be (..., 2) uint64, got {x.shape}")  # shift all
-    if out is None or out.size < x.size + 2:
-        out = np.empty(x.size + 2, dtype=np.uint64)  # update_into wants a block of slack
+    out = np.empty(x.size + 2, dtype=np.uint64)  # update_into wants a block of slack
     n = _encryptor().update_into(x.reshape(-1).view(np.uint8), out.view(np.uint8))
     if n != x.nbytes:
         _local.enc = None  # never reuse an encryptor that holds a partial block
