@@ -1,6 +1,9 @@
 """Z_2^128 arithmetic against Python integers."""
 
+import warnings
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -81,3 +84,17 @@ def test_segment_sum(rows):
     seg = np.array([s for _, s in rows])
     got = ring.to_pyints(ring.segment_sum(a, seg, 5))
     assert got == [sum(v for v, s in rows if s == k) % M for k in range(5)]
+
+
+@pytest.mark.parametrize("shape_a,shape_b", [((), ()), ((3,), (3,)), ((), (3,)), ((3,), ()),
+                                             ((2, 3), (3,))])
+def test_wrap_around_never_warns(shape_a, shape_b):
+    """The overflow warning is silenced only for 0-d first operands (ring._wraps): every
+    other case must be all-array arithmetic, which numpy never warns about."""
+    top = np.uint64(2**64 - 1)
+    a, b = np.full((2, *shape_a), top), np.full((2, *shape_b), top)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for got in (ring.add(a, b), ring.sub(ring.neg(a), b), ring.mul(a, b),
+                    ring.mul_u64(a, top)):
+            assert got.dtype == np.uint64
