@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from splitface.servers.mpc import ring_kernels
-from splitface.servers.mpc.fss import dcf, kernels
+from splitface.servers.mpc.fss import dcf, dpf, kernels
 
 
 def load_compiled_kernels(evaluate: bool = True) -> float:
@@ -31,11 +31,13 @@ def load_compiled_kernels(evaluate: bool = True) -> float:
         alpha = np.array([3, 9], dtype=np.uint64)
         beta = np.ones((2, k, p), dtype=np.uint64)
         keys = dcf.gen(alpha, beta, n, roots)
+        points = dpf.gen(alpha, beta, n, roots)
         if evaluate:
             x = np.array([[1, 4], [8, 15]], dtype=np.uint64)
             for party in (0, 1):
                 dcf.eval_dcf(party, n, keys.roots[party], keys.cw_s, keys.cw_t, keys.cw_v,
                              keys.cw_out, x)
+                dpf.eval_all(party, n, points.roots[party], *points.corrections())
     if evaluate:
         a = np.ones((2, 2, 3), dtype=np.uint64)
         ring_kernels.matmul(a, np.ones((2, 3, 2), dtype=np.uint64))

@@ -76,6 +76,20 @@ def test_dcf_kernels_equal_the_numpy_reference_bit_for_bit(n, p):
                               dcf.eval_dcf(*args, compiled=False))
 
 
+@pytest.mark.skipif(not kernels.DCF, reason="no numba or no AES-NI: numpy only")
+@pytest.mark.parametrize("n,k,p", [(1, 3, 2), (4, 5, 3), (9, 2, 2)])
+def test_dpf_kernels_equal_the_numpy_reference_bit_for_bit(n, k, p):
+    alpha, beta, roots = _alphas(n, k), _beta(k, p), _roots(k)
+    fast = dpf.gen(alpha, beta, n, roots, compiled=True)
+    slow = dpf.gen(alpha, beta, n, roots, compiled=False)
+    for a, b in zip(fast.corrections(), slow.corrections(), strict=True):
+        assert np.array_equal(a, b)
+    for party in (0, 1):
+        args = (party, n, roots[party], *fast.corrections())
+        assert np.array_equal(dpf.eval_all(*args, compiled=True),
+                              dpf.eval_all(*args, compiled=False))
+
+
 @pytest.mark.parametrize("n", [1, 3, 10])
 def test_dpf_is_beta_at_alpha_only_over_the_whole_domain(n):
     k, p = 4, 3

@@ -22,7 +22,7 @@ from splitface.servers.mpc.fss import aesni, kernels
 from splitface.servers.mpc.fss.prg import FIXED_KEY, expand, split_seed, to_ring
 from splitface.shared import ring
 
-_ROUND_KEYS = aesni.round_keys(FIXED_KEY)  # the compiled kernels' fixed AES key
+ROUND_KEYS = aesni.round_keys(FIXED_KEY)  # the compiled kernels' fixed AES key (public)
 
 
 @dataclass
@@ -98,7 +98,7 @@ def _gen_compiled(alpha: np.ndarray, beta: np.ndarray, n: int, roots: np.ndarray
                    np.empty((n, k, 2), dtype=np.uint8), np.empty((n, 2, k, p), dtype=np.uint64),
                    np.empty((2, k, p), dtype=np.uint64))
     kernels.dcf_gen(np.ascontiguousarray(alpha, dtype=np.uint64), np.ascontiguousarray(beta),
-                    n, np.ascontiguousarray(roots), _ROUND_KEYS, keys.cw_s, keys.cw_t,
+                    n, np.ascontiguousarray(roots), ROUND_KEYS, keys.cw_s, keys.cw_t,
                     keys.cw_v, keys.cw_out)
     return keys
 
@@ -171,7 +171,7 @@ def _eval_compiled(party: int, n: int, root: np.ndarray, cw_s: np.ndarray, cw_t:
     kernels.dcf_eval(party, n, np.ascontiguousarray(root), np.ascontiguousarray(cw_s),
                      np.ascontiguousarray(cw_t), np.ascontiguousarray(cw_v),
                      np.ascontiguousarray(cw_out), np.ascontiguousarray(x, dtype=np.uint64),
-                     _ROUND_KEYS, out)
+                     ROUND_KEYS, out)
     return out
 
 

@@ -6,6 +6,8 @@ about 2^(n+1) AES blocks), which is what a secret-index table lookup needs: with
 dealer mask r and a public opened c = j + r, the shares of the one-hot vector of the
 secret index j are V(c - k) for every row k. beta = (1, alpha_mac) makes the one-hot
 authenticated, so a lookup in a public table is an authenticated share like any other.
+Key generation and full-domain evaluation run as one compiled call each where
+kernels.DCF holds (AES-NI); the numpy code below is their reference.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from splitface.servers.mpc.fss import kernels
+from splitface.servers.mpc.fss.dcf import ROUND_KEYS
 from splitface.servers.mpc.fss.prg import expand, split_seed, to_ring
 from splitface.shared import ring
 
@@ -38,10 +42,25 @@ def _out_tweaks(p: int) -> np.ndarray:
     return np.arange(2, 2 + p, dtype=np.uint64)
 
 
-def gen(alpha: np.ndarray, beta: np.ndarray, n: int, roots: np.ndarray) -> DpfKeys:
-    """Keys for beta * [x == alpha] over n-bit x: alpha (K,), beta (2, K, P) ring."""
+def gen(alpha: np.ndarray, beta: np.ndarray, n: int, roots: np.ndarray, *,
+        compiled: bool | None = None) -> DpfKeys:
+    """Keys for beta * [x == alpha] over n-bit x: alpha (K,), beta (2, K, P) ring.
+    ``compiled`` picks the numba kernel (default: where it runs) or numpy."""
     if not 1 <= n <= MAX_BITS:
         raise ValueError(f"DPF domain must be 1..{MAX_BITS} bits")
+    k, p = alpha.shape[0], beta.shape[2]
+    if kernels.DCF if compiled is None else compiled:
+        keys = DpfKeys(n, roots, np.empty((n, k, 2), dtype=np.uint64),
+                       np.empty((n, k, 2), dtype=np.uint8), np.empty((2, k, p), np.uint64))
+        kernels.dpf_gen(np.ascontiguousarray(alpha, dtype=np.uint64),
+                        np.ascontiguousarray(beta), n, np.ascontiguousarray(roots), ROUND_KEYS,
+                        keys.cw_s, keys.cw_t, keys.cw_out)
+        return keys
+    return gen_reference(alpha, beta, n, roots)
+
+
+def gen_reference(alpha: np.ndarray, beta: np.ndarray, n: int, roots: np.ndarray) -> DpfKeys:
+    """The numpy reference of :func:`gen`."""
     k, p = alpha.shape[0], beta.shape[2]
     s = [roots[0].copy(), roots[1].copy()]
     s[0][:, 0] &= ~np.uint64(1)
@@ -74,9 +93,21 @@ def gen(alpha: np.ndarray, beta: np.ndarray, n: int, roots: np.ndarray) -> DpfKe
 
 
 def eval_all(party: int, n: int, root: np.ndarray, cw_s: np.ndarray, cw_t: np.ndarray,
-             cw_out: np.ndarray) -> np.ndarray:
+             cw_out: np.ndarray, *, compiled: bool | None = None) -> np.ndarray:
     """Party ``party``'s shares of beta * [x == alpha] for every x in [0, 2^n) and every
     key: root (K, 2); returns a ring array (2, K, 2^n, P), x in natural order."""
+    if kernels.DCF if compiled is None else compiled:
+        out = np.empty((2, root.shape[0], 1 << n, cw_out.shape[2]), dtype=np.uint64)
+        kernels.dpf_eval_all(party, n, np.ascontiguousarray(root), np.ascontiguousarray(cw_s),
+                             np.ascontiguousarray(cw_t), np.ascontiguousarray(cw_out),
+                             ROUND_KEYS, out)
+        return out
+    return eval_all_reference(party, n, root, cw_s, cw_t, cw_out)
+
+
+def eval_all_reference(party: int, n: int, root: np.ndarray, cw_s: np.ndarray,
+                       cw_t: np.ndarray, cw_out: np.ndarray) -> np.ndarray:
+    """The numpy reference of :func:`eval_all`."""
     k, p = root.shape[0], cw_out.shape[2]
     s = root.copy()[:, None, :]  # (K, width, 2)
     s[:, :, 0] &= ~np.uint64(1)

@@ -181,3 +181,89 @@ if DCF:  # pragma: no branch
                     lo, hi = _neg(lo, hi)
                 cw_out[0, kk, q] = lo
                 cw_out[1, kk, q] = hi
+
+    @njit(cache=True)
+    def dpf_gen(alpha, beta, n, roots, rk, cw_s, cw_t, cw_out):  # pragma: no cover
+        """Keys for beta * [x == alpha] (BGI16): alpha (K,), beta (2, K, P), roots (2, K, 2);
+        writes cw_s (n, K, 2), cw_t (n, K, 2) and cw_out (2, K, P). Per level and key both
+        parties expand both children (tweaks 0 and 1); leaves convert with tweaks 2 + q."""
+        k = alpha.shape[0]
+        p = beta.shape[2]
+        g = np.empty((2, 2, 2), dtype=np.uint64)  # party, child, limb
+        for kk in range(k):
+            s0lo, s0hi = roots[0, kk, 0] & ~ONE, roots[0, kk, 1]
+            s1lo, s1hi = roots[1, kk, 0] & ~ONE, roots[1, kk, 1]
+            t0, t1 = ZERO, ONE
+            for i in range(n):
+                for c in range(2):
+                    g[0, c, 0], g[0, c, 1] = mmo(s0lo ^ np.uint64(c), s0hi, rk)
+                    g[1, c, 0], g[1, c, 1] = mmo(s1lo ^ np.uint64(c), s1hi, rk)
+                a = (alpha[kk] >> np.uint64(n - 1 - i)) & ONE
+                keep = 1 if a else 0
+                lose = 1 - keep
+                cw_lo = (g[0, lose, 0] ^ g[1, lose, 0]) & ~ONE  # the lost child's seeds
+                cw_hi = g[0, lose, 1] ^ g[1, lose, 1]
+                tl_cw = ((g[0, 0, 0] ^ g[1, 0, 0]) & ONE) ^ a ^ ONE
+                tr_cw = ((g[0, 1, 0] ^ g[1, 1, 0]) & ONE) ^ a
+                cw_s[i, kk, 0], cw_s[i, kk, 1] = cw_lo, cw_hi
+                cw_t[i, kk, 0], cw_t[i, kk, 1] = np.uint8(tl_cw), np.uint8(tr_cw)
+                tk_cw = tr_cw if a else tl_cw
+                n0lo, n0hi = g[0, keep, 0] & ~ONE, g[0, keep, 1]
+                n1lo, n1hi = g[1, keep, 0] & ~ONE, g[1, keep, 1]
+                nt0 = (g[0, keep, 0] & ONE) ^ (t0 & tk_cw)
+                nt1 = (g[1, keep, 0] & ONE) ^ (t1 & tk_cw)
+                if t0:
+                    n0lo ^= cw_lo
+                    n0hi ^= cw_hi
+                if t1:
+                    n1lo ^= cw_lo
+                    n1hi ^= cw_hi
+                s0lo, s0hi, s1lo, s1hi, t0, t1 = n0lo, n0hi, n1lo, n1hi, nt0, nt1
+            for q in range(p):  # cw_out = (-1)^t1 (beta - conv_0 + conv_1)
+                c0lo, c0hi = mmo(s0lo ^ np.uint64(2 + q), s0hi, rk)
+                c1lo, c1hi = mmo(s1lo ^ np.uint64(2 + q), s1hi, rk)
+                lo, hi = _sub(beta[0, kk, q], beta[1, kk, q], c0lo, c0hi)
+                lo, hi = _add(lo, hi, c1lo, c1hi)
+                if t1:
+                    lo, hi = _neg(lo, hi)
+                cw_out[0, kk, q] = lo
+                cw_out[1, kk, q] = hi
+
+    @njit(cache=True)
+    def dpf_eval_all(party, n, root, cw_s, cw_t, cw_out, rk, out):  # pragma: no cover
+        """Party ``party``'s shares of beta * [x == alpha] for every x in [0, 2^n) and
+        every key: root (K, 2); writes out (2, K, 2^n, P), x in natural order. The tree
+        grows in place, level by level (node j's children are 2j and 2j + 1, written
+        from the last node down so no parent is overwritten before it is read)."""
+        k = root.shape[0]
+        p = cw_out.shape[2]
+        width = 1 << n
+        s = np.empty((width, 2), dtype=np.uint64)
+        t = np.empty(width, dtype=np.uint8)
+        for kk in range(k):
+            s[0, 0] = root[kk, 0] & ~ONE
+            s[0, 1] = root[kk, 1]
+            t[0] = party
+            for i in range(n):
+                for j in range((1 << i) - 1, -1, -1):
+                    slo, shi, tj = s[j, 0], s[j, 1], t[j]
+                    for c in range(2):
+                        lo, hi = mmo(slo ^ np.uint64(c), shi, rk)
+                        tc = (lo & ONE) != 0
+                        lo &= ~ONE
+                        if tj:
+                            lo ^= cw_s[i, kk, 0]
+                            hi ^= cw_s[i, kk, 1]
+                            tc ^= cw_t[i, kk, c] != 0
+                        s[2 * j + c, 0] = lo
+                        s[2 * j + c, 1] = hi
+                        t[2 * j + c] = 1 if tc else 0
+            for x in range(width):
+                for q in range(p):
+                    lo, hi = mmo(s[x, 0] ^ np.uint64(2 + q), s[x, 1], rk)
+                    if t[x]:
+                        lo, hi = _add(lo, hi, cw_out[0, kk, q], cw_out[1, kk, q])
+                    if party:
+                        lo, hi = _neg(lo, hi)
+                    out[0, kk, x, q] = lo
+                    out[1, kk, x, q] = hi
