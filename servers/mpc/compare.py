@@ -23,8 +23,8 @@ import numpy as np
 from splitface.servers.mpc import truncation
 from splitface.servers.mpc.beaver import mul_many
 from splitface.servers.mpc.errors import ShapeError
-from splitface.servers.mpc.fss import dcf, dpf
-from splitface.servers.mpc.prep.base import join_keys
+from splitface.servers.mpc.fss import dcf, dpf, kernels
+from splitface.servers.mpc.prep.base import LtzMask, join_keys
 from splitface.servers.mpc.prep.material import FssKey
 from splitface.servers.mpc.rounds import Opening, run_round
 from splitface.servers.mpc.share import AuthShare, concat
@@ -158,22 +158,34 @@ def relu_opening(x: AuthShare, bits: int, skip: int = 0) -> Opening:
     m = party.prep.ltz_masks(flat.shape, bits, skip, relu=True)
 
     def finish(opened: list[np.ndarray]) -> AuthShare:
-        c = opened[0]
-        r = AuthShare(party, m.r[0], m.r[1])
-        w = ((c[0] + np.uint64(1 << (skip + bits - 1))) & _mask(skip + bits)) \
-            >> np.uint64(skip)
-        out = eval_key(party.id, m.key, (w & _mask(bits - 1)).reshape(-1, 1))[:, :, 0]
-        n = flat.shape
-        u = AuthShare(party, m.sign[0], m.sign[1]) + _share(party, out, 0, n)
-        ur = AuthShare(party, m.sign_r[0], m.sign_r[1]) + _share(party, out, 1, n)
-        top = (w >> np.uint64(bits - 1)).astype(bool)
-        b = _pick(top, 1 - u, u)  # [x >= 0] = MSB of x + 2^(bits-1)
-        br = _pick(top, r - ur, ur)
-        y = b.mul_ring(c) - br
+        y = relu_from(party, opened[0], m, skip, bits)
         return AuthShare(party, y.val.reshape((2, *x.shape)), y.mac.reshape((2, *x.shape)),
                          x.frac)
 
     return Opening([(ring.add(flat.val, m.r[0]), ring.add(flat.mac, m.r[1]))], finish)
+
+
+def relu_from(party, c: np.ndarray, m: LtzMask, skip: int, bits: int, *,
+              compiled: bool | None = None) -> AuthShare:
+    """The local half of :func:`relu` for the opened c = x + r (2, n): evaluate the DCF key,
+    then b*c - [b*r]. ``compiled`` picks kernels.relu_finish (default: with numba) or the
+    numpy steps below, its reference."""
+    w = ((c[0] + np.uint64(1 << (skip + bits - 1))) & _mask(skip + bits)) >> np.uint64(skip)
+    out = eval_key(party.id, m.key, (w & _mask(bits - 1)).reshape(-1, 1))[:, :, 0]
+    n = (c.shape[1],)
+    if kernels.AVAILABLE if compiled is None else compiled:
+        y_v, y_m = np.empty(c.shape, np.uint64), np.empty(c.shape, np.uint64)
+        arrays = [np.ascontiguousarray(a) for a in (party.alpha, c, *m.r, *m.sign, *m.sign_r,
+                                                     out)]  # one specialization (warmup.py)
+        kernels.relu_finish(party.id, *arrays, skip, bits, y_v, y_m)
+        return AuthShare(party, y_v, y_m)
+    r = AuthShare(party, m.r[0], m.r[1])
+    u = AuthShare(party, m.sign[0], m.sign[1]) + _share(party, out, 0, n)
+    ur = AuthShare(party, m.sign_r[0], m.sign_r[1]) + _share(party, out, 1, n)
+    top = (w >> np.uint64(bits - 1)).astype(bool)
+    b = _pick(top, 1 - u, u)  # [x >= 0] = MSB of x + 2^(bits-1)
+    br = _pick(top, r - ur, ur)
+    return b.mul_ring(c) - br
 
 
 def in_interval(x: AuthShare, lo: int, size: int, n: int = K) -> AuthShare:

@@ -7,6 +7,7 @@ test_ops_net.py runs the same operations over real sockets and processes.
 from __future__ import annotations
 
 import contextlib
+import os
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from hypothesis.extra.numpy import arrays
 from splitface.servers.mpc import compare
 from splitface.servers.mpc.beaver import FixedOperand
 from splitface.servers.mpc.errors import ShapeError
+from splitface.servers.mpc.fss import kernels
 from splitface.servers.mpc.local_runtime import run_pair
 from splitface.shared.fixedpoint import F
 from tests.mpc.harness import as_share, share_floats, share_ints
@@ -453,3 +455,20 @@ def test_coarse_comparison_and_argmax_skip_low_bits(parties, core, data, n, skip
     np.testing.assert_array_equal(bit[sure], (xs < 0)[sure])
     assert xs[int(idx)] == best
     assert best >= xs.max() - (1 << skip) * np.ceil(np.log2(n))
+
+
+@pytest.mark.skipif(not kernels.AVAILABLE, reason="numba not installed: numpy only")
+@pytest.mark.parametrize("skip,bits", [(0, 4), (0, 64), (7, 16), (17, 30), (20, 44)])
+def test_relu_kernel_equals_the_numpy_steps(parties, skip, bits):
+    """kernels.relu_finish against compare.relu_from's numpy reference, value and MAC
+    shares bit for bit, on the same dealer masks and any opened c (both window halves)."""
+    c = np.frombuffer(os.urandom(2 * 40 * 8), dtype=np.uint64).reshape(2, 40).copy()
+
+    def fn(party, _):
+        m = party.prep.ltz_masks((40,), bits, skip, relu=True)
+        fast = compare.relu_from(party, c, m, skip, bits, compiled=True)
+        slow = compare.relu_from(party, c, m, skip, bits, compiled=False)
+        return fast.val, fast.mac, slow.val, slow.mac
+
+    for fv, fm, sv, sm in run_pair(fn, parties, (None, None)):
+        assert np.array_equal(fv, sv) and np.array_equal(fm, sm)

@@ -36,24 +36,68 @@ DCF = AVAILABLE and aesni.SUPPORTED
 ONE = np.uint64(1)
 ZERO = np.uint64(0)
 
+
+
+@njit(inline="always")
+def _add(lo, hi, blo, bhi):  # pragma: no cover - compiled
+    """(lo, hi) + (blo, bhi) mod 2^128."""
+    nlo = lo + blo
+    return nlo, hi + bhi + (ONE if nlo < lo else ZERO)
+
+
+@njit(inline="always")
+def _sub(lo, hi, blo, bhi):  # pragma: no cover - compiled
+    """(lo, hi) - (blo, bhi) mod 2^128."""
+    return lo - blo, hi - bhi - (ONE if lo < blo else ZERO)
+
+
+@njit(inline="always")
+def _neg(lo, hi):  # pragma: no cover - compiled
+    """-(lo, hi) mod 2^128."""
+    return ~lo + ONE, ~hi + (ONE if lo == 0 else ZERO)
+
+
+@njit(inline="always")
+def _mul(alo, ahi, blo, bhi):  # pragma: no cover - compiled
+    """(alo, ahi) * (blo, bhi) mod 2^128 (the 64 x 64 -> 128-bit product from 32-bit
+    halves, plus the two cross terms that reach the high word)."""
+    low = np.uint64(0xFFFFFFFF)
+    s32 = np.uint64(32)
+    a0, a1, b0, b1 = alo & low, alo >> s32, blo & low, blo >> s32
+    p00, p01, p10 = a0 * b0, a0 * b1, a1 * b0
+    mid = (p00 >> s32) + (p01 & low) + (p10 & low)
+    lo = (p00 & low) | (mid << s32)
+    return lo, a1 * b1 + (p01 >> s32) + (p10 >> s32) + (mid >> s32) + alo * bhi + ahi * blo
+
+
+@njit(cache=True)
+def relu_finish(party, alpha, c, r_v, r_m, s_v, s_m, sr_v, sr_m, ev, skip, bits, y_v, y_m
+                ):  # pragma: no cover - compiled
+    """ReLU(x) = b*c - [b*r] from the opened c = x + r (compare.relu), per element: u = [s] +
+    V_u and [u*r] = [s*r] + V_ur from the DCF outputs ev (2, n, 4: V_u, V_ur, their MACs),
+    then b = 1 - u and [b*r] = r - [u*r] where the public top bit of the window is set, u
+    and [u*r] where not. alpha is this party's MAC key share (2,); y_v, y_m get (2, n)."""
+    half = ONE << np.uint64(skip + bits - 1)
+    window = ~ZERO if skip + bits == 64 else (ONE << np.uint64(skip + bits)) - ONE
+    for j in range(c.shape[1]):
+        top = (((c[0, j] + half) & window) >> np.uint64(skip + bits - 1)) & ONE
+        uvl, uvh = _add(s_v[0, j], s_v[1, j], ev[0, j, 0], ev[1, j, 0])
+        uml, umh = _add(s_m[0, j], s_m[1, j], ev[0, j, 2], ev[1, j, 2])
+        rvl, rvh = _add(sr_v[0, j], sr_v[1, j], ev[0, j, 1], ev[1, j, 1])
+        rml, rmh = _add(sr_m[0, j], sr_m[1, j], ev[0, j, 3], ev[1, j, 3])
+        if top:
+            uvl, uvh = _sub(ONE if party == 0 else ZERO, ZERO, uvl, uvh)
+            uml, umh = _sub(alpha[0], alpha[1], uml, umh)
+            rvl, rvh = _sub(r_v[0, j], r_v[1, j], rvl, rvh)
+            rml, rmh = _sub(r_m[0, j], r_m[1, j], rml, rmh)
+        lo, hi = _mul(uvl, uvh, c[0, j], c[1, j])
+        y_v[0, j], y_v[1, j] = _sub(lo, hi, rvl, rvh)
+        lo, hi = _mul(uml, umh, c[0, j], c[1, j])
+        y_m[0, j], y_m[1, j] = _sub(lo, hi, rml, rmh)
+
+
 if DCF:  # pragma: no branch
     mmo = aesni.mmo
-
-    @njit(inline="always")
-    def _add(lo, hi, blo, bhi):  # pragma: no cover - compiled
-        """(lo, hi) + (blo, bhi) mod 2^128."""
-        nlo = lo + blo
-        return nlo, hi + bhi + (ONE if nlo < lo else ZERO)
-
-    @njit(inline="always")
-    def _sub(lo, hi, blo, bhi):  # pragma: no cover - compiled
-        """(lo, hi) - (blo, bhi) mod 2^128."""
-        return lo - blo, hi - bhi - (ONE if lo < blo else ZERO)
-
-    @njit(inline="always")
-    def _neg(lo, hi):  # pragma: no cover - compiled
-        """-(lo, hi) mod 2^128."""
-        return ~lo + ONE, ~hi + (ONE if lo == 0 else ZERO)
 
     @njit(cache=True)
     def dcf_eval(party, n, root, cw_s, cw_t, cw_v, cw_out, x, rk, out):  # pragma: no cover
