@@ -19,6 +19,7 @@ import numpy as np
 import zmq
 
 from splitface.servers.mpc.errors import ProtocolError
+from splitface.servers.mpc.prep import material
 from splitface.servers.mpc.prep.dealer import DealerCore
 from splitface.servers.mpc.prep.keyring import KeyRing
 from splitface.servers.mpc.prep.material import Request
@@ -57,7 +58,13 @@ class DealerService:
 
     def _reply(self, ident: bytes, msg: Message) -> None:
         try:
-            self._sock.send_multipart([ident, b"", *wire.encode(msg)], copy=False,
+            frames = wire.encode(msg)
+        except WireError as exc:  # a reply the wire cannot carry costs the request only
+            log.error("could not encode a reply: %s", exc)
+            frames = wire.encode(Message("error", {"reason": f"reply too large: {exc}",
+                                                   "nonce": msg.meta.get("nonce")}))
+        try:
+            self._sock.send_multipart([ident, b"", *frames], copy=False,
                                       flags=zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # the server went away; it will retry
             log.info("could not reply to a server (%s)", exc.strerror)
@@ -100,10 +107,22 @@ class DealerService:
             ready = self.core.register(session, party, _int(meta, "epoch"))
             return Message("session", {"ready": ready})
         seq = _int(meta, "seq")
-        part = self.core.serve(session, party, seq, Request.from_wire(meta.get("req")))
-        self.served += 1
-        meta = {"seq": seq, **({"seed": part.seed} if part.seed is not None else {})}
-        return Message("part", meta, [np.ascontiguousarray(a) for a in part.arrays])
+        wire_reqs = meta.get("reqs")
+        if not isinstance(wire_reqs, list) or not 1 <= len(wire_reqs) <= material.MAX_BATCH:
+            raise ProtocolError(f"a request message carries 1 to {material.MAX_BATCH} "
+                                "requests")
+        reqs = [Request.from_wire(r) for r in wire_reqs]
+        material.check_batch(reqs)
+        seeds, arrays = [], []
+        for i, req in enumerate(reqs):  # each in order, under the session's rules
+            part = self.core.serve(session, party, seq + i, req)
+            self.served += 1
+            seeds.append(part.seed)
+            arrays += [np.ascontiguousarray(a) for a in part.arrays]
+        out: dict[str, Any] = {"seq": seq}
+        if party == 0:
+            out["seeds"] = seeds
+        return Message("part", out, arrays)
 
     def serve(self, stop: threading.Event, poll_ms: int = 200) -> None:
         """Serve until ``stop`` is set; a bad request gets an error reply, never a crash."""

@@ -22,8 +22,8 @@ from splitface.servers.mpc.errors import ProtocolError
 from splitface.servers.mpc.local_runtime import make_parties, run_pair
 from splitface.servers.mpc.prep import material
 from splitface.servers.mpc.prep.dealer import DealerCore, SessionError
-from splitface.servers.mpc.prep.material import Request
-from splitface.servers.mpc.prep.remote import DealerClient, DealerRefused
+from splitface.servers.mpc.prep.material import MAX_BATCH, Request
+from splitface.servers.mpc.prep.remote import DealerClient, DealerRefused, RemotePreprocessing
 from splitface.shared import fixedpoint, ring, wire
 from splitface.shared.transport.zap import start_authenticator
 from splitface.shared.wire import Message
@@ -251,9 +251,8 @@ def test_get_without_a_session_is_refused_over_the_wire(dealer_service):
     evil = client("p1", 1)
     for seq in range(3):
         with pytest.raises(DealerRefused, match="not registered"):
-            evil.call("get", {"session": "made-up-session-0002", "seq": seq,
-                              "req": Request("fixed_triple", ("gallery:0", 4, 4, 6)).to_wire()},
-                      expect="part")
+            evil.call("get", {"session": "made-up-session-0002", "seq": seq, "reqs": [
+                Request("fixed_triple", ("gallery:0", 4, 4, 6)).to_wire()]}, expect="part")
     assert evil.current_epoch() == core.epoch  # and the service still answers
 
 
@@ -268,9 +267,91 @@ def test_malformed_dealer_messages_get_an_error_and_the_service_lives(dealer_ser
            [wire.encode(Message("get", {"party": 1, "session": "s" * 20, "seq": -1}))[0]],
            [wire.encode(Message("open", {"party": 1, "session": 7}))[0]],
            [wire.encode(Message("get", {"party": 1, "session": "s" * 20, "seq": 0,
-                                        "req": ["triple", [[2**40, 2**40]]]}))[0]]]
+                                        "reqs": [["triple", [[2**40, 2**40]]]]}))[0]],
+           [wire.encode(Message("get", {"party": 1, "session": "s" * 20, "seq": 0,
+                                        "reqs": "triple"}))[0]]]
     for frames in bad:
         sock.send_multipart(frames)
         reply = wire.decode(sock.recv_multipart())
         assert reply.kind == "error"
     sock.close(linger=0)
+
+
+def _registered(client) -> tuple[RemotePreprocessing, RemotePreprocessing]:
+    """Both servers' dealer sessions over the wire (P0 and P1 register the same id)."""
+    sid = "batched-session-0001"
+    preps = [RemotePreprocessing(client(f"p{i}", i), session=sid, epoch=1) for i in (0, 1)]
+    threads = [threading.Thread(target=p.open, daemon=True) for p in preps]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    return preps[0], preps[1]
+
+
+def test_batched_requests_are_capped_before_anything_is_generated(dealer_service):
+    """One dealer message may carry several requests (prefetching). A server must not use
+    that to make the dealer generate and hold many large parts for one reply, or more than
+    MAX_BATCH items: such a message is refused before generation, and the session goes on."""
+    core, _, client, _, _ = dealer_service
+    p0, p1 = _registered(client)
+    session = p1.session
+    big = Request("triple", ((1 << 20,),)).to_wire()  # ~100 MB of parts each
+    small = Request("triple", ((4,),)).to_wire()
+    evil = p1.client
+    for reqs, why in (([big, big], "bytes together"), ([small] * (MAX_BATCH + 1), "1 to"),
+                      ([], "1 to")):
+        with pytest.raises(DealerRefused, match=why):
+            evil.call("get", {"session": session, "seq": 0, "reqs": reqs}, expect="part")
+        assert core.stats()["pending"] == 0 and core.stats()["pending_bytes"] == 0
+    # a lone large request is still served, and the honest batch after it pairs up
+    items1 = p1.fetch_many([Request("triple", ((4,),)), Request("trunc", ((3,), 16))])
+    items0 = p0.fetch_many([Request("triple", ((4,),))])
+    items0 += p0.fetch_many([Request("trunc", ((3,), 16))])
+    for a, b in zip(items0, items1, strict=True):
+        for (v0, _), (v1, _) in zip(a.values, b.values, strict=True):
+            assert v0.shape == v1.shape
+    assert core.stats()["pending"] == 0
+
+
+def test_a_batch_cannot_reach_the_other_partys_parts(dealer_service):
+    """Batches are served item by item under the session's rules: P1 asking ahead in one
+    message leaves P0's parts tagged for P0; P1 cannot ask its numbers again."""
+    core, _, client, _, _ = dealer_service
+    p0, p1 = _registered(client)
+    reqs = [Request("triple", ((8,),)), Request("random", ((4,),))]
+    p1.fetch_many(reqs)
+    assert core.stats()["pending"] == 2
+    with pytest.raises(DealerRefused, match="out of order"):
+        p1.client.call("get", {"session": p1.session, "seq": 0,
+                               "reqs": [r.to_wire() for r in reqs]}, expect="part")
+    items = p0.fetch_many(reqs)
+    assert len(items) == 2 and core.stats()["pending"] == 0
+
+
+def test_a_reply_the_wire_cannot_carry_costs_one_request_not_the_service(dealer_service,
+                                                                          monkeypatch):
+    """Encoding the reply happens after the request was handled: a reply of too many
+    arrays once killed the dealer's serving thread (every later request timed out)."""
+    core, service, client, _, _ = dealer_service
+    honest = client("p1", 1)
+    monkeypatch.setattr(service, "handle", lambda user, msg: Message(
+        "epoch", {"current": 1}, [np.zeros(1, np.uint64)] * (wire.MAX_ARRAYS + 1)))
+    with pytest.raises(DealerRefused, match="too large"):
+        honest.current_epoch()
+    monkeypatch.undo()
+    assert honest.current_epoch() == core.epoch
+
+
+def test_prefetch_batches_stay_within_what_the_dealer_accepts():
+    """material.batches groups an identification's requests 1, 2, 4, ...: every group
+    passes check_batch, and a large request travels alone."""
+    plan = [Request("triple", ((4,),))] + [Request("ltz", ((1, n), 16, 7, True))
+                                           for n in (5000, 9, 3, 2, 1, 1, 1)] \
+        + [Request("random", ((2,),))] * 70
+    groups = material.batches(plan, 1 << 20)
+    assert [r for g in groups for r in g] == plan
+    assert groups[0] == plan[:1] and groups[1] == [plan[1]]  # 5,000 keys: alone
+    for g in groups:
+        material.check_batch(g)
+    assert max(len(g) for g in groups) > 4

@@ -173,6 +173,18 @@ class Preprocessing(ABC):
         finally:
             self.seconds += time.perf_counter() - t0
 
+    def fetch_many(self, reqs: Sequence[Request]) -> list[Item]:
+        """Timed :meth:`_fetch_many`: several requests in order (prefetching's batches)."""
+        t0 = time.perf_counter()
+        try:
+            return self._fetch_many(reqs)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def _fetch_many(self, reqs: Sequence[Request]) -> list[Item]:
+        """One by one; a remote source asks for all of them in one message."""
+        return [self._fetch(r) for r in reqs]
+
     def _values(self, req: Request) -> list[AuthPair]:
         return self.fetch(req).values
 

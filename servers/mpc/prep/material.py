@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from splitface.servers.mpc import ring_kernels
 from splitface.servers.mpc.errors import ProtocolError
-from splitface.shared import ring
+from splitface.shared import ring, wire
 from splitface.shared.fixedpoint import K
 from splitface.shared.prg import Prg
 
@@ -91,6 +92,18 @@ class Layout:
 
     values: tuple[tuple[int, ...], ...]
     fss: tuple[FssSpec, ...] = ()
+
+    @property
+    def nbytes(self) -> int:
+        """Party 1's part: value and MAC corrections (16 bytes each per element), keys."""
+        return sum(32 * math.prod(v) for v in self.values) + sum(f.nbytes for f in self.fss)
+
+
+# Several requests may share one dealer message (remote.RemotePreprocessing.fetch_many):
+# at most MAX_BATCH of them and, unless alone, MAX_BATCH_BYTES of parts in all, so a
+# server cannot make the dealer hold many large parts at once for one reply.
+MAX_BATCH = 64
+MAX_BATCH_BYTES = 64 << 20
 
 
 @dataclass
@@ -458,6 +471,50 @@ def _corrections(lay: Layout, arrays: list[np.ndarray]) -> list[list[np.ndarray]
     if i != len(arrays):
         raise ProtocolError("dealer sent the wrong number of FSS arrays")
     return out
+
+
+def check_batch(reqs: Sequence[Request]) -> None:
+    """Refuse a dealer message of more than MAX_BATCH requests, or of several whose parts
+    exceed MAX_BATCH_BYTES or one message's arrays together (both sides check; the dealer
+    before generating)."""
+    if not 1 <= len(reqs) <= MAX_BATCH:
+        raise ProtocolError(f"a dealer message carries 1 to {MAX_BATCH} requests")
+    if len(reqs) > 1 and sum(layout(r).nbytes for r in reqs) > MAX_BATCH_BYTES:
+        raise ProtocolError(f"requests sharing a dealer message exceed {MAX_BATCH_BYTES} "
+                            "bytes together")
+    if len(reqs) > 1 and sum(part_arrays(r, 1) for r in reqs) > wire.MAX_ARRAYS:
+        raise ProtocolError(f"requests sharing a dealer message exceed {wire.MAX_ARRAYS} "
+                            "arrays together")
+
+
+def batches(reqs: Sequence[Request], max_bytes: int) -> list[list[Request]]:
+    """Consecutive requests grouped into dealer messages of 1, 2, 4, ... requests, each
+    within check_batch's limits and, unless alone, ``max_bytes`` of parts: the first item
+    comes back as soon as alone, and the rest share few round trips."""
+    out: list[list[Request]] = []
+    size, i = 1, 0
+    while i < len(reqs):
+        batch, nbytes, arrays = [reqs[i]], layout(reqs[i]).nbytes, part_arrays(reqs[i], 1)
+        i += 1
+        while i < len(reqs) and len(batch) < size:
+            more, more_arrays = layout(reqs[i]).nbytes, part_arrays(reqs[i], 1)
+            if nbytes + more > min(max_bytes, MAX_BATCH_BYTES) \
+                    or arrays + more_arrays > wire.MAX_ARRAYS:
+                break
+            batch.append(reqs[i])
+            nbytes, arrays = nbytes + more, arrays + more_arrays
+            i += 1
+        out.append(batch)
+        size = min(2 * size, MAX_BATCH)
+    return out
+
+
+def part_arrays(req: Request, party: int) -> int:
+    """How many arrays ``party``'s part of ``req`` has on the wire: the FSS corrections,
+    and for party 1 also its value corrections and root seeds (public: the layout)."""
+    lay = layout(req)
+    n = sum(len(f.correction_shapes()) for f in lay.fss)
+    return n if party == 0 else n + 2 * len(lay.values) + len(lay.fss)
 
 
 def item_p0(req: Request, seed: bytes, arrays: list[np.ndarray]) -> Item:

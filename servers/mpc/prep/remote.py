@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -209,17 +210,34 @@ class RemotePreprocessing(Preprocessing):
         return self._alpha[e]
 
     def _fetch(self, req: Request) -> Item:
+        return self._fetch_many([req])[0]
+
+    def _fetch_many(self, reqs: Sequence[Request]) -> list[Item]:
+        """Requests seq .. seq + len - 1 in ONE message each way (a round trip through the
+        dealer costs ~0.2 ms of CPU over its three processes: an N = 100 identification
+        made 17 of them per server)."""
+        material.check_batch(reqs)
         reply = self.client.call("get", {"session": self.session, "seq": self._seq,
-                                         "req": req.to_wire()}, expect="part")
-        if reply.meta.get("seq") != self._seq:
-            raise ProtocolError("the dealer answered another request number")
-        self._seq += 1
-        if self.party == 0:
-            seed = reply.meta.get("seed")
-            if not isinstance(seed, bytes) or len(seed) != 16:
+                                         "reqs": [r.to_wire() for r in reqs]}, expect="part")
+        seeds = reply.meta.get("seeds") if self.party == 0 else [None] * len(reqs)
+        if reply.meta.get("seq") != self._seq or not isinstance(seeds, list) \
+                or len(seeds) != len(reqs):
+            raise ProtocolError("the dealer answered another request")
+        counts = [material.part_arrays(r, self.party) for r in reqs]
+        if sum(counts) != len(reply.arrays):
+            raise ProtocolError("dealer sent the wrong number of arrays")
+        self._seq += len(reqs)
+        items, start = [], 0
+        for req, seed, n in zip(reqs, seeds, counts, strict=True):
+            arrays = list(reply.arrays[start:start + n])
+            start += n
+            if self.party == 1:
+                items.append(material.item_p1(req, arrays))
+            elif not isinstance(seed, bytes) or len(seed) != 16:
                 raise ProtocolError("dealer sent no seed to party 0")
-            return material.item_p0(req, seed, list(reply.arrays))
-        return material.item_p1(req, list(reply.arrays))
+            else:
+                items.append(material.item_p0(req, seed, arrays))
+        return items
 
     def close(self) -> None:
         """Drop the session at the dealer (best effort) and release the socket."""
