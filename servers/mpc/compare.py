@@ -259,18 +259,35 @@ def one_hot_opening(j: AuthShare, bits: int) -> Opening:
     flat = j.reshape(-1)
 
     def finish(opened: list[np.ndarray]) -> AuthShare:
-        c = opened[0]
-        spec = m.key.spec
-        leaves = dpf.eval_all(party.id, spec.n, m.key.root, *m.key.corrections)
-        # entry t of row i is 1 iff j_i = t: V_i((c_i - t) mod 2^bits) shares [c_i - t == r_i]
-        low = (c[0] & np.uint64((1 << bits) - 1)).astype(np.int64)
-        idx = (low[:, None] - np.arange(1 << bits, dtype=np.int64)) & ((1 << bits) - 1)
-        sel = leaves[:, np.arange(k)[:, None], idx]  # (2, K, 2^bits, 2)
+        val, mac = one_hot_from(party, opened[0][0], m.key, bits)
         shape = (1 << bits,) if k == 1 else (k, 1 << bits)
-        return AuthShare(party, np.ascontiguousarray(sel[..., 0]).reshape(2, *shape),
-                         np.ascontiguousarray(sel[..., 1]).reshape(2, *shape))
+        return AuthShare(party, val.reshape(2, *shape), mac.reshape(2, *shape))
 
     return Opening([(ring.add(flat.val, m.r[0]), ring.add(flat.mac, m.r[1]))], finish)
+
+
+def one_hot_from(party, c64: np.ndarray, key: FssKey, bits: int, *,
+                 compiled: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Value and MAC shares (2, K, 2^bits) of the one-hots from the opened low words c64
+    (K,) of j + r and DPF keys at r with payload (1, alpha): entry t of row i is 1 iff
+    j_i = t, i.e. V_i((c_i - t) mod 2^bits) shares [c_i - t == r_i]. ``compiled`` picks
+    kernels.dpf_one_hot (default: where it runs) or the numpy gather below."""
+    spec = key.spec
+    if spec.width != 2 or spec.n != bits:
+        raise ShapeError(f"a one-hot needs DPF keys of width 2 on {bits} bits")
+    k = spec.keys
+    low = np.ascontiguousarray(c64 & np.uint64((1 << bits) - 1), dtype=np.uint64)
+    if kernels.DCF if compiled is None else compiled:
+        val = np.empty((2, k, 1 << bits), dtype=np.uint64)
+        mac = np.empty((2, k, 1 << bits), dtype=np.uint64)
+        kernels.dpf_one_hot(party.id, bits, *[np.ascontiguousarray(a) for a in (
+            key.root, *key.corrections)], dpf.ROUND_KEYS, low, val, mac)
+        return val, mac
+    leaves = dpf.eval_all(party.id, bits, key.root, *key.corrections)
+    idx = (low.astype(np.int64)[:, None] - np.arange(1 << bits, dtype=np.int64)) \
+        & ((1 << bits) - 1)
+    sel = leaves[:, np.arange(k)[:, None], idx]  # (2, K, 2^bits, 2)
+    return np.ascontiguousarray(sel[..., 0]), np.ascontiguousarray(sel[..., 1])
 
 
 def select(bit: AuthShare, if_one: AuthShare, if_zero: AuthShare) -> AuthShare:

@@ -31,13 +31,15 @@ def load_compiled_kernels(evaluate: bool = True) -> float:
         alpha = np.array([3, 9], dtype=np.uint64)
         beta = np.ones((2, k, p), dtype=np.uint64)
         keys = dcf.gen(alpha, beta, n, roots)
-        points = dpf.gen(alpha, beta, n, roots)
+        points = dpf.gen(alpha, np.ones((2, k, 2), dtype=np.uint64), n, roots)
         if evaluate:
             x = np.array([[1, 4], [8, 15]], dtype=np.uint64)
+            val, mac = np.empty((2, k, 1 << n), np.uint64), np.empty((2, k, 1 << n), np.uint64)
             for party in (0, 1):
                 dcf.eval_dcf(party, n, keys.roots[party], keys.cw_s, keys.cw_t, keys.cw_v,
                              keys.cw_out, x)
-                dpf.eval_all(party, n, points.roots[party], *points.corrections())
+                kernels.dpf_one_hot(party, n, points.roots[party], *points.corrections(),
+                                    dpf.ROUND_KEYS, alpha, val, mac)
     if evaluate:
         a = np.ones((2, 2, 3), dtype=np.uint64)
         ring_kernels.matmul(a, np.ones((2, 3, 2), dtype=np.uint64))

@@ -18,7 +18,7 @@ from splitface.servers.mpc.fss import kernels
 # every compiled kernel a daemon calls (the warm-up must load each of them)
 KERNELS = {"matmul": ring_kernels._matmul, "relu_finish": kernels.relu_finish,
            **({"dcf_gen": kernels.dcf_gen, "dcf_eval": kernels.dcf_eval,
-               "dpf_gen": kernels.dpf_gen, "dpf_eval_all": kernels.dpf_eval_all}
+               "dpf_gen": kernels.dpf_gen, "dpf_one_hot": kernels.dpf_one_hot}
               if kernels.DCF else {})}
 
 SCRIPT = """

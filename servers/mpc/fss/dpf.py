@@ -6,8 +6,9 @@ about 2^(n+1) AES blocks), which is what a secret-index table lookup needs: with
 dealer mask r and a public opened c = j + r, the shares of the one-hot vector of the
 secret index j are V(c - k) for every row k. beta = (1, alpha_mac) makes the one-hot
 authenticated, so a lookup in a public table is an authenticated share like any other.
-Key generation and full-domain evaluation run as one compiled call each where
-kernels.DCF holds (AES-NI); the numpy code below is their reference.
+Key generation and the one-hot lookup's full-domain evaluation (kernels.dpf_one_hot)
+run as one compiled call each where kernels.DCF holds (AES-NI); the numpy code below is
+their reference.
 """
 
 from __future__ import annotations
@@ -93,21 +94,10 @@ def gen_reference(alpha: np.ndarray, beta: np.ndarray, n: int, roots: np.ndarray
 
 
 def eval_all(party: int, n: int, root: np.ndarray, cw_s: np.ndarray, cw_t: np.ndarray,
-             cw_out: np.ndarray, *, compiled: bool | None = None) -> np.ndarray:
+             cw_out: np.ndarray) -> np.ndarray:
     """Party ``party``'s shares of beta * [x == alpha] for every x in [0, 2^n) and every
-    key: root (K, 2); returns a ring array (2, K, 2^n, P), x in natural order."""
-    if kernels.DCF if compiled is None else compiled:
-        out = np.empty((2, root.shape[0], 1 << n, cw_out.shape[2]), dtype=np.uint64)
-        kernels.dpf_eval_all(party, n, np.ascontiguousarray(root), np.ascontiguousarray(cw_s),
-                             np.ascontiguousarray(cw_t), np.ascontiguousarray(cw_out),
-                             ROUND_KEYS, out)
-        return out
-    return eval_all_reference(party, n, root, cw_s, cw_t, cw_out)
-
-
-def eval_all_reference(party: int, n: int, root: np.ndarray, cw_s: np.ndarray,
-                       cw_t: np.ndarray, cw_out: np.ndarray) -> np.ndarray:
-    """The numpy reference of :func:`eval_all`."""
+    key: root (K, 2); returns a ring array (2, K, 2^n, P), x in natural order. (The
+    one-hot lookup runs kernels.dpf_one_hot where it can; this is its reference.)"""
     k, p = root.shape[0], cw_out.shape[2]
     s = root.copy()[:, None, :]  # (K, width, 2)
     s[:, :, 0] &= ~np.uint64(1)

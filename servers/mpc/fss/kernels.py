@@ -273,41 +273,51 @@ if DCF:  # pragma: no branch
                 cw_out[0, kk, q] = lo
                 cw_out[1, kk, q] = hi
 
+    @njit(inline="always")
+    def _dpf_tree(party, n, kk, root, cw_s, cw_t, rk, s, t):  # pragma: no cover - compiled
+        """Grow key kk's tree into s (2^n, 2), t (2^n), level by level in place: node j's
+        children are 2j and 2j + 1, written from the last node down so no parent is
+        overwritten before it is read. Leaves end in natural order."""
+        s[0, 0] = root[kk, 0] & ~ONE
+        s[0, 1] = root[kk, 1]
+        t[0] = party
+        for i in range(n):
+            for j in range((1 << i) - 1, -1, -1):
+                slo, shi, tj = s[j, 0], s[j, 1], t[j]
+                for c in range(2):
+                    lo, hi = mmo(slo ^ np.uint64(c), shi, rk)
+                    tc = (lo & ONE) != 0
+                    lo &= ~ONE
+                    if tj:
+                        lo ^= cw_s[i, kk, 0]
+                        hi ^= cw_s[i, kk, 1]
+                        tc ^= cw_t[i, kk, c] != 0
+                    s[2 * j + c, 0] = lo
+                    s[2 * j + c, 1] = hi
+                    t[2 * j + c] = 1 if tc else 0
+
+    @njit(inline="always")
+    def _dpf_leaf(party, kk, q, s, t, x, cw_out, rk):  # pragma: no cover - compiled
+        """Output q of leaf x: its conversion (tweak 2 + q), corrected, signed."""
+        lo, hi = mmo(s[x, 0] ^ np.uint64(2 + q), s[x, 1], rk)
+        if t[x]:
+            lo, hi = _add(lo, hi, cw_out[0, kk, q], cw_out[1, kk, q])
+        if party:
+            lo, hi = _neg(lo, hi)
+        return lo, hi
+
     @njit(cache=True)
-    def dpf_eval_all(party, n, root, cw_s, cw_t, cw_out, rk, out):  # pragma: no cover
-        """Party ``party``'s shares of beta * [x == alpha] for every x in [0, 2^n) and
-        every key: root (K, 2); writes out (2, K, 2^n, P), x in natural order. The tree
-        grows in place, level by level (node j's children are 2j and 2j + 1, written
-        from the last node down so no parent is overwritten before it is read)."""
-        k = root.shape[0]
-        p = cw_out.shape[2]
-        width = 1 << n
-        s = np.empty((width, 2), dtype=np.uint64)
-        t = np.empty(width, dtype=np.uint8)
-        for kk in range(k):
-            s[0, 0] = root[kk, 0] & ~ONE
-            s[0, 1] = root[kk, 1]
-            t[0] = party
-            for i in range(n):
-                for j in range((1 << i) - 1, -1, -1):
-                    slo, shi, tj = s[j, 0], s[j, 1], t[j]
-                    for c in range(2):
-                        lo, hi = mmo(slo ^ np.uint64(c), shi, rk)
-                        tc = (lo & ONE) != 0
-                        lo &= ~ONE
-                        if tj:
-                            lo ^= cw_s[i, kk, 0]
-                            hi ^= cw_s[i, kk, 1]
-                            tc ^= cw_t[i, kk, c] != 0
-                        s[2 * j + c, 0] = lo
-                        s[2 * j + c, 1] = hi
-                        t[2 * j + c] = 1 if tc else 0
-            for x in range(width):
-                for q in range(p):
-                    lo, hi = mmo(s[x, 0] ^ np.uint64(2 + q), s[x, 1], rk)
-                    if t[x]:
-                        lo, hi = _add(lo, hi, cw_out[0, kk, q], cw_out[1, kk, q])
-                    if party:
-                        lo, hi = _neg(lo, hi)
-                    out[0, kk, x, q] = lo
-                    out[1, kk, x, q] = hi
+    def dpf_one_hot(party, n, root, cw_s, cw_t, cw_out, rk, shift, val, mac
+                    ):  # pragma: no cover - compiled
+        """The authenticated one-hot rows of compare.one_hot: entry e of row kk is leaf
+        (shift[kk] - e) mod 2^n of key kk, whose payload is (value, MAC); writes val and
+        mac (2, K, 2^n) directly (no gathered copy of every leaf)."""
+        s = np.empty((1 << n, 2), dtype=np.uint64)
+        t = np.empty(1 << n, dtype=np.uint8)
+        mask = np.uint64((1 << n) - 1)
+        for kk in range(root.shape[0]):
+            _dpf_tree(party, n, kk, root, cw_s, cw_t, rk, s, t)
+            for x in range(1 << n):
+                e = np.int64((shift[kk] - np.uint64(x)) & mask)
+                val[0, kk, e], val[1, kk, e] = _dpf_leaf(party, kk, 0, s, t, x, cw_out, rk)
+                mac[0, kk, e], mac[1, kk, e] = _dpf_leaf(party, kk, 1, s, t, x, cw_out, rk)
