@@ -28,9 +28,13 @@ def offer(party: Party, state: dict[str, Any], n: int) -> list[np.ndarray]:
 def offer_checked(party: Party, state: dict[str, Any], n: int, n_probe: int
                   ) -> list[np.ndarray]:
     """Job: like :func:`offer`, with the probe-check material for the first n_probe
-    inputs (identification and verification)."""
+    inputs (identification and verification). Its wait for the dealer is kept in
+    ``state["offer_prep_seconds"]`` for the computation job to report with its own."""
+    prep0 = party.prep.seconds
     checked, arrays = client_io.offer_checked_input(party, n, n_probe)
     state["offer_checked"] = checked
+    state["offer_size"] = (n, n_probe)
+    state["offer_prep_seconds"] = party.prep.seconds - prep0
     return arrays
 
 

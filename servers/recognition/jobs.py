@@ -9,6 +9,7 @@ import numpy as np
 
 from splitface.servers.mpc import client_io, client_jobs
 from splitface.servers.mpc.party import Party
+from splitface.servers.mpc.prep.material import Request
 from splitface.servers.mpc.prep.prefetch import PrefetchingPreprocessing
 from splitface.servers.mpc.probe_check import accept_checked_probe
 from splitface.servers.mpc.rounds import run_round
@@ -55,15 +56,19 @@ def bench_names(n: int) -> list[str]:
 
 
 def identify_query(party: Party, state: dict[str, Any], masked: np.ndarray, dim: int,
-                   threshold: float, pipeline: bool = False) -> dict[str, Any]:
+                   threshold: float, pipeline: bool = False, prefetch_offer: bool = False
+                   ) -> dict[str, Any]:
     """One identification as the service runs it: probe in (range-checked), the matched
     name's words out to the client (or nothing), with its costs.
 
     ``pipeline``: at the start of the query, queue every preprocessing request it will
     make (recorded on the first query: they depend on public sizes only), so the dealer
     generates this query's material level by level while the parties compute.
+    ``prefetch_offer``: at its end, queue the next offer's material, as the service
+    prefetches a batch's checked inputs with its plan (servers/service/plans.py).
+    ``prep_seconds`` includes the offer job's wait for the dealer.
     """
-    t0, prep0 = time.perf_counter(), party.prep.seconds
+    t0, prep0 = time.perf_counter(), party.prep.seconds - state.pop("offer_prep_seconds", 0.0)
     b0, r0 = party.channel.stats.bytes_sent, party.channel.stats.rounds
     prep = party.prep
     misses0 = getattr(prep, "misses", 0)
@@ -83,6 +88,8 @@ def identify_query(party: Party, state: dict[str, Any], masked: np.ndarray, dim:
     party.check()
     if pipeline and plan is None:
         state["identify_plan"] = prep.stop_recording()
+    if prefetch_offer and isinstance(prep, PrefetchingPreprocessing):
+        prep.expect([Request("checked_input", state["offer_size"])])
     return {"opened": opened, "ok": ok, "seconds": time.perf_counter() - t0,
             "prep_seconds": party.prep.seconds - prep0,
             "prep_misses": getattr(prep, "misses", 0) - misses0,
