@@ -41,7 +41,7 @@ def _mac(a0, a1, al, ah, bl, bh, clo, chi, i, j):  # pragma: no cover - compiled
     chi[i, j] += hi + (new < old)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _matmul(alo, ahi, blo, bhi, clo, chi):  # pragma: no cover - compiled
     """C += A @ B mod 2^128 on (lo, hi) word planes; rows of A in groups of four."""
     m, n = alo.shape

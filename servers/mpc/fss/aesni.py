@@ -129,7 +129,7 @@ if SUPPORTED:  # pragma: no branch - the kernels below exist only where they can
         a, b = encrypt_block(lo, hi, rk)
         return a ^ lo, b ^ hi
 
-    @njit(cache=True)
+    @njit(cache=True, nogil=True)
     def encrypt_blocks(x, rk, out):  # pragma: no cover - compiled
         """AES_k of every block of x (B, 2) into out (B, 2) (tests: against cryptography)."""
         for i in range(x.shape[0]):

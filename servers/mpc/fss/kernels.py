@@ -70,7 +70,7 @@ def _mul(alo, ahi, blo, bhi):  # pragma: no cover - compiled
     return lo, a1 * b1 + (p01 >> s32) + (p10 >> s32) + (mid >> s32) + alo * bhi + ahi * blo
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def relu_finish(party, alpha, c, r_v, r_m, s_v, s_m, sr_v, sr_m, ev, skip, bits, y_v, y_m
                 ):  # pragma: no cover - compiled
     """ReLU(x) = b*c - [b*r] from the opened c = x + r (compare.relu), per element: u = [s] +
@@ -99,7 +99,7 @@ def relu_finish(party, alpha, c, r_v, r_m, s_v, s_m, sr_v, sr_m, ev, skip, bits,
 if DCF:  # pragma: no branch
     mmo = aesni.mmo
 
-    @njit(cache=True)
+    @njit(cache=True, nogil=True)
     def dcf_eval(party, n, root, cw_s, cw_t, cw_v, cw_out, x, rk, out):  # pragma: no cover
         """Party ``party``'s shares of beta * [x < alpha] at points x (K, E): root (K, 2),
         corrections as dcf.DcfKeys, rk the fixed key's round keys; writes out (2, K, E, P).
@@ -149,7 +149,7 @@ if DCF:  # pragma: no branch
                 out[0, kk, j % e, q] = lo
                 out[1, kk, j % e, q] = hi
 
-    @njit(cache=True)
+    @njit(cache=True, nogil=True)
     def dcf_gen(alpha, beta, n, roots, rk, cw_s, cw_t, cw_v, cw_out):  # pragma: no cover
         """Keys for [x < alpha] * beta (BCG+21 Fig. 3): alpha (K,), beta (2, K, P), roots
         (2, K, 2); writes the corrections cw_s (n, K, 2), cw_t (n, K, 2), cw_v (n, 2, K, P)
@@ -226,7 +226,7 @@ if DCF:  # pragma: no branch
                 cw_out[0, kk, q] = lo
                 cw_out[1, kk, q] = hi
 
-    @njit(cache=True)
+    @njit(cache=True, nogil=True)
     def dpf_gen(alpha, beta, n, roots, rk, cw_s, cw_t, cw_out):  # pragma: no cover
         """Keys for beta * [x == alpha] (BGI16): alpha (K,), beta (2, K, P), roots (2, K, 2);
         writes cw_s (n, K, 2), cw_t (n, K, 2) and cw_out (2, K, P). Per level and key both
@@ -306,7 +306,7 @@ if DCF:  # pragma: no branch
             lo, hi = _neg(lo, hi)
         return lo, hi
 
-    @njit(cache=True)
+    @njit(cache=True, nogil=True)
     def dpf_one_hot(party, n, root, cw_s, cw_t, cw_out, rk, shift, val, mac
                     ):  # pragma: no cover - compiled
         """The authenticated one-hot rows of compare.one_hot: entry e of row kk is leaf
