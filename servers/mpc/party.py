@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
+import math
 import os
 from contextlib import contextmanager
 
@@ -150,7 +151,7 @@ class Party:
                                if len(pairs) > 1 else pairs[0][1].reshape(2, -1))
         out, start = [], 0
         for v, _ in pairs:
-            n = int(np.prod(v.shape[1:], dtype=np.int64))
+            n = math.prod(v.shape[1:])
             out.append(total[:, start:start + n].reshape(v.shape))
             start += n
         return out

@@ -9,6 +9,7 @@ truncated back to F bits automatically (error at most one unit in the last place
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +45,7 @@ class AuthShare:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)
 
     @property
     def pair(self) -> tuple[np.ndarray, np.ndarray]:

@@ -63,6 +63,9 @@ class DealerClient:
         # (it used to wait the whole timeout, and terminals timed out first)
         self._monitor = sock.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         self._connected = False
+        self._poller = zmq.Poller()  # made once per socket, not per request
+        self._poller.register(sock, zmq.POLLIN)
+        self._poller.register(self._monitor, zmq.POLLIN)
         sock.connect(self._endpoint)
         return sock
 
@@ -84,11 +87,8 @@ class DealerClient:
     def _wait_reply(self, timeout_s: float) -> bool:
         start = time.monotonic()
         deadline = start + timeout_s
-        poller = zmq.Poller()
-        poller.register(self._sock, zmq.POLLIN)
-        poller.register(self._monitor, zmq.POLLIN)
         while not self._closing.is_set() and time.monotonic() < deadline:
-            ready = dict(poller.poll(200))
+            ready = dict(self._poller.poll(200))
             if self._sock in ready:
                 return True
             if self._monitor in ready and self._drain_monitor():
