@@ -96,7 +96,9 @@ def test_hardening_directives(unit: str) -> None:
         assert "pcscd.socket" in d["Unit.Wants"][0]
     else:
         assert d["Service.PrivateDevices"] == ["yes"]
-        assert d["Service.MemoryDenyWriteExecute"] == ["yes"]
+        # numba's kernels need code mapped executable (test_hardening.py): set, it would
+        # silently put the servers on the numpy reference
+        assert "Service.MemoryDenyWriteExecute" not in d
 
 
 def _console_scripts() -> dict[str, str]:

@@ -2,8 +2,9 @@
 
 ``python -m tests.ops.workloads server|edge [--mdwe] [--models DIR]`` runs in a child process:
 ``server`` covers what P0/P1/the dealer link against (numpy BLAS threads, pyzmq CURVE + ZAP,
-msgpack, sqlite3 WAL, cryptography, sd_notify); ``edge`` covers LiteRT with XNNPACK,
-MediaPipe's face detector, OpenCV capture from an image folder and the CURVE client side.
+msgpack, sqlite3 WAL, cryptography, sd_notify, numba's compiled kernels); ``edge`` covers
+LiteRT with XNNPACK, MediaPipe's face detector, OpenCV capture from an image folder and the
+CURVE client side.
 ``--mdwe`` first applies Linux's PR_SET_MDWE (refuse writable+executable memory, the kernel
 twin of systemd's MemoryDenyWriteExecute=), and proves it is active by failing a W+X mapping itself.
 """
@@ -33,7 +34,8 @@ PRELOAD = {
                "cryptography.hazmat.primitives.asymmetric.x25519",
                "cryptography.hazmat.primitives.ciphers",
                "cryptography.hazmat.primitives.ciphers.aead",
-               "cryptography.hazmat.primitives.kdf.hkdf", "splitface.shared.sdnotify"],
+               "cryptography.hazmat.primitives.kdf.hkdf", "splitface.shared.sdnotify",
+               "importlib.resources", "numba"],
     "edge": ["cv2", "numpy", "ai_edge_litert.interpreter", "mediapipe",
              "mediapipe.tasks.python.vision", "zmq", "zmq.auth.thread"],
 }
@@ -87,7 +89,27 @@ def curve_round_trip(transport: str, tmp: Path) -> None:
         ctx.term()
 
 
-def server_stack(tmp: Path) -> None:
+def compiled_kernels(mdwe: bool) -> None:
+    """What every server and the dealer run at start (warmup.py), then a DCF round trip on
+    whichever path the process can run: numba's kernels, or under PR_SET_MDWE (no code
+    mapped executable) the numpy reference, which the daemons fall back to."""
+    import numpy as np
+
+    from splitface.servers.mpc.fss import dcf, kernels
+    from splitface.servers.mpc.warmup import load_compiled_kernels
+    from splitface.shared import ring
+
+    load_compiled_kernels()
+    assert kernels.AVAILABLE is not mdwe, f"numba loaded: {kernels.AVAILABLE}, MDWE: {mdwe}"
+    roots = np.frombuffer(os.urandom(64), dtype=np.uint64).reshape(2, 2, 2).copy()
+    keys = dcf.gen(np.array([5, 9], dtype=np.uint64),
+                   ring.from_uint64(np.ones((2, 1), dtype=np.uint64)), 4, roots)
+    x = np.array([[4, 5], [9, 8]], dtype=np.uint64)
+    v = ring.add(dcf.evaluate(0, keys, x), dcf.evaluate(1, keys, x))
+    assert v[0].ravel().tolist() == [1, 0, 0, 1] and not v[1].any()
+
+
+def server_stack(tmp: Path, mdwe: bool = False) -> None:
     import sqlite3
 
     import msgpack
@@ -124,6 +146,7 @@ def server_stack(tmp: Path) -> None:
     worker = threading.Thread(target=lambda: np.linalg.svd(b[:64, :64]))
     worker.start()
     worker.join()
+    compiled_kernels(mdwe)
 
 
 def edge_stack(tmp: Path, models: Path) -> None:
@@ -203,11 +226,18 @@ def main(argv: list[str]) -> int:
             print(f"PR_SET_MDWE unavailable: {exc}", file=sys.stderr)
             return NO_MDWE
     for name in [*PRELOAD[stack], "traceback"]:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except OSError:  # numba under PR_SET_MDWE: its JIT cannot map code executable
+            if name != "numba":
+                raise
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp).chmod(0o777)
         if stack == "server":
-            code = as_service_user(lambda: server_stack(Path(tmp)))
+            # numba imports more modules lazily while it compiles: one run as the caller
+            # loads them all (the interpreter may live where nobody cannot read)
+            compiled_kernels("--mdwe" in argv)
+            code = as_service_user(lambda: server_stack(Path(tmp), "--mdwe" in argv))
         else:
             models = Path(argv[argv.index("--models") + 1])
             # MediaPipe imports more modules lazily, deep inside (concurrent.futures, importlib

@@ -17,8 +17,13 @@ numba is told to compile for another processor; the DCF then runs the numpy refe
 
 from __future__ import annotations
 
+import atexit
 import os
 import platform
+import shutil
+import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -61,20 +66,57 @@ def round_keys(key: bytes) -> np.ndarray:
     return np.frombuffer(flat, dtype=np.uint64).reshape(11, 2).copy()
 
 
+def _numba_cache_dir() -> None:
+    """Give numba a folder it can write before it is imported.
+
+    numba caches compiled kernels in ``__pycache__`` beside their source, else in the
+    user's cache folder, and refuses to define a cached kernel at all when it can write
+    neither: the case of a service user under ProtectSystem=strict and ProtectHome=yes (the
+    daemons then failed at import). The units set NUMBA_CACHE_DIR to their
+    CacheDirectory=; anywhere else without a writable source tree, a private temporary
+    folder serves (the kernels are compiled again at each start, some seconds)."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return
+    here = Path(__file__).resolve().parent
+    if all(_writable(d / "__pycache__") for d in (here, here.parent)):
+        return
+    systemd = os.environ.get("CACHE_DIRECTORY", "").split(":")[0]
+    if systemd and _writable(Path(systemd)):
+        os.environ["NUMBA_CACHE_DIR"] = systemd
+    else:
+        folder = tempfile.mkdtemp(prefix="splitface-numba-")
+        atexit.register(shutil.rmtree, folder, True)
+        os.environ["NUMBA_CACHE_DIR"] = folder
+    config = sys.modules.get("numba.core.config")
+    if config is not None:  # numba was imported first: it read its settings then
+        config.reload_config()
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
 def _host_has_aesni() -> bool:
     if os.environ.get("SPLITFACE_NO_NUMBA") or platform.machine().lower() not in (
             "x86_64", "amd64"):
         return False
     try:
         import llvmlite.binding as llvm
+        import numba  # noqa: F401 - it starts LLVM, which fails where code cannot be mapped
         from numba.core import config
-    except ImportError:
+    except (ImportError, OSError):  # no numba, or no executable memory for its JIT
         return False
     if config.CPU_NAME not in (None, "host"):  # compiling for another processor
         return "+aes" in (config.CPU_FEATURES or "")
     return bool(llvm.get_host_cpu_features().get("aes", False))
 
 
+_numba_cache_dir()
 SUPPORTED = _host_has_aesni()
 
 if SUPPORTED:  # pragma: no branch - the kernels below exist only where they can run

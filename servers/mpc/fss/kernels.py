@@ -5,31 +5,46 @@ by evaluation): consecutive keys' AES chains are independent, so the processor o
 them, and nothing returns to Python between levels. Seeds, control bits, corrections and
 the accumulation in Z_2^128 (two uint64 limbs, wrapping arithmetic) are as in the numpy
 reference of dcf.py (BCG+21 Fig. 3); tests run both and require equal outputs, bit for
-bit. numba compiles on first use (cached on disk); ``SPLITFACE_NO_NUMBA=1`` forces numpy.
+bit. numba compiles on first use (cached on disk); ``SPLITFACE_NO_NUMBA=1`` forces numpy,
+and so does a process that may not map code executable (numba then fails to load).
 ``AVAILABLE``: numba is there (the ring kernels need no more); ``DCF``: these kernels run
 here too (AES-NI, aesni.SUPPORTED).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
 
 from splitface.servers.mpc.fss import aesni
 
+
+def _no_numba(reason: str | None) -> None:
+    """The numpy reference only: kernels become plain Python (never called)."""
+    global AVAILABLE, njit
+    if reason:
+        logging.getLogger("splitface.kernels").warning(
+            "compiled kernels unavailable (%s): the numpy reference runs instead, several "
+            "times slower (docs/DEPLOY.md, MemoryDenyWriteExecute)", reason)
+    AVAILABLE = False
+
+    def njit(*args, **kwargs):
+        def wrap(fn):
+            return fn
+        return wrap(args[0]) if args and callable(args[0]) else wrap
+
+
+AVAILABLE = True
 try:  # pragma: no cover - exercised through dcf.py
     if os.environ.get("SPLITFACE_NO_NUMBA"):
         raise ImportError
     from numba import njit
-    AVAILABLE = True
-except ImportError:  # numpy reference only
-    AVAILABLE = False
-
-    def njit(*args, **kwargs):  # type: ignore[no-redef]
-        def wrap(fn):
-            return fn
-        return wrap(args[0]) if args and callable(args[0]) else wrap
+except ImportError:
+    _no_numba(None)
+except OSError as exc:  # LLVM may not map code executable (MemoryDenyWriteExecute=yes)
+    _no_numba(str(exc))
 
 DCF = AVAILABLE and aesni.SUPPORTED
 
