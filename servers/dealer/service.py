@@ -114,11 +114,16 @@ class DealerService:
         reqs = [Request.from_wire(r) for r in wire_reqs]
         material.check_batch(reqs)
         seeds, arrays = [], []
-        for i, req in enumerate(reqs):  # each in order, under the session's rules
-            part = self.core.serve(session, party, seq + i, req)
-            self.served += 1
-            seeds.append(part.seed)
-            arrays += [np.ascontiguousarray(a) for a in part.arrays]
+        try:
+            for i, req in enumerate(reqs):  # each in order, under the session's rules
+                part = self.core.serve(session, party, seq + i, req)
+                self.served += 1
+                seeds.append(part.seed)
+                arrays += [np.ascontiguousarray(a) for a in part.arrays]
+        except Exception:
+            if seeds:  # earlier items were served: the numbering moved on without the
+                self.core.forget_session(session)  # server's knowing; end the session
+            raise
         out: dict[str, Any] = {"seq": seq}
         if party == 0:
             out["seeds"] = seeds

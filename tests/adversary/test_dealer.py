@@ -355,3 +355,61 @@ def test_prefetch_batches_stay_within_what_the_dealer_accepts():
     for g in groups:
         material.check_batch(g)
     assert max(len(g) for g in groups) > 4
+
+
+def test_a_batch_failing_part_way_ends_the_session(dealer_service, monkeypatch):
+    """Items are served one by one: if item k fails with anything but a protocol error
+    (which closes the session already), items 0..k-1 were consumed and the dealer's
+    numbering is ahead of the server's. The session must end then, not go on out of step
+    (attacker review 14, F1)."""
+    core, _, client, _, _ = dealer_service
+    _, p1 = _registered(client)
+    real = core.serve
+
+    def failing(sid, party, seq, req):
+        if seq == 2:
+            raise ValueError("an internal error on the third item")
+        return real(sid, party, seq, req)
+
+    monkeypatch.setattr(core, "serve", failing)
+    with pytest.raises(DealerRefused):
+        p1.fetch_many([Request("random", ((2,),))] * 3)
+    monkeypatch.undo()
+    assert core.stats()["sessions"] == 0
+    with pytest.raises(DealerRefused, match="not registered"):
+        p1.client.call("get", {"session": p1.session, "seq": 2,
+                               "reqs": [Request("random", ((2,),)).to_wire()]}, expect="part")
+
+
+def _session_with_mask(rows: int, cols: int) -> tuple[DealerCore, str]:
+    core = DealerCore()
+    sid = "mask-session-0001"
+    core.register(sid, 0, core.epoch)
+    core.register(sid, 1, core.epoch)
+    core.serve(sid, 1, 0, Request("fixed_mask", ("rows:0", rows, cols)))
+    return core, sid
+
+
+def test_a_mismatched_fixed_triple_costs_the_dealer_nothing():
+    """rows_triple gathered U[rows] (rows x the mask's columns) before finding that the
+    request's d did not fit: 4,096 rows of a 2,048-column mask allocated ~130 MB for a
+    request declared at 0.2 MB, and the error left the session open to repeat it (attacker
+    review 14, F2). Shapes are now checked before anything is gathered or multiplied, and
+    the gathered size and the product's work are capped in the layout."""
+    import tracemalloc
+
+    core, sid = _session_with_mask(1, 2048)
+    tracemalloc.start()
+    with pytest.raises(ProtocolError, match="does not match"):
+        core.serve(sid, 1, 1, Request("rows_triple", ("rows:0", (0,) * 4096, 1, False, 7)))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 8 << 20, f"{peak / 2**20:.0f} MB allocated for a refused request"
+    with pytest.raises(ProtocolError, match="does not match"):
+        core2, sid2 = _session_with_mask(4, 6)
+        core2.serve(sid2, 1, 1, Request("fixed_triple", ("rows:0", 2, 5, 6)))
+    for req in (Request("rows_triple", ("rows:0", (0,) * 60_000, 1, False, 4096)),
+                Request("mtriple", (4096, 4096, 4096)),
+                Request("fixed_triple", ("rows:0", 2048, 4096, 4096))):
+        with pytest.raises(ProtocolError, match=r"too many|more than|too large"):
+            material.layout(req)

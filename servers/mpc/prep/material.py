@@ -193,6 +193,19 @@ def _cmp_window(skip: int, bits: int) -> None:
         raise ProtocolError(f"comparison window skip={skip} bits={bits} out of range")
 
 
+# Multiply-adds of one product the dealer computes for a request (m x n by n x q). A
+# batch's gallery triple at N = 100,000 or a training batch's logits are about 2^25, and
+# the largest training the settings allow (batch 65,536 x 128 dims x 1,000 classes) 2^33;
+# MAX_ELEMENTS alone let a request ask for up to 2^39 (an hour of the dealer's CPU).
+MAX_PRODUCT_WORK = 1 << 34
+
+
+def _product_work(m: int, n: int, q: int) -> None:
+    if m * n * q > MAX_PRODUCT_WORK:
+        raise ProtocolError(f"a {m} x {n} by {n} x {q} product is more than the dealer "
+                            "computes for one request")
+
+
 def _layout(req: Request) -> Layout:
     k, p = req.kind, req.params
     fss: list[FssSpec] = []
@@ -206,6 +219,7 @@ def _layout(req: Request) -> Layout:
         elif k == "mtriple":
             m, n, q = _shape(tuple(p))
             out = [(m, n), (n, q), (m, q)]
+            _product_work(m, n, q)
         elif k == "trunc":
             s = _shape(p[0])
             _int(p[1], 1, K - 3, "truncation shift")
@@ -243,6 +257,7 @@ def _layout(req: Request) -> Layout:
             _key(p[0])
             m, n, q = _shape(tuple(p[1:4]))
             out = [(m, n), (m, q)]
+            _product_work(m, n, q)
         elif k == "rows_triple":
             _key(p[0])
             rows, q, transpose, d = p[1], p[2], p[3], p[4]
@@ -254,6 +269,9 @@ def _layout(req: Request) -> Layout:
             b = len(rows)
             q, d = _shape((q, d))
             out = [(b, q), (d, q)] if transpose else [(d, q), (b, q)]
+            if b * d > MAX_ELEMENTS:  # the dealer gathers the b rows of the d-column mask
+                raise ProtocolError("rows_triple gathers too many mask elements")
+            _product_work(b, d, q)
         elif k == "zero_check":
             if p:
                 raise ProtocolError("zero_check takes no parameters")
@@ -290,19 +308,26 @@ class FixedMasks:
             raise ProtocolError(f"fixed mask {key!r} exists already")  # the opened W - B
         self._masks[key] = b
 
-    def product(self, key: str, a: np.ndarray) -> np.ndarray:
-        if key not in self._masks:
+    def product(self, key: str, a: np.ndarray, q: int) -> np.ndarray:
+        """A @ B for the mask B under ``key``, which must be (a's columns) x q."""
+        b = self._masks.get(key)
+        if b is None:
             raise ProtocolError(f"unknown fixed mask {key!r}")
-        return ring_kernels.matmul(a, self._masks[key])
+        if b.shape[1:] != (a.shape[-1], q):
+            raise ProtocolError("fixed triple shape does not match the stored mask")
+        return ring_kernels.matmul(a, b)
 
     def rows_product(self, key: str, rows: tuple[int, ...], v: np.ndarray,
-                     transpose: bool) -> np.ndarray:
-        """U[rows] @ v, or U[rows]^T @ v: the correlation of a fixed-rows triple."""
+                     transpose: bool, cols: int) -> np.ndarray:
+        """U[rows] @ v, or U[rows]^T @ v: the correlation of a fixed-rows triple; ``cols``
+        is the request's d, which must be U's column count."""
         u = self._masks.get(key)
         if u is None:
             raise ProtocolError(f"unknown fixed mask {key!r}")
         if max(rows, default=0) >= u.shape[1]:
             raise ProtocolError("row index beyond the fixed matrix")
+        if u.shape[2] != cols:  # before gathering: a mismatch must cost nothing
+            raise ProtocolError("rows triple shape does not match the stored mask")
         ub = u[:, list(rows), :]
         return ring.matmul(ring.transpose(ub), v) if transpose else ring.matmul(ub, v)
 
@@ -396,7 +421,7 @@ def generate(req: Request, rng: Prg, fixed: FixedMasks, alpha: np.ndarray) -> Pl
         return Plain([b])
     if k == "fixed_triple":
         a = rng.ring(shapes[0])
-        c = fixed.product(str(req.params[0]), a)
+        c = fixed.product(str(req.params[0]), a, shapes[1][1])
         if ring.shape_of(c) != shapes[1]:
             raise ProtocolError("fixed triple shape does not match the stored mask")
         return Plain([a, c])
@@ -412,7 +437,7 @@ def generate(req: Request, rng: Prg, fixed: FixedMasks, alpha: np.ndarray) -> Pl
     if k == "rows_triple":
         key, rows, transpose = str(req.params[0]), req.params[1], bool(req.params[3])
         v = rng.ring(shapes[0])
-        c = fixed.rows_product(key, rows, v, transpose)
+        c = fixed.rows_product(key, rows, v, transpose, int(req.params[4]))
         if ring.shape_of(c) != shapes[1]:
             raise ProtocolError("rows triple shape does not match the stored mask")
         return Plain([v, c])
