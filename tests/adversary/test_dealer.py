@@ -413,3 +413,17 @@ def test_a_mismatched_fixed_triple_costs_the_dealer_nothing():
                 Request("fixed_triple", ("rows:0", 2048, 4096, 4096))):
         with pytest.raises(ProtocolError, match=r"too many|more than|too large"):
             material.layout(req)
+
+
+def test_requests_hold_no_more_than_their_kind_needs():
+    """A waiting part keeps its request, and layout() caches requests: extra parameters
+    (4.5 MB of Python objects in one 'random' request, counted as 16 bytes) and the row
+    lists of rows_triple (up to 65,536 indices) are refused or not cached (attacker review
+    14, F3 and F4)."""
+    with pytest.raises(ProtocolError, match="takes 1 parameters"):
+        Request.from_wire(["random", [[2], [], {}, []]])
+    with pytest.raises(ProtocolError, match="takes 0 parameters"):
+        Request.from_wire(["zero_check", [[1]]])
+    before = material._layout_cached.cache_info().currsize
+    material.layout(Request("rows_triple", ("rows:0", tuple(range(60_000)), 1, False, 4)))
+    assert material._layout_cached.cache_info().currsize == before

@@ -174,8 +174,20 @@ def _int(v: Any, lo: int, hi: int, what: str) -> int:
     return v
 
 
+# Parameters of each kind: anything more is refused, so a request (which a waiting part
+# keeps, and the layout cache too) holds no more than its kind needs (attacker review 14)
+ARITY = {"triple": 1, "client_triple": 1, "fan_triple": 1, "mtriple": 3, "trunc": 2,
+         "ltz": 4, "trunc_ltz": 4, "interval": 2, "lookup": 2, "checked_input": 2,
+         "fixed_mask": 3, "fixed_triple": 4, "rows_triple": 5, "zero_check": 0, "rekey": 1,
+         "random": 1}
+
+
 def layout(req: Request) -> Layout:
     """Shapes of a request's authenticated values and its FSS keys (validates parameters)."""
+    if len(req.params) != ARITY.get(req.kind, -1):
+        raise ProtocolError(f"{req.kind} takes {ARITY.get(req.kind, 'no such')} parameters")
+    if req.kind == "rows_triple":  # up to 65,536 row indices: cheap to lay out, costly to keep
+        return _layout(req)
     try:
         return _layout_cached(req)
     except TypeError:  # unhashable parameters from a malformed request: validate uncached
