@@ -30,8 +30,16 @@ def unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
-def snapshot(dep: LocalDeployment, dealer: DealerClient) -> dict:
+def snapshot(dep: LocalDeployment, dealer: DealerClient, settle_s: float = 3.0) -> dict:
+    """Memory and the dealer's uncollected parts once the pair is idle. Both servers
+    prefetch the next run's plan in dealer messages of several requests, so right after a
+    request one of them may be a message ahead of the other for a moment; a part left
+    behind for good is still there after ``settle_s``."""
+    deadline = time.monotonic() + settle_s
     stats = dealer.stats()
+    while stats.get("pending", 0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        stats = dealer.stats()
     return {"rss_mb": dep.rss_mb(),
             "dealer_pending": stats.get("pending", 0),
             "dealer_pending_bytes": stats.get("pending_bytes", 0),
