@@ -114,6 +114,31 @@ def relu_finish(party, alpha, c, r_v, r_m, s_v, s_m, sr_v, sr_m, ev, skip, bits,
 if DCF:  # pragma: no branch
     mmo = aesni.mmo
 
+    @njit(inline="always")
+    def _seed_corrections(g, a):  # pragma: no cover - compiled
+        """One level's seed and control-bit corrections from both parties' expanded
+        children g[party, child, limb] (children 0 left, 1 right) and alpha's bit a:
+        (cw_lo, cw_hi) make the lost child's seeds equal, (tl_cw, tr_cw) its bits."""
+        lose = 0 if a else 1
+        cw_lo = (g[0, lose, 0] ^ g[1, lose, 0]) & ~ONE
+        cw_hi = g[0, lose, 1] ^ g[1, lose, 1]
+        tl_cw = ((g[0, 0, 0] ^ g[1, 0, 0]) & ONE) ^ a ^ ONE
+        tr_cw = ((g[0, 1, 0] ^ g[1, 1, 0]) & ONE) ^ a
+        return cw_lo, cw_hi, tl_cw, tr_cw
+
+    @njit(inline="always")
+    def _kept_child(g, b, keep, tb, cw_lo, cw_hi, tk_cw):  # pragma: no cover - compiled
+        """Party b's next seed and control bit: its kept child, corrected where tb is set."""
+        lo = g[b, keep, 0]
+        hi = g[b, keep, 1]
+        tk = lo & ONE
+        lo &= ~ONE
+        if tb:
+            lo ^= cw_lo
+            hi ^= cw_hi
+            tk ^= tk_cw
+        return lo, hi, 1 if tk else 0
+
     @njit(cache=True, nogil=True)
     def dcf_eval(party, n, root, cw_s, cw_t, cw_v, cw_out, x, rk, out):  # pragma: no cover
         """Party ``party``'s shares of beta * [x < alpha] at points x (K, E): root (K, 2),
@@ -192,10 +217,8 @@ if DCF:  # pragma: no branch
                 a = (alpha[kk] >> shift) & ONE
                 keep = 1 if a else 0  # the path to alpha goes right when its bit is 1
                 lose = 1 - keep
-                cw_s[i, kk, 0] = (g[0, lose, 0] ^ g[1, lose, 0]) & ~ONE
-                cw_s[i, kk, 1] = g[0, lose, 1] ^ g[1, lose, 1]
-                tl_cw = ((g[0, 0, 0] ^ g[1, 0, 0]) & ONE) ^ a ^ ONE
-                tr_cw = ((g[0, 1, 0] ^ g[1, 1, 0]) & ONE) ^ a
+                cw_lo, cw_hi, tl_cw, tr_cw = _seed_corrections(g, a)
+                cw_s[i, kk, 0], cw_s[i, kk, 1] = cw_lo, cw_hi
                 cw_t[i, kk, 0] = np.uint8(tl_cw)
                 cw_t[i, kk, 1] = np.uint8(tr_cw)
                 tk_cw = tr_cw if a else tl_cw
@@ -219,17 +242,8 @@ if DCF:  # pragma: no branch
                     dlo, dhi = _add(dlo, dhi, lo, hi)
                     va[kk, q], va[kk, p + q] = _add(va[kk, q], va[kk, p + q], dlo, dhi)
                 for b in range(2):  # next seeds and bits: the kept child, corrected
-                    lo = g[b, keep, 0]
-                    hi = g[b, keep, 1]
-                    tk = lo & ONE
-                    lo &= ~ONE
-                    if t[b, kk]:
-                        lo ^= cw_s[i, kk, 0]
-                        hi ^= cw_s[i, kk, 1]
-                        tk ^= tk_cw
-                    s[b, kk, 0] = lo
-                    s[b, kk, 1] = hi
-                    t[b, kk] = 1 if tk else 0
+                    s[b, kk, 0], s[b, kk, 1], t[b, kk] = _kept_child(
+                        g, b, keep, t[b, kk], cw_lo, cw_hi, tk_cw)
         for kk in range(k):  # cw_out = (-1)^t1 (conv_1 - conv_0 - V_alpha)
             for q in range(p):
                 c0lo, c0hi = mmo(s[0, kk, 0] ^ np.uint64(nb + q), s[0, kk, 1], rk)
@@ -252,32 +266,19 @@ if DCF:  # pragma: no branch
         for kk in range(k):
             s0lo, s0hi = roots[0, kk, 0] & ~ONE, roots[0, kk, 1]
             s1lo, s1hi = roots[1, kk, 0] & ~ONE, roots[1, kk, 1]
-            t0, t1 = ZERO, ONE
+            t0, t1 = 0, 1
             for i in range(n):
                 for c in range(2):
                     g[0, c, 0], g[0, c, 1] = mmo(s0lo ^ np.uint64(c), s0hi, rk)
                     g[1, c, 0], g[1, c, 1] = mmo(s1lo ^ np.uint64(c), s1hi, rk)
                 a = (alpha[kk] >> np.uint64(n - 1 - i)) & ONE
                 keep = 1 if a else 0
-                lose = 1 - keep
-                cw_lo = (g[0, lose, 0] ^ g[1, lose, 0]) & ~ONE  # the lost child's seeds
-                cw_hi = g[0, lose, 1] ^ g[1, lose, 1]
-                tl_cw = ((g[0, 0, 0] ^ g[1, 0, 0]) & ONE) ^ a ^ ONE
-                tr_cw = ((g[0, 1, 0] ^ g[1, 1, 0]) & ONE) ^ a
+                cw_lo, cw_hi, tl_cw, tr_cw = _seed_corrections(g, a)
                 cw_s[i, kk, 0], cw_s[i, kk, 1] = cw_lo, cw_hi
                 cw_t[i, kk, 0], cw_t[i, kk, 1] = np.uint8(tl_cw), np.uint8(tr_cw)
                 tk_cw = tr_cw if a else tl_cw
-                n0lo, n0hi = g[0, keep, 0] & ~ONE, g[0, keep, 1]
-                n1lo, n1hi = g[1, keep, 0] & ~ONE, g[1, keep, 1]
-                nt0 = (g[0, keep, 0] & ONE) ^ (t0 & tk_cw)
-                nt1 = (g[1, keep, 0] & ONE) ^ (t1 & tk_cw)
-                if t0:
-                    n0lo ^= cw_lo
-                    n0hi ^= cw_hi
-                if t1:
-                    n1lo ^= cw_lo
-                    n1hi ^= cw_hi
-                s0lo, s0hi, s1lo, s1hi, t0, t1 = n0lo, n0hi, n1lo, n1hi, nt0, nt1
+                s0lo, s0hi, t0 = _kept_child(g, 0, keep, t0, cw_lo, cw_hi, tk_cw)
+                s1lo, s1hi, t1 = _kept_child(g, 1, keep, t1, cw_lo, cw_hi, tk_cw)
             for q in range(p):  # cw_out = (-1)^t1 (beta - conv_0 + conv_1)
                 c0lo, c0hi = mmo(s0lo ^ np.uint64(2 + q), s0hi, rk)
                 c1lo, c1hi = mmo(s1lo ^ np.uint64(2 + q), s1hi, rk)
