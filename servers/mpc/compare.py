@@ -172,13 +172,13 @@ def relu_from(party, c: np.ndarray, m: LtzMask, skip: int, bits: int, *,
     numpy steps below, its reference."""
     w = ((c[0] + np.uint64(1 << (skip + bits - 1))) & _mask(skip + bits)) >> np.uint64(skip)
     out = eval_key(party.id, m.key, (w & _mask(bits - 1)).reshape(-1, 1))[:, :, 0]
-    n = (c.shape[1],)
     if kernels.AVAILABLE if compiled is None else compiled:
         y_v, y_m = np.empty(c.shape, np.uint64), np.empty(c.shape, np.uint64)
         arrays = [np.ascontiguousarray(a) for a in (party.alpha, c, *m.r, *m.sign, *m.sign_r,
                                                      out)]  # one specialization (warmup.py)
         kernels.relu_finish(party.id, *arrays, skip, bits, y_v, y_m)
         return AuthShare(party, y_v, y_m)
+    n = (c.shape[1],)
     r = AuthShare(party, m.r[0], m.r[1])
     u = AuthShare(party, m.sign[0], m.sign[1]) + _share(party, out, 0, n)
     ur = AuthShare(party, m.sign_r[0], m.sign_r[1]) + _share(party, out, 1, n)

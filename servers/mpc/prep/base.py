@@ -12,6 +12,7 @@ import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,21 +166,24 @@ class Preprocessing(ABC):
     def _fetch(self, req: Request) -> Item:
         """This party's authenticated values and FSS keys for one request."""
 
-    def fetch(self, req: Request) -> Item:
-        """Timed :meth:`_fetch`."""
+    @contextmanager
+    def _timed(self):
+        """Add the block's wall time to ``seconds``."""
         t0 = time.perf_counter()
         try:
-            return self._fetch(req)
+            yield
         finally:
             self.seconds += time.perf_counter() - t0
 
+    def fetch(self, req: Request) -> Item:
+        """Timed :meth:`_fetch`."""
+        with self._timed():
+            return self._fetch(req)
+
     def fetch_many(self, reqs: Sequence[Request]) -> list[Item]:
         """Timed :meth:`_fetch_many`: several requests in order (prefetching's batches)."""
-        t0 = time.perf_counter()
-        try:
+        with self._timed():
             return self._fetch_many(reqs)
-        finally:
-            self.seconds += time.perf_counter() - t0
 
     def _fetch_many(self, reqs: Sequence[Request]) -> list[Item]:
         """One by one; a remote source asks for all of them in one message."""
