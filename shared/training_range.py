@@ -19,11 +19,12 @@ import math
 LR_MIN = 0.01
 LR_MAX = 10.0
 MAX_STEP = 2.5  # lr / batch_size
+MAX_BATCH = 1 << 20  # rows per step: keeps the step's rounding inside logit_bound's margin
 MIN_TOTAL_STEP = 0.1  # lr * steps: the weights must rise well above 2^-16 (0.05 failed)
 MAX_TOTAL_STEP = float(1 << 28)  # lr * steps: logits |z| <= 2.03 lr * steps < 2^30
 # classes x enrolments x epochs: the logistic model's logits, each one a product term and a
-# comparison. Through the daemons 1,000 x 1,000 x 1 took 27 s on the 2-core reference host
-# (benchmarks/RESULTS.md, service train_s), so this bound is about 45 minutes there.
+# comparison. Through the daemons 1,000 x 1,000 x 1 took 15 s on the 2-core reference host
+# (24 s before the sigmoid's window came from logit_bound), so this bound is about 25 minutes.
 MAX_LOGISTIC_WORK = 100_000_000
 
 
@@ -32,6 +33,8 @@ def settings_problems(epochs: int, batch_size: int, learning_rate: float) -> lis
     found = []
     if epochs < 1 or batch_size < 1:
         found.append("epochs and batch_size must be at least 1")
+    if batch_size > MAX_BATCH:
+        found.append(f"batch_size must be at most {MAX_BATCH:,}, got {batch_size:,}")
     if not math.isfinite(learning_rate) or not LR_MIN <= learning_rate <= LR_MAX:
         found.append(f"learning_rate must be in [{LR_MIN}, {LR_MAX}], got {learning_rate}")
     elif batch_size >= 1 and learning_rate / batch_size > MAX_STEP:
@@ -49,9 +52,21 @@ def logistic_work_problems(classes: int, rows: int, epochs: int) -> list[str]:
     if work <= MAX_LOGISTIC_WORK:
         return []
     return [f"the logistic model over {classes:,} identities x {rows:,} enrolments x {epochs} "
-            f"epochs is {work:,} logits (limit {MAX_LOGISTIC_WORK:,}, about 45 minutes on "
+            f"epochs is {work:,} logits (limit {MAX_LOGISTIC_WORK:,}, about 25 minutes on "
             "2 cores): set train.logistic = false (identification and verification use the "
             "templates only) or lower train.epochs"]
+
+
+LOGIT_GROWTH = 2.03  # a logit's change per SGD step, in units of lr (||x|| <= 1.01, |g| <= 1)
+LOGIT_MARGIN = 2.0  # covers fixed-point drift per step (docs/PROTOCOL.md, "The sigmoid's window")
+
+
+def logit_bound(rows: int, epochs: int, batch_size: int, learning_rate: float) -> float:
+    """A bound on every logit |z| a training run can reach, public before it starts: from
+    zero weights each step moves a logit by at most 2.03 lr (docs/PROTOCOL.md), doubled for
+    fixed-point drift. The hard sigmoid's comparison window is sized from it."""
+    steps = epochs * math.ceil(rows / batch_size)
+    return LOGIT_MARGIN * LOGIT_GROWTH * learning_rate * steps
 
 
 def run_problems(rows: int, epochs: int, batch_size: int, learning_rate: float) -> list[str]:

@@ -145,6 +145,8 @@ def train_logistic(x: AuthShare, labels: np.ndarray, classes: int, opts: SgdOpti
     if problems:
         raise TrainingRangeError("; ".join(problems))
     y = one_hot(labels, classes)
+    # public: sizes the sigmoid's comparison window (keys 2.6x smaller at lr 1, 40 steps)
+    bound = training_range.logit_bound(n, opts.epochs, opts.batch_size, opts.learning_rate)
     step_bits = step_fraction_bits(opts.learning_rate)  # the step's extra fractional bits
     w = compare.party_constant(party, np.zeros((dim, classes), dtype=np.int64), F)
     b = compare.party_constant(party, np.zeros(classes, dtype=np.int64), F)
@@ -167,7 +169,7 @@ def train_logistic(x: AuthShare, labels: np.ndarray, classes: int, opts: SgdOpti
                         party.prep.record()  # a batch of a new size teaches its pattern
                 # unscaled z: the sigmoid folds the rescaling into its comparison opening
                 z = fixed_x.matmul(idx, w, rescale_result=False) + b
-                g = nonlinear.hard_sigmoid(z) - y[idx]  # scale F + 2
+                g = nonlinear.hard_sigmoid(z, bound) - y[idx]  # scale F + 2
                 w, b = _sgd_update(fixed_x, idx, w, b, g, opts.learning_rate / len(idx),
                                    step_bits)
                 if prefetch is not None:

@@ -10,7 +10,8 @@ from splitface.servers.mpc import compare, nonlinear
 from splitface.servers.mpc.beaver import mul_many
 from splitface.servers.mpc.local_runtime import make_parties, run_pair
 from splitface.servers.mpc.prep.dealer import DealerCore
-from splitface.shared import fixedpoint
+from splitface.servers.recognition import training
+from splitface.shared import fixedpoint, training_range
 from splitface.shared.fixedpoint import F
 from tests.mpc.harness import as_share, share_floats, share_ints
 from tests.mpc.test_identify import _plain, _run, unit
@@ -126,3 +127,62 @@ def test_identification_stays_within_two_units_under_compounding_near_ties(n):
     j = names.index(got)
     assert ok == 1 and exact[j] / 2**32 > exact.max() / 2**32 - 2.0 ** -11, \
         (got, (exact.max() - exact[j]) / 2**32)
+
+
+@pytest.mark.parametrize("bound", [0.5, 9.0, 162.4])
+def test_bounded_hard_sigmoid_is_exact_up_to_its_bound(bound):
+    """Training sizes the clip tests' window from its public logit bound: still exact (the
+    unscaled product's 2^-6 coarseness aside) at and inside +-bound, kinks included."""
+    x = np.array([-bound, -bound + 2.0**-4, -2.01, -2.0, -1.99, 0.0, 1.99, 2.0, 2.01,
+                  bound - 2.0**-4, bound])
+    x = x[np.abs(x) <= bound]
+
+    def fn(s):
+        one = compare.party_constant(s.party, np.ones(s.shape, dtype=np.int64), F)
+        (prod,) = mul_many([(s, one)])
+        return nonlinear.hard_sigmoid(prod, bound)
+
+    got = _pair(fn, x)
+    assert np.all(np.abs(got - np.clip(0.5 + x / 4, 0, 1)) <= 2.0 ** -8)
+
+
+def test_the_sigmoid_window_is_narrowed_by_the_bound():
+    """The window really is the bound's: 15 bits for the benchmark's training (lr 1, 40
+    steps) instead of the whole ring's 38, and a logit far outside it is misjudged, which
+    is why training derives the bound from its settings (training_range.logit_bound)."""
+    frac, skip = 2 * F, 2 * F - nonlinear.SIGMOID_TEST_FRAC
+    assert nonlinear.sigmoid_test_bits(frac, skip, None) == 64 - skip
+    bench = training_range.logit_bound(1000, 5, 128, 1.0)
+    assert nonlinear.sigmoid_test_bits(frac, skip, bench) == 15
+    assert nonlinear.sigmoid_test_bits(frac, skip, 2.03 * 2.0**29) == 64 - skip
+    with pytest.raises(ValueError):
+        nonlinear.sigmoid_test_bits(frac, skip, float("nan"))
+    far = np.array([-(2.0**10) - 3.0, 2.0**10 + 3.0])  # the 0.5-bound window wraps here
+
+    def fn(s):
+        one = compare.party_constant(s.party, np.ones(s.shape, dtype=np.int64), F)
+        (prod,) = mul_many([(s, one)])
+        return nonlinear.hard_sigmoid(prod, 0.5)
+
+    assert np.any(np.abs(_pair(fn, far) - np.clip(0.5 + far / 4, 0, 1)) > 0.5)
+
+
+def test_training_tests_its_logits_in_the_bounds_window(monkeypatch):
+    """train_logistic passes its run's logit bound to every hard sigmoid."""
+    seen = []
+    real = nonlinear.hard_sigmoid
+
+    def spy(x, bound=None):
+        seen.append(bound)
+        return real(x, bound)
+
+    monkeypatch.setattr(nonlinear, "hard_sigmoid", spy)
+    rng = np.random.default_rng(5)  # synthetic test data
+    x = rng.normal(size=(40, 8))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = np.arange(40) % 3
+    opts = training.SgdOptions(epochs=2, batch_size=16, learning_rate=0.5)
+    core = DealerCore()
+    run_pair(lambda p, t: training.train_logistic(as_share(p, t), y, 3, opts).w.reveal_float(),
+             make_parties(core), share_floats(core, x))
+    assert seen and set(seen) == {training_range.logit_bound(40, 2, 16, 0.5)}

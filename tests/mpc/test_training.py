@@ -128,6 +128,13 @@ def test_settings_outside_the_range_are_refused(lr, batch):
         training.SgdOptions(epochs=5, batch_size=batch, learning_rate=lr)
 
 
+def test_a_batch_beyond_the_logit_bounds_margin_is_refused():
+    """Above 2^20 rows per step the step's rounding could outgrow logit_bound's margin."""
+    with pytest.raises(training.TrainingRangeError, match="batch_size must be at most"):
+        training.SgdOptions(epochs=1, batch_size=(1 << 20) + 1, learning_rate=1.0)
+    training.SgdOptions(epochs=1, batch_size=1 << 20, learning_rate=1.0)
+
+
 @pytest.mark.parametrize("epochs,batch,lr,why", [(4, 32, 0.02, "too few"),
                                                  (10_000_000, 1, 2.5, "overflow")])
 def test_a_run_with_too_few_or_too_many_steps_is_refused(parties, core, epochs, batch, lr, why):
