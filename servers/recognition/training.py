@@ -172,6 +172,7 @@ def train_logistic(x: AuthShare, labels: np.ndarray, classes: int, opts: SgdOpti
                 g = nonlinear.hard_sigmoid(z, bound) - y[idx]  # scale F + 2
                 w, b = _sgd_update(fixed_x, idx, w, b, g, opts.learning_rate / len(idx),
                                    step_bits)
+                party.check_if_over()  # the openings of many steps are not held to the end
                 if prefetch is not None:
                     if len(idx) not in plans:
                         plans[len(idx)] = party.prep.stop_recording()
