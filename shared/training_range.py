@@ -23,8 +23,8 @@ MAX_BATCH = 1 << 20  # rows per step: keeps the step's rounding inside logit_bou
 MIN_TOTAL_STEP = 0.1  # lr * steps: the weights must rise well above 2^-16 (0.05 failed)
 MAX_TOTAL_STEP = float(1 << 28)  # lr * steps: logits |z| <= 2.03 lr * steps < 2^30
 # classes x enrolments x epochs: the logistic model's logits, each one a product term and a
-# comparison. Through the daemons 1,000 x 1,000 x 1 took 15 s on the 2-core reference host
-# (24 s before the sigmoid's window came from logit_bound), so this bound is about 25 minutes.
+# comparison. Through the daemons 1,000 x 1,000 x 20 (batch 32) took 219 s on the 2-core
+# reference host, so this bound is about 20 minutes there.
 MAX_LOGISTIC_WORK = 100_000_000
 
 
@@ -52,7 +52,7 @@ def logistic_work_problems(classes: int, rows: int, epochs: int) -> list[str]:
     if work <= MAX_LOGISTIC_WORK:
         return []
     return [f"the logistic model over {classes:,} identities x {rows:,} enrolments x {epochs} "
-            f"epochs is {work:,} logits (limit {MAX_LOGISTIC_WORK:,}, about 25 minutes on "
+            f"epochs is {work:,} logits (limit {MAX_LOGISTIC_WORK:,}, about 20 minutes on "
             "2 cores): set train.logistic = false (identification and verification use the "
             "templates only) or lower train.epochs"]
 
