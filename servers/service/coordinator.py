@@ -44,7 +44,7 @@ from splitface.servers.recognition.identify import Gallery, NameTable, batch_lim
 from splitface.servers.service.admission import AuditLog, RateLimiter
 from splitface.servers.service.gateway import EdgeGateway, Inbound
 from splitface.servers.service.handlers import Handlers, NodeOptions, Txn, check_authorized
-from splitface.servers.service.memory import release_free_memory
+from splitface.servers.service.memory import release_free_memory, trim_heap
 from splitface.servers.service.plans import identify_plan
 from splitface.servers.service.rekey import rekey_store
 from splitface.servers.store import ModelState, ShareStore, StoreError, plan_models
@@ -61,9 +61,9 @@ MAX_QUEUED = 4  # requests one terminal may have waiting: one terminal cannot fi
 OFFER_TWIN_S = 2.0  # P1 waits this long for the twin of an offer P0 started
 MAX_REKEY_FAILURES = 2  # failed re-keying checks per old epoch before an operator must act
 HEAVY_OPS = ("train", "reconcile")  # requests after which freed memory goes back to the OS
-# ... once no request has been run for RELEASE_QUIET_S (its full garbage collection took
-# 71 ms after training on 1,000 identities, and the identification a terminal sends right
-# after a training paid it on both servers), or RELEASE_LATEST_S after the run under load
+# (free heap pages at once; the full garbage collection, 71 ms after training on 1,000
+# identities, which the identification a terminal sent right after a training paid on both
+# servers, once no request has run for RELEASE_QUIET_S, or RELEASE_LATEST_S after the run)
 RELEASE_QUIET_S = 0.5
 RELEASE_LATEST_S = 5.0
 # the run whose material is fetched after a run of each kind (terminals identify again, an
@@ -1001,8 +1001,10 @@ class Coordinator:
             if t.awaiting_reply:  # never answer twice: the terminal would read it as the
                 self.gateway.reply(t.inbound.ident, reply)  # reply to its next request
         self._last_run_end = time.monotonic()
-        if txns[0].offer.op in HEAVY_OPS and self._release_since is None:
-            self._release_since = self._last_run_end  # hundreds of MB just became garbage
+        if txns[0].offer.op in HEAVY_OPS:  # hundreds of MB of buffers just became garbage:
+            trim_heap()  # the free pages go back now, the rest with the garbage collection
+            if self._release_since is None:
+                self._release_since = self._last_run_end
         after = PREFETCH_AFTER.get(txns[0].offer.op)
         if after is not None and failure is None:
             self._prefetch_next(after, [t.inbound.key for t in txns]
