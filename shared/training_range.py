@@ -61,12 +61,16 @@ LOGIT_GROWTH = 2.03  # a logit's change per SGD step, in units of lr (||x|| <= 1
 LOGIT_MARGIN = 2.0  # covers fixed-point drift per step (docs/PROTOCOL.md, "The sigmoid's window")
 
 
+def sgd_steps(rows: int, epochs: int, batch_size: int) -> int:
+    """How many SGD steps a run over ``rows`` enrolments takes (the last batch may be short)."""
+    return epochs * math.ceil(rows / batch_size)
+
+
 def logit_bound(rows: int, epochs: int, batch_size: int, learning_rate: float) -> float:
     """A bound on every logit |z| a training run can reach, public before it starts: from
     zero weights each step moves a logit by at most 2.03 lr (docs/PROTOCOL.md), doubled for
     fixed-point drift. The hard sigmoid's comparison window is sized from it."""
-    steps = epochs * math.ceil(rows / batch_size)
-    return LOGIT_MARGIN * LOGIT_GROWTH * learning_rate * steps
+    return LOGIT_MARGIN * LOGIT_GROWTH * learning_rate * sgd_steps(rows, epochs, batch_size)
 
 
 def run_problems(rows: int, epochs: int, batch_size: int, learning_rate: float) -> list[str]:
@@ -74,7 +78,7 @@ def run_problems(rows: int, epochs: int, batch_size: int, learning_rate: float) 
     found = settings_problems(epochs, batch_size, learning_rate)
     if found:
         return found
-    steps = epochs * math.ceil(rows / batch_size)
+    steps = sgd_steps(rows, epochs, batch_size)
     total = learning_rate * steps
     if total < MIN_TOTAL_STEP:
         found.append(f"{steps} SGD steps at learning_rate {learning_rate} are too few for "
